@@ -1,0 +1,28 @@
+"""Model families by name. A family is a module exposing `build(config)`; its `kind` says which
+step functions train it ("gan": a (G, D) pair, "vae": one module)."""
+
+from typing import Any, Callable, NamedTuple
+
+import ml_collections
+
+from genimg_jax.models import conv_vae, dcgan
+
+
+class Family(NamedTuple):
+    """How to build a family and which kind of training it needs."""
+
+    kind: str  # "gan" | "vae"
+    build: Callable[[ml_collections.ConfigDict], Any]
+
+
+FAMILIES: dict[str, Family] = {
+    "dcgan": Family("gan", dcgan.build),
+    "conv_vae": Family("vae", conv_vae.build),
+}
+
+
+def get_family(name: str) -> Family:
+    """The registered family called `name`, or a ValueError listing the known ones."""
+    if name not in FAMILIES:
+        raise ValueError(f"model.family={name!r} is unknown; known families: {sorted(FAMILIES)}")
+    return FAMILIES[name]

@@ -1,0 +1,81 @@
+"""Convolutional VAE: a strided-conv encoder to the mean and log-variance of q(z|x), and a
+mirrored transposed-conv decoder to per-pixel logits of p(x|z)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genimg_jax.models.common import DownStack, UpStack, spatial_plan, widths
+
+Array = jax.Array
+
+
+class Encoder(nn.Module):
+    """x: [B, S, S, C] -> (mean, logvar): [B, Z] each."""
+
+    image_size: int
+    width: int
+    latent_dim: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x: Array) -> tuple[Array, Array]:
+        _, doublings = spatial_plan(self.image_size)
+        h = DownStack(widths(self.width, doublings), activation=nn.relu)(x)
+        h = nn.relu(nn.Dense(self.hidden)(h.reshape(x.shape[0], -1)))
+        mean_logvar = nn.Dense(2 * self.latent_dim)(h)
+        return jnp.split(mean_logvar, 2, axis=-1)
+
+
+class Decoder(nn.Module):
+    """z: [B, Z] -> pixel logits [B, S, S, C]."""
+
+    image_size: int
+    channels: int
+    width: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, z: Array) -> Array:
+        start, doublings = spatial_plan(self.image_size)
+        stack = widths(self.width, doublings)[::-1]  # coarse to fine
+        h = nn.relu(nn.Dense(self.hidden)(z))
+        h = nn.relu(nn.Dense(start * start * stack[0])(h))
+        h = h.reshape(z.shape[0], start, start, stack[0])
+        return UpStack(stack[1:], self.channels)(h)
+
+
+class VAE(nn.Module):
+    """q(z|x) = N(mean, exp(logvar)), p(z) = N(0, I), p(x|z) from decoder logits."""
+
+    image_size: int
+    channels: int
+    width: int
+    latent_dim: int
+    hidden: int
+
+    def setup(self):
+        self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.hidden)
+        self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden)
+
+    def __call__(self, x: Array) -> tuple[Array, Array, Array]:
+        """Returns (logits [B,S,S,C], mean [B,Z], logvar [B,Z]); draws z from rng 'reparam'."""
+        mean, logvar = self.encoder(x)
+        eps = jax.random.normal(self.make_rng("reparam"), mean.shape, mean.dtype)
+        z = mean + jnp.exp(0.5 * logvar) * eps
+        return self.decoder(z), mean, logvar
+
+    def encode(self, x: Array) -> tuple[Array, Array]:
+        """x -> (mean, logvar) of q(z|x)."""
+        return self.encoder(x)
+
+    def decode(self, z: Array) -> Array:
+        """z -> pixel logits."""
+        return self.decoder(z)
+
+
+def build(config: ml_collections.ConfigDict) -> VAE:
+    """The VAE sized from `config.data` (image size, channels) and `config.model`."""
+    m = config.model
+    return VAE(config.data.image_size, config.data.channels, m.width, m.latent_dim, m.hidden)

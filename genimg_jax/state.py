@@ -1,0 +1,118 @@
+"""Training states: one Flax TrainState per network, carrying BatchNorm statistics, an EMA of
+the weights and the loss hyperparameters, so that a checkpoint is the whole truth."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from genimg_jax import models
+
+PyTree = Any
+
+
+class TrainState(train_state.TrainState):
+    """TrainState + BatchNorm statistics, EMA weights (or None) and traced hyperparameters."""
+
+    batch_stats: PyTree = flax.core.FrozenDict()
+    ema_params: PyTree = None
+    hparams: PyTree = flax.core.FrozenDict()  # e.g. {"beta": f32[]}: traced, so sweeps share code
+
+    def variables(self, params: PyTree | None = None) -> dict:
+        """The Flax variables dict for `apply`, with `params` (default: the trained ones)."""
+        variables = {"params": self.params if params is None else params}
+        if self.batch_stats:
+            variables["batch_stats"] = self.batch_stats
+        return variables
+
+
+@flax.struct.dataclass
+class GANState:
+    """The generator's and the discriminator's states; `step` counts G updates."""
+
+    g: TrainState
+    d: TrainState
+
+    @property
+    def step(self) -> jax.Array:
+        return self.g.step
+
+
+def learning_rate_schedule(lr: float, train: ml_collections.ConfigDict) -> optax.Schedule:
+    """The schedule named by `train.schedule` ("constant" or "cosine") with linear warm-up."""
+    if train.schedule == "constant":
+        decay = optax.constant_schedule(lr)
+    elif train.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(lr, max(train.steps - train.warmup_steps, 1))
+    else:
+        raise ValueError(f"train.schedule={train.schedule!r}; use 'constant' or 'cosine'")
+    if train.warmup_steps <= 0:
+        return decay
+    warmup = optax.linear_schedule(0.0, lr, train.warmup_steps)
+    return optax.join_schedules([warmup, decay], [train.warmup_steps])
+
+
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
+
+
+def make_optimizer(lr: float, train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """`train.optimizer` with a learning rate held in the optimizer state (inject_hyperparams),
+    so a resumed or swept run can read and change it."""
+    kwargs = dict(b1=train.b1, b2=train.b2)
+    if train.optimizer == "adamw":
+        kwargs["weight_decay"] = train.weight_decay
+    opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(
+        learning_rate=learning_rate_schedule(lr, train), **kwargs
+    )
+    if train.grad_clip_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(train.grad_clip_norm), opt)
+    return opt
+
+
+def _create(module, lr: float, config, rng, *inputs, ema: bool = False, **hparams) -> TrainState:
+    variables = module.init(rng, *inputs)
+    params = variables["params"]
+    return TrainState.create(
+        apply_fn=module.apply,
+        params=params,
+        tx=make_optimizer(lr, config.train),
+        batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+        hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
+    )
+
+
+def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+    """[H, W, C] of the model's images, from the data config."""
+    return (config.data.image_size, config.data.image_size, config.data.channels)
+
+
+def create_gan_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
+    """Fresh G (with EMA) and D states for a GAN family."""
+    g, d = models.get_family(config.model.family).build(config)
+    g_rng, d_rng = jax.random.split(rng)
+    z = jnp.zeros((1, config.model.latent_dim))
+    x = jnp.zeros((1, *image_shape(config)))
+    return GANState(
+        g=_create(g, config.train.g_lr, config, g_rng, z, ema=config.train.ema_decay > 0),
+        d=_create(d, config.train.d_lr, config, d_rng, x),
+    )
+
+
+def create_vae_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+    """A fresh VAE state; β lives in `hparams` as a traced value."""
+    vae = models.get_family(config.model.family).build(config)
+    params_rng, noise_rng = jax.random.split(rng)
+    x = jnp.zeros((1, *image_shape(config)))
+    rngs = {"params": params_rng, "reparam": noise_rng}
+    return _create(vae, config.train.lr, config, rngs, x, beta=config.model.beta)
+
+
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState | TrainState:
+    """The initial state of the family named in `config.model.family`."""
+    kind = models.get_family(config.model.family).kind
+    return create_gan_state(config, rng) if kind == "gan" else create_vae_state(config, rng)

@@ -1,0 +1,96 @@
+"""Pure GAN step functions: (GANState, batch, rng) -> (GANState, metrics)."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from genimg_jax.losses import GANLoss
+from genimg_jax.state import GANState, TrainState
+
+Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], ...}
+
+
+def _latents(rng: jax.Array, batch: Batch, latent_dim: int) -> jax.Array:
+    """z ~ N(0, I): [B, Z], one row per example of the (global) batch."""
+    return jax.random.normal(rng, (batch["image"].shape[0], latent_dim))
+
+
+def _generate(g: TrainState, params, z: jax.Array) -> tuple[jax.Array, dict]:
+    """G(z) in training mode (batch statistics), and G's updated BatchNorm statistics."""
+    fake, updates = g.apply_fn(g.variables(params), z, train=True, mutable=["batch_stats"])
+    return fake, updates.get("batch_stats", g.batch_stats)
+
+
+def d_step(
+    state: GANState, batch: Batch, rng: jax.Array, *, loss: GANLoss, latent_dim: int
+) -> tuple[GANState, dict]:
+    """One discriminator update on real images and G's samples; G is left untouched."""
+    fake, _ = _generate(state.g, state.g.params, _latents(rng, batch, latent_dim))
+    fake = jax.lax.stop_gradient(fake)
+    real = batch["image"]
+    both = jnp.concatenate([real, fake.astype(real.dtype)])  # one D pass: D has no batch coupling
+
+    def loss_fn(d_params):
+        logits = state.d.apply_fn(state.d.variables(d_params), both, train=True)
+        real_logits, fake_logits = jnp.split(logits, 2)
+        return loss.d_loss(real_logits, fake_logits), (real_logits, fake_logits)
+
+    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.d.params
+    )
+    metrics = {
+        "d_loss": d_loss,
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        "d_grad_norm": optax.tree.norm(grads),
+    }
+    return state.replace(d=state.d.apply_gradients(grads=grads)), metrics
+
+
+def g_step(
+    state: GANState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    loss: GANLoss,
+    latent_dim: int,
+    ema_decay: float,
+) -> tuple[GANState, dict]:
+    """One generator update against a frozen D; updates G's BatchNorm statistics and EMA."""
+    z = _latents(rng, batch, latent_dim)
+
+    def loss_fn(g_params):
+        fake, batch_stats = _generate(state.g, g_params, z)
+        logits = state.d.apply_fn(state.d.variables(), fake, train=True)
+        return loss.g_loss(logits), batch_stats
+
+    (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
+    g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if g.ema_params is not None:
+        ema = optax.incremental_update(g.params, g.ema_params, step_size=1.0 - ema_decay)
+        g = g.replace(ema_params=ema)
+    metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+    return state.replace(g=g), metrics
+
+
+def train_step(
+    state: GANState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    loss: GANLoss,
+    latent_dim: int,
+    ema_decay: float,
+    d_steps: int = 1,
+) -> tuple[GANState, dict]:
+    """`d_steps` D updates then one G update on the same batch, as one program."""
+    metrics = {}
+    for i in range(d_steps):
+        state, metrics = d_step(
+            state, batch, jax.random.fold_in(rng, i), loss=loss, latent_dim=latent_dim
+        )
+    state, g_metrics = g_step(
+        state, batch, jax.random.fold_in(rng, d_steps), loss=loss, latent_dim=latent_dim,
+        ema_decay=ema_decay,
+    )
+    return state, {**metrics, **g_metrics}

@@ -1,0 +1,28 @@
+"""Shared fixtures: one TFDS data dir for the session (bundled data sets prepared once), and
+small configs."""
+
+import os
+import tempfile
+
+import pytest
+
+# Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets.
+os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="genimg_tfds_"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str, arg: str | None = "quick"):
+    """configs/<name>.py's get_config(arg)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    return os.environ["TFDS_DATA_DIR"]
