@@ -1,0 +1,28 @@
+"""β-VAE (Higgins et al. 2017) on the procedural shapes data set (dSprites-like, 64x64, with
+known generative factors), for disentanglement work.
+
+    genimg train --config configs/beta_vae_shapes.py --workdir runs/bvae --config.model.beta=8
+"""
+
+from genimg_jax.config import base_config, shrink_for_tests
+
+
+def get_config(arg: str | None = None):
+    c = base_config("vae")
+    c.data.name = "shapes"
+    c.data.image_size = 64
+    c.model.latent_dim = 10
+    c.model.width = 32
+    c.model.hidden = 256
+    c.model.beta = 4.0
+    c.train.reconstruction = "bernoulli"
+    c.train.lr = 5e-4
+    c.train.steps = 5000
+    c.train.batch_size = 64
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.eval.every = 1000
+    if arg == "quick":
+        c.data.image_size = 32
+        shrink_for_tests(c)
+    return c

@@ -1,0 +1,179 @@
+"""Config defaults shared by every experiment, and validation of every field before anything is
+built or compiled."""
+
+import math
+from typing import Any, Callable, Iterable
+
+import ml_collections
+
+from genimg_jax import losses, models
+from genimg_jax.models.common import SUPPORTED_IMAGE_SIZES
+from genimg_jax.state import OPTIMIZERS
+
+SCHEDULES = ("constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """A config field holds a value that cannot work; the message names field, value and fix."""
+
+
+def base_config(kind: str) -> ml_collections.ConfigDict:
+    """Fields every config shares; `kind` ("gan" | "vae") adds that kind's fields."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "dcgan" if kind == "gan" else "conv_vae"
+    c.model.latent_dim = 64
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "bundled_mnist"
+    c.data.data_dir = ""  # "" -> $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_size = 32
+    c.data.channels = 1
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 1000
+    c.train.batch_size = 64
+    c.train.log_every = 50
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.optimizer = "adam"
+    c.train.b1 = 0.9
+    c.train.b2 = 0.999
+    c.train.weight_decay = 0.0
+    c.train.schedule = "constant"
+    c.train.warmup_steps = 0
+    c.train.grad_clip_norm = 0.0  # 0 = off
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 500  # sample grids (and later metrics) every N steps and at the end
+    c.eval.num_samples = 64
+
+    if kind == "gan":
+        c.model.g_width = 64
+        c.model.d_width = 64
+        c.train.loss = "non_saturating"
+        c.train.g_lr = 2e-4
+        c.train.d_lr = 2e-4
+        c.train.b1 = 0.5
+        c.train.d_steps = 1  # D updates per G update
+        c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
+    else:
+        c.model.width = 32
+        c.model.hidden = 256
+        c.model.beta = 1.0
+        c.train.reconstruction = "bernoulli"
+        c.train.lr = 1e-3
+    return c
+
+
+def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `:quick` variant: tiny networks and a dozen steps that still cross every interval."""
+    c.model.latent_dim = 4
+    for width in ("g_width", "d_width", "width"):
+        if width in c.model:
+            c.model[width] = 8
+    if "hidden" in c.model:
+        c.model.hidden = 16
+    c.train.steps = 12
+    c.train.batch_size = 16
+    c.train.log_every = 4
+    c.train.checkpoint_every = 6
+    c.eval.every = 6
+    c.eval.num_samples = 16
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: a table of (field, check, what is allowed).
+
+
+def _one_of(allowed: Iterable[Any]) -> tuple[Callable[[Any], bool], str]:
+    allowed = sorted(allowed)
+    return (lambda v: v in allowed), f"one of {allowed}"
+
+
+def _positive() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v > 0 and math.isfinite(v)), "a finite number > 0"
+
+
+def _at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= lo and math.isfinite(v)), f"a finite number >= {lo}"
+
+
+def _in_unit(closed_top: bool = False) -> tuple[Callable[[Any], bool], str]:
+    if closed_top:
+        return (lambda v: 0 <= v <= 1), "a number in [0, 1]"
+    return (lambda v: 0 <= v < 1), "a number in [0, 1)"
+
+
+def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    rules = {
+        "seed": ((lambda v: v >= 0), "an integer >= 0"),
+        "model.latent_dim": _positive(),
+        "data.name": ((lambda v: bool(v)), "a TFDS data set name, e.g. 'bundled_mnist'"),
+        "data.image_size": _one_of(SUPPORTED_IMAGE_SIZES),
+        "data.channels": _one_of((1, 3)),
+        "train.steps": _positive(),
+        "train.batch_size": _positive(),
+        "train.log_every": _positive(),
+        "train.checkpoint_every": _positive(),
+        "train.keep_checkpoints": _positive(),
+        "train.optimizer": _one_of(OPTIMIZERS),
+        "train.b1": _in_unit(),
+        "train.b2": _in_unit(),
+        "train.weight_decay": _at_least(0),
+        "train.schedule": _one_of(SCHEDULES),
+        "train.warmup_steps": _at_least(0),
+        "train.grad_clip_norm": _at_least(0),
+        "eval.every": _positive(),
+        "eval.num_samples": _positive(),
+    }
+    if kind == "gan":
+        rules |= {
+            "model.g_width": _positive(),
+            "model.d_width": _positive(),
+            "train.loss": _one_of(losses.GAN_LOSSES),
+            "train.g_lr": _positive(),
+            "train.d_lr": _positive(),
+            "train.d_steps": _positive(),
+            "train.ema_decay": _in_unit(),
+        }
+    else:
+        rules |= {
+            "model.width": _positive(),
+            "model.hidden": _positive(),
+            "model.beta": _at_least(0),
+            "train.reconstruction": _one_of(losses.RECONSTRUCTION_LOSSES),
+            "train.lr": _positive(),
+        }
+    return rules
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+    node = config
+    for part in field.split("."):
+        if part not in node:
+            raise ConfigError(f"config field {field} is missing; add it (see genimg_jax/config.py)")
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field; raises ConfigError naming the first bad field, its value and the fix."""
+    try:
+        kind = models.get_family(_get(config, "model.family")).kind
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for field, (ok, allowed) in _rules(kind).items():
+        value = _get(config, field)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"config field {field}={value!r} is invalid: use {allowed}")
+    return config

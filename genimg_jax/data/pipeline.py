@@ -1,0 +1,238 @@
+"""TFDS input pipeline: the batch for step s is a pure function of (seed, s).
+
+Every data set, bundled or standard, is read through `tfds.data_source` from array_record files.
+The example at global position p = s·B + i is `perm(seed, p // N)[p % N]`, where `perm(seed, e)`
+is epoch e's permutation: every example is seen once per epoch, and nothing is carried between
+steps, so a resumed run reads exactly the batches an uninterrupted one would have read.
+"""
+
+import functools
+import os
+import socket
+import threading
+from concurrent import futures
+from typing import Iterator, Protocol
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from genimg_jax.data import builders
+
+IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
+STANDARD_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
+
+
+class DataError(RuntimeError):
+    """A data set cannot be read; the message says how to make it readable."""
+
+
+class ImageSource(Protocol):
+    """Random access to a split's uint8 images [H, W, C] and optional int labels."""
+
+    def __len__(self) -> int: ...
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class ArraySource:
+    """A split decoded once into memory."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None):
+        self.images, self.labels = images, labels  # [N, H, W, C] uint8, [N] int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"image": self.images[indices]}
+        if self.labels is not None:
+            out["label"] = self.labels[indices]
+        return out
+
+
+class StreamingSource:
+    """A split too large for memory, read example by example from array_record files."""
+
+    def __init__(self, source, has_label: bool):
+        self.source, self.has_label = source, has_label
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        examples = self.source.__getitems__([int(i) for i in indices])
+        out = {"image": np.stack([e["image"] for e in examples])}
+        if self.has_label:
+            out["label"] = np.array([e["label"] for e in examples], np.int32)
+        return out
+
+
+def default_data_dir(data_dir: str | None) -> str:
+    """The configured data dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.path.expanduser(
+        data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    )
+
+
+def _download_host_reachable(timeout: float = 3.0) -> bool:
+    """Whether TFDS's download host answers within `timeout` seconds (DNS included)."""
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
+def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """Writes data set `name` as array_record under `data_dir` if it is not there yet.
+
+    Bundled data sets are built offline. Standard ones need the internet and TensorFlow (TFDS
+    encodes their images with it); when either is missing, a DataError says what to do.
+    """
+    data_dir = default_data_dir(data_dir)
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+        return builder
+    if name not in builders.BUNDLED:
+        how = (
+            f"On a machine with internet, run `pip install tensorflow` then `genimg prepare "
+            f"--data {name} --data_dir DIR` and copy DIR here (or set data.data_dir / "
+            f"$TFDS_DATA_DIR to it). Offline, use data.name='bundled_mnist' or 'shapes'."
+        )
+        try:
+            import tensorflow  # noqa: F401  TFDS needs it to encode standard data sets' images
+        except ImportError:
+            raise DataError(
+                f"Data set {name!r} is not prepared in {data_dir}, and preparing it needs "
+                f"TensorFlow, which is not installed. {how}"
+            ) from None
+        if not _download_host_reachable():
+            raise DataError(
+                f"Data set {name!r} is not prepared in {data_dir}, and the download host "
+                f"storage.googleapis.com cannot be reached from here. {how}"
+            )
+    builder.download_and_prepare()
+    return builder
+
+
+def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSource:
+    """The split as an ImageSource, preparing the data set first when needed."""
+    builder = prepare(name, data_dir)
+    features = builder.info.features
+    if "image" not in features:
+        raise DataError(f"Data set {name!r} has no 'image' feature; features: {list(features)}")
+    if split not in builder.info.splits:
+        raise DataError(
+            f"data split {split!r} does not exist in {name!r}; splits: {list(builder.info.splits)}"
+        )
+    source = tfds.data_source(name, split=split, data_dir=default_data_dir(data_dir),
+                              download=False)
+    has_label = "label" in features
+    shape = features["image"].shape
+    n = len(source)
+    if None not in shape and n * int(np.prod(shape)) <= IN_MEMORY_LIMIT_BYTES:
+        streaming = StreamingSource(source, has_label)
+        everything = streaming.get(np.arange(n))
+        return ArraySource(everything["image"], everything.get("label"))
+    return StreamingSource(source, has_label)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    perm.setflags(write=False)
+    return perm
+
+
+def example_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
+    """Indices of the examples in the global batch of `step`: [batch_size] int."""
+    positions = step * batch_size + np.arange(batch_size, dtype=np.int64)
+    epochs, offsets = np.divmod(positions, n)
+    out = np.empty(batch_size, np.int64)
+    for epoch in np.unique(epochs):
+        rows = epochs == epoch
+        out[rows] = _epoch_permutation(seed, int(epoch), n)[offsets[rows]]
+    return out
+
+
+def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """uint8 [B, h, w, c] -> uint8 [B, size, size, channels]: zero-pad when smaller (MNIST 28 ->
+    32), else centre-crop to a square and resize with area averaging; grey -> RGB by tiling."""
+    b, h, w, c = images.shape
+    if c != channels:
+        if c != 1:
+            raise DataError(f"images have {c} channels; data.channels={channels} cannot be made")
+        images = np.repeat(images, channels, axis=-1)
+    if h <= size and w <= size:
+        top, left = (size - h) // 2, (size - w) // 2
+        if (h, w) == (size, size):
+            return images
+        return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = images[:, top:top + side, left:left + side]
+    return np.stack([_resize(im, size) for im in square])
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    squeeze = image.shape[-1] == 1
+    pil = Image.fromarray(image[..., 0] if squeeze else image)
+    out = np.asarray(pil.resize((size, size), Image.Resampling.BOX))
+    return out[..., None] if squeeze else out
+
+
+def scale_images(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """uint8 [0, 255] -> float32 in `value_range` ([-1, 1] for GANs, [0, 1] for VAEs)."""
+    lo, hi = value_range
+    return images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+
+class Batches:
+    """Deterministic batches of one split: `batches[step]` is this process's share of the
+    global batch of `step`, ready for the model (fitted and scaled float32 images)."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        *,
+        seed: int,
+        batch_size: int,
+        image_size: int,
+        channels: int,
+        value_range: tuple[float, float],
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        if batch_size % process_count:
+            raise ValueError(
+                f"train.batch_size={batch_size} is not divisible by the {process_count} processes"
+            )
+        self.source, self.seed, self.batch_size = source, seed, batch_size
+        self.image_size, self.channels, self.value_range = image_size, channels, value_range
+        share = batch_size // process_count
+        self.rows = slice(process_index * share, (process_index + 1) * share)
+
+    def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        indices = example_indices(self.seed, step, self.batch_size, len(self.source))
+        example = self.source.get(indices[self.rows])
+        images = fit_images(example["image"], self.image_size, self.channels)
+        example["image"] = scale_images(images, self.value_range)
+        return example
+
+    def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of steps start..stop-1, prepared `prefetch` steps ahead on a thread."""
+        with futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = [pool.submit(self.__getitem__, s) for s in range(start, min(start + prefetch, stop))]
+            for step in range(start, stop):
+                batch = pending.pop(0).result()
+                if step + prefetch < stop:
+                    pending.append(pool.submit(self.__getitem__, step + prefetch))
+                yield batch

@@ -1,0 +1,113 @@
+"""Where a run reports: metrics as JSONL and TensorBoard events, image grids as PNG, and the
+run's record (resolved config, package versions, git commit). Only process 0 writes."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+import jax
+import numpy as np
+from PIL import Image
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets",
+            "ml-collections", "numpy")
+
+
+def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """[N, H, W, C] floats in `value_range` -> uint8 [rows·(H+1)+1, cols·(W+1)+1, C] tiles."""
+    n, h, w, c = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    lo, hi = value_range
+    pixels = np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0, 1)
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5, np.float32)
+    for i, image in enumerate(pixels):
+        r, q = divmod(i, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = image
+    return np.round(grid * 255).astype(np.uint8)
+
+
+def save_png(grid: np.ndarray, path: str) -> None:
+    """Writes a uint8 [H, W, 1 or 3] image as PNG, creating the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from, or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10,
+                               cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def run_record() -> dict:
+    """What produced a run: package versions, git commit, Python, devices, command line."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "process_count": jax.process_count(),
+        "argv": sys.argv,
+    }
+
+
+class MetricWriter:
+    """Appends metric rows to `metrics.jsonl` and TensorBoard events under `tb/`."""
+
+    def __init__(self, workdir: str, start_step: int = 0, enabled: bool = True):
+        self.enabled = enabled
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        if not enabled:
+            return
+        self._drop_rows_after(start_step)
+        from tensorboardX import SummaryWriter  # imported lazily: only process 0 writes
+
+        self.tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=start_step or None)
+
+    def _drop_rows_after(self, step: int) -> None:
+        """On resume, forget rows logged after the checkpoint that the run restarts from."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(self.path, "w") as f:
+            f.writelines(rows)
+
+    def write(self, step: int, metrics: dict) -> None:
+        """One row of scalar metrics at `step`."""
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for key, value in row.items():
+            if key != "step":
+                self.tb.add_scalar(key, value, step)
+
+    def write_image(self, step: int, name: str, grid: np.ndarray) -> None:
+        """A uint8 [H, W, C] grid to TensorBoard."""
+        if self.enabled:
+            self.tb.add_image(name, grid, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tb.close()

@@ -1,0 +1,116 @@
+"""`genimg`: one CLI with subcommands; it parses flags and config, then hands over.
+
+    genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
+    genimg sample  --workdir runs/vae --num 64 --out grid.png
+    genimg prepare --data bundled_mnist [--data_dir DIR]
+"""
+
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+USAGE = __doc__
+
+FLAGS = flags.FlagValues()
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file `path.py[:arg]`; fields override as --config.a.b=v.",
+    flag_values=FLAGS, lock_config=True,
+)
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, samples).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num", 64, "sample: number of images.", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "sample: output PNG (default WORKDIR/samples/sample.png).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
+flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
+
+
+class UsageError(Exception):
+    """Bad command line; the message says what to change."""
+
+
+def _require(name: str) -> str:
+    value = FLAGS[name].value
+    if not value:
+        raise UsageError(f"--{name} is required")
+    return value
+
+
+def load_config(workdir: str | None):
+    """The --config file with overrides, else the config saved in an existing workdir."""
+    if _CONFIG.value is not None:
+        return _CONFIG.value
+    saved = workdir and os.path.join(workdir, "config.json")
+    if saved and os.path.exists(saved):
+        import json
+
+        import ml_collections
+
+        with open(saved) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    raise UsageError("--config is required (or a --workdir holding config.json from a run)")
+
+
+def cmd_train() -> None:
+    from genimg_jax import trainer
+
+    workdir = _require("workdir")
+    trainer.train_and_evaluate(load_config(workdir), workdir)
+
+
+def cmd_sample() -> None:
+    from genimg_jax import sample
+
+    workdir = _require("workdir")
+    out = FLAGS.out or os.path.join(workdir, "samples", "sample.png")
+    sample.sample_to_png(load_config(workdir), workdir, FLAGS.num, out, FLAGS.seed)
+    print(out)
+
+
+def cmd_prepare() -> None:
+    from genimg_jax.data import pipeline
+
+    builder = pipeline.prepare(_require("data"), FLAGS.data_dir)
+    print(f"{builder.name} is prepared in {builder.data_dir}")
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "prepare": cmd_prepare}
+
+
+def main(argv: list[str]) -> int:
+    """Runs `genimg <command> [flags]`; returns the exit status."""
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    from genimg_jax.config import ConfigError
+    from genimg_jax.data.pipeline import DataError
+
+    try:
+        FLAGS([argv[0]] + argv[2:])
+        COMMANDS[argv[1]]()
+    except flags.Error as e:
+        return _fail(f"bad flag: {e}")
+    except AttributeError as e:  # lock_config: an override names a field that does not exist
+        if not any(a.startswith("--config.") for a in argv):
+            raise
+        return _fail(f"bad config override: {e.args[0] if e.args else e}".replace("\\n", " "))
+    except (ConfigError, DataError, UsageError) as e:
+        return _fail(str(e))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"genimg: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

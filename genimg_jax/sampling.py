@@ -1,0 +1,41 @@
+"""Drawing images from a trained state: GAN samples (EMA weights), VAE prior samples and
+reconstructions. Pure functions, jit-able, used by the training loop and `genimg sample`."""
+
+import jax
+import jax.numpy as jnp
+
+from genimg_jax.state import GANState, TrainState
+
+
+def gan_samples(state: GANState, z: jax.Array) -> jax.Array:
+    """G(z) with the EMA weights when kept, BatchNorm in inference mode: [N, H, W, C] in [-1, 1]."""
+    g = state.g
+    params = g.params if g.ema_params is None else g.ema_params
+    return g.apply_fn(g.variables(params), z, train=False)
+
+
+def vae_prior_samples(state: TrainState, z: jax.Array) -> jax.Array:
+    """Mean of p(x|z) for z ~ p(z): [N, H, W, C] in [0, 1]."""
+    return jax.nn.sigmoid(state.apply_fn({"params": state.params}, z, method="decode"))
+
+
+def vae_reconstructions(state: TrainState, x: jax.Array) -> jax.Array:
+    """Each input next to the mean of p(x | z = E[z|x]): [2N, H, W, C] in [0, 1], pairs adjacent."""
+    mean, _ = state.apply_fn({"params": state.params}, x, method="encode")
+    x_hat = jax.nn.sigmoid(state.apply_fn({"params": state.params}, mean, method="decode"))
+    return jnp.stack([x, x_hat], axis=1).reshape(-1, *x.shape[1:])
+
+
+def latents(key: jax.Array, num: int, latent_dim: int) -> jax.Array:
+    """Fixed z ~ N(0, I) for sample grids: [num, latent_dim]."""
+    return jax.random.normal(key, (num, latent_dim))
+
+
+def sample_grids(state, kind: str, z: jax.Array, x: jax.Array | None) -> dict[str, jax.Array]:
+    """The images a run shows at evaluation: {name: [N, H, W, C]}."""
+    if kind == "gan":
+        return {"samples": gan_samples(state, z)}
+    grids = {"prior_samples": vae_prior_samples(state, z)}
+    if x is not None:
+        grids["reconstructions"] = vae_reconstructions(state, x)
+    return grids
