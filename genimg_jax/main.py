@@ -89,6 +89,7 @@ def main(argv: list[str]) -> int:
     from genimg_jax.data.pipeline import DataError
 
     try:
+        FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
         FLAGS([argv[0]] + argv[2:])
         COMMANDS[argv[1]]()
     except flags.Error as e:
@@ -96,7 +97,9 @@ def main(argv: list[str]) -> int:
     except AttributeError as e:  # lock_config: an override names a field that does not exist
         if not any(a.startswith("--config.") for a in argv):
             raise
-        return _fail(f"bad config override: {e.args[0] if e.args else e}".replace("\\n", " "))
+        inner = e.args[0] if e.args else e
+        text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
+        return _fail(f"bad config override: no config field {text}".replace("\n", "; "))
     except (ConfigError, DataError, UsageError) as e:
         return _fail(str(e))
     return 0

@@ -42,9 +42,10 @@ def test_d_step_updates_d_and_leaves_g_untouched(gan):
 
 def test_g_step_updates_g_and_ema_and_leaves_d_untouched(gan):
     config, s, batch = gan
-    decay = config.train.ema_decay
+    decay = float(steps.gan.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
     g_step = jax.jit(functools.partial(steps.g_step, loss=LOSS,
-                                       latent_dim=config.model.latent_dim, ema_decay=decay))
+                                       latent_dim=config.model.latent_dim,
+                                       ema_decay=config.train.ema_decay))
     new, metrics = g_step(s, batch, jax.random.key(3))
     assert _tree_equal(new.d, s.d)
     assert _tree_all_differ(new.g.params, s.g.params)

@@ -10,6 +10,12 @@ from genimg_jax.models.layers import ConvTranspose
 Array = jax.Array
 SUPPORTED_IMAGE_SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # size -> (start size, doublings)
 
+# A transposed-conv kernel is [kh, kw, out, in]: its fan-in is kh·kw·in (axis -1), not the
+# default axis -2 (LeCun init from the default would scale the 64->1 output layer by 8x).
+TRANSPOSED_KERNEL_INIT = nn.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
+)
+
 
 def spatial_plan(image_size: int) -> tuple[int, int]:
     """The smallest feature-map size and the number of 2x resamplings for an image size."""
@@ -49,8 +55,9 @@ class UpStack(nn.Module):
     @nn.compact
     def __call__(self, h: Array, train: bool = False) -> Array:
         for width in self.widths:
-            h = ConvTranspose(width, use_bias=not self.batch_norm)(h)
+            h = ConvTranspose(width, use_bias=not self.batch_norm,
+                              kernel_init=TRANSPOSED_KERNEL_INIT)(h)
             if self.batch_norm:
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
             h = nn.relu(h)
-        return ConvTranspose(self.out_channels)(h)
+        return ConvTranspose(self.out_channels, kernel_init=TRANSPOSED_KERNEL_INIT)(h)

@@ -21,6 +21,12 @@ def _generate(g: TrainState, params, z: jax.Array) -> tuple[jax.Array, dict]:
     return fake, updates.get("batch_stats", g.batch_stats)
 
 
+def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
+    """The EMA decay at `step`: min(decay, (1 + step) / (10 + step)), so that early averages are
+    not dominated by the random initial weights."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def d_step(
     state: GANState, batch: Batch, rng: jax.Array, *, loss: GANLoss, latent_dim: int
 ) -> tuple[GANState, dict]:
@@ -67,8 +73,8 @@ def g_step(
     (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
     if g.ema_params is not None:
-        ema = optax.incremental_update(g.params, g.ema_params, step_size=1.0 - ema_decay)
-        g = g.replace(ema_params=ema)
+        g = g.replace(ema_params=optax.incremental_update(
+            g.params, g.ema_params, step_size=1.0 - ema_warmup(ema_decay, g.step)))
     metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
     return state.replace(g=g), metrics
 
