@@ -1,7 +1,7 @@
 """DCGAN on the bundled MNIST digits (offline): the default main job.
 
-    genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist
-    genimg train --config configs/dcgan_mnist.py:quick --workdir /tmp/quick   # seconds
+genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist
+genimg train --config configs/dcgan_mnist.py:quick --workdir /tmp/quick   # seconds
 """
 
 from genimg_jax.config import base_config, shrink_for_tests

@@ -1,6 +1,6 @@
 """Convolutional VAE on the bundled MNIST digits with a Bernoulli decoder.
 
-    genimg train --config configs/vae_mnist.py --workdir runs/vae_mnist --config.model.beta=4.0
+genimg train --config configs/vae_mnist.py --workdir runs/vae_mnist --config.model.beta=4.0
 """
 
 from genimg_jax.config import base_config, shrink_for_tests

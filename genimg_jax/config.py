@@ -2,7 +2,8 @@
 built or compiled."""
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import ml_collections
 

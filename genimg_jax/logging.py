@@ -1,6 +1,7 @@
 """Where a run reports: metrics as JSONL and TensorBoard events, image grids as PNG, and the
 run's record (resolved config, package versions, git commit). Only process 0 writes."""
 
+import functools
 import json
 import os
 import platform
@@ -12,8 +13,16 @@ import jax
 import numpy as np
 from PIL import Image
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets",
-            "ml-collections", "numpy")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "tensorflow-datasets",
+    "ml-collections",
+    "numpy",
+)
 
 
 def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -26,7 +35,7 @@ def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarr
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5, np.float32)
     for i, image in enumerate(pixels):
         r, q = divmod(i, cols)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = image
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = image
     return np.round(grid * 255).astype(np.uint8)
 
 
@@ -39,11 +48,12 @@ def save_png(grid: np.ndarray, path: str) -> None:
 def git_commit() -> str | None:
     """The commit of the checkout this package runs from, or None outside git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
-                               cwd=os.path.dirname(os.path.abspath(__file__)))
+        here = os.path.dirname(os.path.abspath(__file__))
+        git = functools.partial(
+            subprocess.run, capture_output=True, text=True, timeout=10, cwd=here, check=False
+        )
+        out = git(["git", "rev-parse", "HEAD"])
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"])
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode:

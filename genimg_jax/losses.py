@@ -1,6 +1,7 @@
 """GAN losses and VAE ELBO terms: pure jnp functions of logits and distribution parameters."""
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -1,8 +1,8 @@
 """`genimg`: one CLI with subcommands; it parses flags and config, then hands over.
 
-    genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
-    genimg sample  --workdir runs/vae --num 64 --out grid.png
-    genimg prepare --data bundled_mnist [--data_dir DIR]
+genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
+genimg sample  --workdir runs/vae --num 64 --out grid.png
+genimg prepare --data bundled_mnist [--data_dir DIR]
 """
 
 import os
@@ -15,14 +15,19 @@ USAGE = __doc__
 
 FLAGS = flags.FlagValues()
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file `path.py[:arg]`; fields override as --config.a.b=v.",
-    flag_values=FLAGS, lock_config=True,
+    "config",
+    None,
+    "Config file `path.py[:arg]`; fields override as --config.a.b=v.",
+    flag_values=FLAGS,
+    lock_config=True,
 )
-flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, samples).",
-                    flag_values=FLAGS)
+flags.DEFINE_string(
+    "workdir", None, "Run directory (checkpoints, metrics, samples).", flag_values=FLAGS
+)
 flags.DEFINE_integer("num", 64, "sample: number of images.", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "sample: output PNG (default WORKDIR/samples/sample.png).",
-                    flag_values=FLAGS)
+flags.DEFINE_string(
+    "out", None, "sample: output PNG (default WORKDIR/samples/sample.png).", flag_values=FLAGS
+)
 flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
 flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)

@@ -33,6 +33,4 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     """This process's rows of the global batch -> global arrays sharded along `data`."""
     sharding = batch_sharding(mesh)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch
-    )
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)

@@ -29,8 +29,9 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str):
     return state
 
 
-def sample_to_png(config: ml_collections.ConfigDict, workdir: str, num: int, out: str,
-                  seed: int = 0) -> np.ndarray:
+def sample_to_png(
+    config: ml_collections.ConfigDict, workdir: str, num: int, out: str, seed: int = 0
+) -> np.ndarray:
     """Draws `num` images from the prior/latents of seed `seed` and writes them as a grid."""
     state = restore_latest(config, workdir)
     kind = models.get_family(config.model.family).kind

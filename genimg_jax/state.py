@@ -62,7 +62,7 @@ OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
 def make_optimizer(lr: float, train: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """`train.optimizer` with a learning rate held in the optimizer state (inject_hyperparams),
     so a resumed or swept run can read and change it."""
-    kwargs = dict(b1=train.b1, b2=train.b2)
+    kwargs = {"b1": train.b1, "b2": train.b2}
     if train.optimizer == "adamw":
         kwargs["weight_decay"] = train.weight_decay
     opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(

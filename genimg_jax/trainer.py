@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from genimg_jax import config as config_lib
 from genimg_jax import logging as log_lib
-from genimg_jax import models, parallel, sampling, state as state_lib, steps
+from genimg_jax import models, parallel, sampling, steps
+from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
 
@@ -58,9 +59,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     data_cfg = config.data
     train_source = pipeline.load_split(data_cfg.name, data_cfg.train_split, data_cfg.data_dir)
     batches = pipeline.Batches(
-        train_source, seed=config.seed, batch_size=config.train.batch_size,
-        image_size=data_cfg.image_size, channels=data_cfg.channels,
-        value_range=value_range(config), process_index=jax.process_index(),
+        train_source,
+        seed=config.seed,
+        batch_size=config.train.batch_size,
+        image_size=data_cfg.image_size,
+        channels=data_cfg.channels,
+        value_range=value_range(config),
+        process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
 
@@ -91,8 +96,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                 writer.write_image(step, name, grid)
 
     total = config.train.steps
-    progress = tqdm(total=total, initial=start, disable=not is_writer, unit="step",
-                    dynamic_ncols=True, mininterval=1.0)
+    progress = tqdm(
+        total=total,
+        initial=start,
+        disable=not is_writer,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     last_time, last_step, metrics = time.perf_counter(), start, None
     for step, local_batch in enumerate(batches.iterate(start, total), start=start):
         state, metrics = train_step(state, parallel.global_batch(local_batch, mesh), keys["train"])

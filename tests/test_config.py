@@ -1,13 +1,21 @@
 """Config validation: every shipped config is valid; bad values name the field and the fix."""
 
 import pytest
-
 from conftest import load_config
+
 from genimg_jax.config import ConfigError, validate
 
 CONFIGS = ["dcgan_mnist", "vae_mnist", "beta_vae_shapes"]
-SHARED_FIELDS = ["seed", "model.family", "data.name", "train.steps", "train.batch_size",
-                 "train.log_every", "train.checkpoint_every", "eval.every"]
+SHARED_FIELDS = [
+    "seed",
+    "model.family",
+    "data.name",
+    "train.steps",
+    "train.batch_size",
+    "train.log_every",
+    "train.checkpoint_every",
+    "eval.every",
+]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -18,8 +26,11 @@ def test_shipped_configs_are_valid_and_share_field_names(name, arg):
         node = config
         for part in field.split("."):
             node = node[part]
-    kind_fields = ["train.g_lr", "train.d_lr"] if "gan" in name and "vae" not in name else [
-        "model.beta", "train.lr"]
+    kind_fields = (
+        ["train.g_lr", "train.d_lr"]
+        if "gan" in name and "vae" not in name
+        else ["model.beta", "train.lr"]
+    )
     for field in kind_fields:
         section, key = field.split(".")
         assert key in config[section]

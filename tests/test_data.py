@@ -12,8 +12,8 @@ def test_every_example_once_per_epoch(n, batch):
     steps = -(-epochs * n // batch)
     seen = np.concatenate([pipeline.example_indices(5, s, batch, n) for s in range(steps)])
     for e in range(epochs):
-        assert sorted(seen[e * n:(e + 1) * n]) == list(range(n))  # a permutation per epoch
-    assert not np.array_equal(seen[:n], seen[n:2 * n])  # reshuffled between epochs
+        assert sorted(seen[e * n : (e + 1) * n]) == list(range(n))  # a permutation per epoch
+    assert not np.array_equal(seen[:n], seen[n : 2 * n])  # reshuffled between epochs
 
 
 def test_indices_are_a_pure_function_of_seed_and_step():
@@ -52,7 +52,13 @@ def mnist(data_dir):
 
 
 def test_batches_on_bundled_mnist_are_deterministic_and_sharded_by_process(mnist):
-    kwargs = dict(seed=3, batch_size=8, image_size=32, channels=1, value_range=(-1.0, 1.0))
+    kwargs = {
+        "seed": 3,
+        "batch_size": 8,
+        "image_size": 32,
+        "channels": 1,
+        "value_range": (-1.0, 1.0),
+    }
     full = pipeline.Batches(mnist, **kwargs)
     assert len(mnist) == 4000
     b = full[17]
@@ -60,8 +66,9 @@ def test_batches_on_bundled_mnist_are_deterministic_and_sharded_by_process(mnist
     assert b["image"].min() == -1.0 and b["image"].max() == 1.0
     streamed = list(pipeline.Batches(mnist, **kwargs).iterate(15, 18))
     np.testing.assert_array_equal(streamed[2]["image"], b["image"])
-    halves = [pipeline.Batches(mnist, process_index=i, process_count=2, **kwargs)[17]
-              for i in range(2)]
+    halves = [
+        pipeline.Batches(mnist, process_index=i, process_count=2, **kwargs)[17] for i in range(2)
+    ]
     np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), b["image"])
 
 

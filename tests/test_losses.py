@@ -8,13 +8,16 @@ from scipy import integrate, stats
 
 from genimg_jax import losses
 
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
 
 @pytest.fixture
 def logits():
     rng = np.random.default_rng(0)
     return rng.normal(0, 3, 32).astype(np.float32), rng.normal(0, 3, 32).astype(np.float32)
+
 
 def test_d_loss_matches_seed_formula(logits):
     real, fake = logits
@@ -23,11 +26,12 @@ def test_d_loss_matches_seed_formula(logits):
     got = losses.non_saturating_d_loss(jnp.asarray(real), jnp.asarray(fake))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
+
 def test_g_loss_matches_seed_formula(logits):
     _, fake = logits
     expected = -np.mean(np.log(_sigmoid(fake.astype(np.float64))))
-    np.testing.assert_allclose(losses.non_saturating_g_loss(jnp.asarray(fake)), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(losses.non_saturating_g_loss(jnp.asarray(fake)), expected, rtol=1e-5)
+
 
 def test_gan_losses_stay_finite_for_extreme_logits():
     extreme = jnp.array([-200.0, -50.0, 0.0, 50.0, 200.0])
@@ -38,19 +42,24 @@ def test_gan_losses_stay_finite_for_extreme_logits():
     # -log sigmoid(-200) = 200 exactly in the limit: the stable form keeps it.
     np.testing.assert_allclose(losses.non_saturating_g_loss(jnp.array([-200.0])), 200.0, rtol=1e-6)
 
+
 def test_gaussian_kl_matches_numerical_integration():
     mean, logvar = np.array([0.7, -1.3]), np.array([-0.5, 0.8])
     expected = 0.0
     for m, lv in zip(mean, logvar):
         q = stats.norm(m, np.exp(0.5 * lv))
-        integrand = lambda z: q.pdf(z) * (q.logpdf(z) - stats.norm.logpdf(z))  # noqa: E731
-        expected += integrate.quad(integrand, -30, 30)[0]
-    got = losses.gaussian_kl(jnp.asarray(mean[None], jnp.float32),
-                             jnp.asarray(logvar[None], jnp.float32))
+        expected += integrate.quad(
+            lambda z, q=q: q.pdf(z) * (q.logpdf(z) - stats.norm.logpdf(z)), -30, 30
+        )[0]
+    got = losses.gaussian_kl(
+        jnp.asarray(mean[None], jnp.float32), jnp.asarray(logvar[None], jnp.float32)
+    )
     np.testing.assert_allclose(got, [expected], rtol=1e-5)
+
 
 def test_gaussian_kl_is_zero_at_the_prior():
     assert float(losses.gaussian_kl(jnp.zeros((1, 8)), jnp.zeros((1, 8)))[0]) == 0.0
+
 
 def test_reconstruction_losses_match_numpy():
     rng = np.random.default_rng(1)
@@ -61,6 +70,7 @@ def test_reconstruction_losses_match_numpy():
     bern = -np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3))
     np.testing.assert_allclose(losses.mse_reconstruction(x, logits), mse, rtol=1e-5)
     np.testing.assert_allclose(losses.bernoulli_reconstruction(x, logits), bern, rtol=1e-5)
+
 
 def test_vae_loss_weights_kl_by_beta():
     recon, kl = jnp.array([3.0, 5.0]), jnp.array([1.0, 2.0])

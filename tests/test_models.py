@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import pytest
-
 from conftest import load_config
+
 from genimg_jax import models, state
 
 

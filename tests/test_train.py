@@ -9,9 +9,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import REPO, load_config
 from PIL import Image
 
-from conftest import REPO, load_config
 from genimg_jax import trainer
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.main import main as cli
@@ -20,7 +20,10 @@ FAMILIES = ["dcgan_mnist", "vae_mnist"]
 
 
 def _assert_trees_bitwise_equal(a, b):
-    a, b = jax.tree.leaves_with_path(jax.device_get(a)), jax.tree.leaves_with_path(jax.device_get(b))
+    a, b = (
+        jax.tree.leaves_with_path(jax.device_get(a)),
+        jax.tree.leaves_with_path(jax.device_get(b)),
+    )
     assert [path for path, _ in a] == [path for path, _ in b]
     for (path, x), (_, y) in zip(a, b):
         np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
@@ -30,7 +33,9 @@ def _rows(workdir, steps=(4, 8, 12)):
     """The metric rows at `steps`, without wall-clock fields."""
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
-    return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows if r["step"] in steps]
+    return [
+        {k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows if r["step"] in steps
+    ]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -54,15 +59,17 @@ def test_run_writes_checkpoints_metrics_samples_and_record(uninterrupted):
     image = Image.open(os.path.join(workdir, "samples", f"{expected[0]}_000012.png"))
     side = 4 * (config.data.image_size + 1) + 1  # 16 samples -> 4x4 tiles with 1-px borders
     assert image.size == (side, side)
-    record = json.load(open(os.path.join(workdir, "run_record.json")))
+    with open(os.path.join(workdir, "run_record.json")) as f:
+        record = json.load(f)
     assert record["versions"]["jax"] == jax.__version__ and "git_commit" in record
-    saved = json.load(open(os.path.join(workdir, "config.json")))
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
     assert saved["model"]["family"] == config.model.family
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tb")))
 
 
 def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
-    name, config, workdir, final = uninterrupted
+    name, _, workdir, final = uninterrupted
     half = load_config(name)
     half.train.steps = 6  # stop at the first checkpoint...
     trainer.train_and_evaluate(half, str(tmp_path))
@@ -74,12 +81,23 @@ def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
 def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_path):
     name, config, workdir, final = uninterrupted
     subprocess.run(
-        [sys.executable, "-m", "genimg_jax.main", "train", "--config",
-         os.path.join(REPO, "configs", f"{name}.py:quick"), "--workdir", str(tmp_path)],
-        check=True, cwd=REPO, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "genimg_jax.main",
+            "train",
+            "--config",
+            os.path.join(REPO, "configs", f"{name}.py:quick"),
+            "--workdir",
+            str(tmp_path),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
     )
-    restored = Checkpoints(str(tmp_path), 3).restore(trainer.initial_state(
-        config, trainer.parallel.make_mesh()))
+    restored = Checkpoints(str(tmp_path), 3).restore(
+        trainer.initial_state(config, trainer.parallel.make_mesh())
+    )
     _assert_trees_bitwise_equal(restored, final)
     assert _rows(str(tmp_path)) == _rows(workdir)
 
@@ -98,14 +116,23 @@ def test_beta_vae_on_shapes_trains(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in _rows(str(tmp_path)))
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("--config.model.bta=4.0", "bta"),
-    ("--config.model.beta=abc", "config.model.beta"),
-])
-def test_bad_override_fails_before_training_naming_the_field(override, expected, tmp_path,
-                                                            capsys):
-    argv = ["genimg", "train", "--config", os.path.join(REPO, "configs", "vae_mnist.py:quick"),
-            "--workdir", str(tmp_path), override]
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("--config.model.bta=4.0", "bta"),
+        ("--config.model.beta=abc", "config.model.beta"),
+    ],
+)
+def test_bad_override_fails_before_training_naming_the_field(override, expected, tmp_path, capsys):
+    argv = [
+        "genimg",
+        "train",
+        "--config",
+        os.path.join(REPO, "configs", "vae_mnist.py:quick"),
+        "--workdir",
+        str(tmp_path),
+        override,
+    ]
     assert cli(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
@@ -113,7 +140,13 @@ def test_bad_override_fails_before_training_naming_the_field(override, expected,
 
 
 def test_sample_without_checkpoint_says_train_first(tmp_path, capsys):
-    argv = ["genimg", "sample", "--config", os.path.join(REPO, "configs", "vae_mnist.py:quick"),
-            "--workdir", str(tmp_path)]
+    argv = [
+        "genimg",
+        "sample",
+        "--config",
+        os.path.join(REPO, "configs", "vae_mnist.py:quick"),
+        "--workdir",
+        str(tmp_path),
+    ]
     assert cli(argv) == 2
     assert "genimg train" in capsys.readouterr().err

@@ -10,8 +10,9 @@ import functools
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -133,8 +134,9 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
         raise DataError(
             f"data split {split!r} does not exist in {name!r}; splits: {list(builder.info.splits)}"
         )
-    source = tfds.data_source(name, split=split, data_dir=default_data_dir(data_dir),
-                              download=False)
+    source = tfds.data_source(
+        name, split=split, data_dir=default_data_dir(data_dir), download=False
+    )
     has_label = "label" in features
     shape = features["image"].shape
     n = len(source)
@@ -166,7 +168,7 @@ def example_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray
 def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     """uint8 [B, h, w, c] -> uint8 [B, size, size, channels]: zero-pad when smaller (MNIST 28 ->
     32), else centre-crop to a square and resize with area averaging; grey -> RGB by tiling."""
-    b, h, w, c = images.shape
+    _, h, w, c = images.shape
     if c != channels:
         if c != 1:
             raise DataError(f"images have {c} channels; data.channels={channels} cannot be made")
@@ -178,7 +180,7 @@ def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
         return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = images[:, top:top + side, left:left + side]
+    square = images[:, top : top + side, left : left + side]
     return np.stack([_resize(im, size) for im in square])
 
 
@@ -230,7 +232,9 @@ class Batches:
     def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
         """Batches of steps start..stop-1, prepared `prefetch` steps ahead on a thread."""
         with futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = [pool.submit(self.__getitem__, s) for s in range(start, min(start + prefetch, stop))]
+            pending = [
+                pool.submit(self.__getitem__, s) for s in range(start, min(start + prefetch, stop))
+            ]
             for step in range(start, stop):
                 batch = pending.pop(0).result()
                 if step + prefetch < stop:

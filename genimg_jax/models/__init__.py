@@ -1,7 +1,8 @@
 """Model families by name. A family is a module exposing `build(config)`; its `kind` says which
 step functions train it ("gan": a (G, D) pair, "vae": one module)."""
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import ml_collections
 

@@ -1,6 +1,6 @@
 """Building blocks shared by the model families: the down- and up-sampling conv stacks."""
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -55,8 +55,9 @@ class UpStack(nn.Module):
     @nn.compact
     def __call__(self, h: Array, train: bool = False) -> Array:
         for width in self.widths:
-            h = ConvTranspose(width, use_bias=not self.batch_norm,
-                              kernel_init=TRANSPOSED_KERNEL_INIT)(h)
+            h = ConvTranspose(
+                width, use_bias=not self.batch_norm, kernel_init=TRANSPOSED_KERNEL_INIT
+            )(h)
             if self.batch_norm:
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
             h = nn.relu(h)

@@ -1,7 +1,7 @@
 """Pure step functions, and the per-family training step the loop compiles once."""
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -11,7 +11,7 @@ from genimg_jax.steps.gan import d_step, g_step
 from genimg_jax.steps.gan import train_step as gan_train_step
 from genimg_jax.steps.vae import vae_step
 
-__all__ = ["d_step", "g_step", "vae_step", "make_train_step"]
+__all__ = ["d_step", "g_step", "make_train_step", "vae_step"]
 
 
 def make_train_step(config: ml_collections.ConfigDict) -> Callable:

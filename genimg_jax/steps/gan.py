@@ -73,8 +73,11 @@ def g_step(
     (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
     if g.ema_params is not None:
-        g = g.replace(ema_params=optax.incremental_update(
-            g.params, g.ema_params, step_size=1.0 - ema_warmup(ema_decay, g.step)))
+        g = g.replace(
+            ema_params=optax.incremental_update(
+                g.params, g.ema_params, step_size=1.0 - ema_warmup(ema_decay, g.step)
+            )
+        )
     metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
     return state.replace(g=g), metrics
 
@@ -96,7 +99,11 @@ def train_step(
             state, batch, jax.random.fold_in(rng, i), loss=loss, latent_dim=latent_dim
         )
     state, g_metrics = g_step(
-        state, batch, jax.random.fold_in(rng, d_steps), loss=loss, latent_dim=latent_dim,
+        state,
+        batch,
+        jax.random.fold_in(rng, d_steps),
+        loss=loss,
+        latent_dim=latent_dim,
         ema_decay=ema_decay,
     )
     return state, {**metrics, **g_metrics}

@@ -1,6 +1,6 @@
 """The pure VAE step: (TrainState, batch, rng) -> (TrainState, metrics)."""
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
