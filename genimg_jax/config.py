@@ -7,8 +7,8 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax import losses, models
-from genimg_jax.models.common import SUPPORTED_IMAGE_SIZES
+from genimg_jax import losses, models, parallel
+from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
 from genimg_jax.state import OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine")
@@ -22,6 +22,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     """Fields every config shares; `kind` ("gan" | "vae") adds that kind's fields."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.deterministic = True  # XLA's deterministic-ops flag on GPU (CPU always is)
 
     c.model = ml_collections.ConfigDict()
     c.model.family = "dcgan" if kind == "gan" else "conv_vae"
@@ -48,6 +49,14 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.train.schedule = "constant"
     c.train.warmup_steps = 0
     c.train.grad_clip_norm = 0.0  # 0 = off
+    c.train.compute_dtype = "float32"  # or "bfloat16": activations; params/optimizer stay f32
+
+    c.parallel = ml_collections.ConfigDict()
+    c.parallel.strategy = "jit"  # or "pmap"
+    c.parallel.num_devices = 0  # 0 = every device of every process
+    c.parallel.coordinator_address = ""  # multi-host: "host:port" of process 0; "" = from env
+    c.parallel.num_processes = 0  # 0 = from the environment
+    c.parallel.process_id = -1  # -1 = from the environment
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 500  # sample grids (and later metrics) every N steps and at the end
@@ -130,6 +139,12 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         "train.schedule": _one_of(SCHEDULES),
         "train.warmup_steps": _at_least(0),
         "train.grad_clip_norm": _at_least(0),
+        "train.compute_dtype": _one_of(COMPUTE_DTYPES),
+        "parallel.strategy": _one_of(parallel.STRATEGIES),
+        "parallel.num_devices": _at_least(0),
+        "parallel.num_processes": _at_least(0),
+        "parallel.process_id": _at_least(-1),
+        "deterministic": _one_of((False, True)),
         "eval.every": _positive(),
         "eval.num_samples": _positive(),
     }

@@ -1,19 +1,83 @@
-"""Device mesh and shardings: the global batch is split along the mesh's `data` axis, states
-are replicated."""
+"""Devices and hosts: the `data` mesh, shardings, multi-host start-up, and the pieces that let the
+same pure steps run under `jax.jit` (global arrays) or `jax.pmap` (per-device shards).
+
+Under jit the step sees the global batch and XLA inserts the cross-device reductions. Under pmap
+the step sees one device's rows and `axis_name="data"` names the axis to reduce over; the helpers
+below make both give the same numbers (batch means over the global batch, random draws made for
+the global batch and then sliced), so results do not depend on how the batch is split.
+"""
+
+import os
 
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+AXIS = "data"
+STRATEGIES = ("jit", "pmap")
 
-def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh named `data` over `devices` (default: all devices of all processes)."""
-    return Mesh(np.asarray(devices or jax.devices()), ("data",))
+
+class ParallelError(ValueError):
+    """Devices, hosts and batch size do not fit together; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: flags that must be set before JAX initialises its backends, and multi-host.
+
+
+def set_deterministic_gpu_ops(enabled: bool) -> None:
+    """Asks XLA for deterministic GPU reductions and convolutions (no effect on CPU, where every
+    op already is). Must run before JAX initialises its backends; a flag the user set wins."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if enabled and "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
+def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
+    """Joins a multi-process run: from `parallel.coordinator_address` / `num_processes` /
+    `process_id` when set, else from the environment (SLURM, TPU VMs, Open MPI) when it
+    describes more than one process. A single process needs neither."""
+    if jax.distributed.is_initialized():
+        return
+    if cfg.coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=cfg.coordinator_address,
+            num_processes=cfg.num_processes or None,
+            process_id=cfg.process_id if cfg.process_id >= 0 else None,
+        )
+    elif _cluster_environment():
+        jax.distributed.initialize()
+
+
+def _cluster_environment() -> bool:
+    """Whether the environment describes a multi-process job that JAX can auto-detect."""
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    tpu_pod = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return slurm or mpi or tpu_pod
+
+
+# --------------------------------------------------------------------------------------------
+# Mesh and shardings.
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+    """A 1-D mesh named `data` over the first `num_devices` devices (0: all of all processes)."""
+    devices = jax.devices()
+    if num_devices > len(devices):
+        raise ParallelError(
+            f"parallel.num_devices={num_devices} but only {len(devices)} devices exist "
+            f"({jax.default_backend()}); use at most {len(devices)}, or 0 for all"
+        )
+    if num_devices and jax.process_count() > 1:
+        raise ParallelError("parallel.num_devices must be 0 (all devices) in a multi-process run")
+    return Mesh(np.asarray(devices[: num_devices or len(devices)]), (AXIS,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over `data`."""
-    return NamedSharding(mesh, PartitionSpec("data"))
+    return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -22,9 +86,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """Raises ValueError unless the global batch splits evenly over the mesh's devices."""
+    """Raises ParallelError unless the global batch splits evenly over the mesh's devices."""
     if batch_size % mesh.size:
-        raise ValueError(
+        raise ParallelError(
             f"train.batch_size={batch_size} is not divisible by the {mesh.size} devices; "
             f"use a multiple of {mesh.size}"
         )
@@ -34,3 +98,66 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     """This process's rows of the global batch -> global arrays sharded along `data`."""
     sharding = batch_sharding(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def replicate_global(tree, mesh: Mesh):
+    """Host values, identical on every process -> global arrays replicated over the mesh."""
+    sharding = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
+        jax.device_get(tree),
+    )
+
+
+def to_host(tree):
+    """Replicated global arrays -> NumPy values, on every process (each holds a full copy)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+# --------------------------------------------------------------------------------------------
+# pmap layout: a leading axis of one entry per local device.
+
+
+def local_devices(mesh: Mesh) -> list:
+    """The mesh's devices that belong to this process."""
+    return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+
+
+def pmap_replicate(tree, mesh: Mesh):
+    """A replicated global state -> one copy per local device, stacked on a leading axis."""
+    return jax.device_put_replicated(jax.device_get(tree), local_devices(mesh))
+
+
+def pmap_unreplicate(tree, mesh: Mesh):
+    """One device's copy of a pmapped state, as global arrays replicated over the mesh."""
+    return replicate_global(jax.tree.map(lambda x: x[0], tree), mesh)
+
+
+def pmap_shard(local_batch: dict, mesh: Mesh) -> dict:
+    """This process's rows [b, ...] -> [local devices, b / local devices, ...] on those devices."""
+    devices = local_devices(mesh)
+    n = len(devices)
+    return jax.tree.map(
+        lambda x: jax.device_put_sharded(list(x.reshape(n, -1, *x.shape[1:])), devices),
+        local_batch,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inside a step: reductions and random draws that mean the same under jit and pmap.
+
+
+def mean(tree, axis_name: str | None):
+    """The mean over devices of per-device means (pmap), or the tree unchanged (jit)."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) -> jax.Array:
+    """N(0, 1) draws [rows, *shape] for this device's rows of the global batch. The global draw
+    is the same whatever the device count, so the samples are too."""
+    if axis_name is None:
+        return jax.random.normal(rng, (rows, *shape))
+    devices = jax.lax.psum(1, axis_name)
+    draws = jax.random.normal(rng, (rows * devices, *shape))
+    return jax.lax.dynamic_slice_in_dim(draws, jax.lax.axis_index(axis_name) * rows, rows)
+

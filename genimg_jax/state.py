@@ -106,10 +106,9 @@ def create_gan_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANSt
 def create_vae_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
     """A fresh VAE state; β lives in `hparams` as a traced value."""
     vae = models.get_family(config.model.family).build(config)
-    params_rng, noise_rng = jax.random.split(rng)
     x = jnp.zeros((1, *image_shape(config)))
-    rngs = {"params": params_rng, "reparam": noise_rng}
-    return _create(vae, config.train.lr, config, rngs, x, beta=config.model.beta)
+    eps = jnp.zeros((1, config.model.latent_dim))
+    return _create(vae, config.train.lr, config, rng, x, eps, beta=config.model.beta)
 
 
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState | TrainState:

@@ -97,12 +97,17 @@ def vae():
 def test_vae_step_metrics_are_the_elbo_terms(vae):
     config, s, batch = vae
     step = jax.jit(
-        functools.partial(steps.vae_step, reconstruction=losses.bernoulli_reconstruction)
+        functools.partial(
+            steps.vae_step,
+            reconstruction=losses.bernoulli_reconstruction,
+            latent_dim=config.model.latent_dim,
+        )
     )
     rng = jax.random.key(5)
     new, metrics = step(s, batch, rng)
     # Recompute from the same forward pass, with NumPy.
-    logits, mean, logvar = s.apply_fn({"params": s.params}, batch["image"], rngs={"reparam": rng})
+    eps = jax.random.normal(rng, (8, config.model.latent_dim))  # the step's draw, made here
+    logits, mean, logvar = s.apply_fn({"params": s.params}, batch["image"], eps)
     x, p = np.asarray(batch["image"], np.float64), jax.nn.sigmoid(np.asarray(logits, np.float64))
     recon = -np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3)).mean()
     m, lv = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
@@ -114,9 +119,13 @@ def test_vae_step_metrics_are_the_elbo_terms(vae):
 
 
 def test_vae_beta_is_read_from_the_state(vae):
-    _, s, batch = vae
+    config, s, batch = vae
     step = jax.jit(
-        functools.partial(steps.vae_step, reconstruction=losses.bernoulli_reconstruction)
+        functools.partial(
+            steps.vae_step,
+            reconstruction=losses.bernoulli_reconstruction,
+            latent_dim=config.model.latent_dim,
+        )
     )
     rng = jax.random.key(6)
     _, m1 = step(s.replace(hparams={"beta": jnp.float32(0.0)}), batch, rng)

@@ -1,20 +1,34 @@
-"""Building blocks shared by the model families: the down- and up-sampling conv stacks."""
+"""Building blocks shared by the model families: the down- and up-sampling conv stacks, and the
+options every family takes from the config (compute dtype, BatchNorm's cross-device axis)."""
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import ml_collections
 
 from genimg_jax.models.layers import ConvTranspose
 
 Array = jax.Array
 SUPPORTED_IMAGE_SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # size -> (start size, doublings)
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # A transposed-conv kernel is [kh, kw, out, in]: its fan-in is kh·kw·in (axis -1), not the
 # default axis -2 (LeCun init from the default would scale the 64->1 output layer by 8x).
 TRANSPOSED_KERNEL_INIT = nn.initializers.variance_scaling(
     1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
 )
+
+
+def build_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Options every family's modules take: `dtype` (activations; params stay float32) and
+    `axis_name` (BatchNorm statistics over all devices under pmap; jit sees the global batch)."""
+    return {
+        "dtype": COMPUTE_DTYPES[config.train.compute_dtype],
+        "axis_name": "data" if config.parallel.strategy == "pmap" else None,
+    }
 
 
 def spatial_plan(image_size: int) -> tuple[int, int]:
@@ -31,16 +45,25 @@ def widths(base: int, doublings: int) -> list[int]:
     return [base * 2**i for i in range(doublings)]
 
 
+def batch_norm(train: bool, dtype: Any, axis_name: str | None) -> nn.BatchNorm:
+    """BatchNorm over the batch (of all devices when `axis_name` is set), momentum 0.9."""
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, dtype=dtype, axis_name=axis_name
+    )
+
+
 class DownStack(nn.Module):
     """Strided 4x4 convs, each halving the size: [B, S, S, C] -> [B, S/2^n, S/2^n, 2^(n-1)·w]."""
 
     widths: list[int]
     activation: Callable[[Array], Array] = nn.leaky_relu
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for width in self.widths:
-            x = self.activation(nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(x))
+            conv = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+            x = self.activation(conv(x))
         return x
 
 
@@ -51,14 +74,22 @@ class UpStack(nn.Module):
     widths: list[int]  # coarse to fine
     out_channels: int
     batch_norm: bool = False
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, h: Array, train: bool = False) -> Array:
         for width in self.widths:
             h = ConvTranspose(
-                width, use_bias=not self.batch_norm, kernel_init=TRANSPOSED_KERNEL_INIT
+                width,
+                use_bias=not self.batch_norm,
+                kernel_init=TRANSPOSED_KERNEL_INIT,
+                dtype=self.dtype,
             )(h)
             if self.batch_norm:
-                h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+                h = batch_norm(train, self.dtype, self.axis_name)(h)
             h = nn.relu(h)
-        return ConvTranspose(self.out_channels, kernel_init=TRANSPOSED_KERNEL_INIT)(h)
+        last = ConvTranspose(
+            self.out_channels, kernel_init=TRANSPOSED_KERNEL_INIT, dtype=self.dtype
+        )
+        return last(h).astype(jnp.float32)

@@ -1,12 +1,14 @@
 """Convolutional VAE: a strided-conv encoder to the mean and log-variance of q(z|x), and a
 mirrored transposed-conv decoder to per-pixel logits of p(x|z)."""
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax.models.common import DownStack, UpStack, spatial_plan, widths
+from genimg_jax.models.common import DownStack, UpStack, build_options, spatial_plan, widths
 
 Array = jax.Array
 
@@ -18,13 +20,14 @@ class Encoder(nn.Module):
     width: int
     latent_dim: int
     hidden: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
         _, doublings = spatial_plan(self.image_size)
-        h = DownStack(widths(self.width, doublings), activation=nn.relu)(x)
-        h = nn.relu(nn.Dense(self.hidden)(h.reshape(x.shape[0], -1)))
-        mean_logvar = nn.Dense(2 * self.latent_dim)(h)
+        h = DownStack(widths(self.width, doublings), nn.relu, self.dtype)(x)
+        h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(h.reshape(x.shape[0], -1)))
+        mean_logvar = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
         return jnp.split(mean_logvar, 2, axis=-1)
 
 
@@ -35,15 +38,16 @@ class Decoder(nn.Module):
     channels: int
     width: int
     hidden: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
         start, doublings = spatial_plan(self.image_size)
         stack = widths(self.width, doublings)[::-1]  # coarse to fine
-        h = nn.relu(nn.Dense(self.hidden)(z))
-        h = nn.relu(nn.Dense(start * start * stack[0])(h))
+        h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
+        h = nn.relu(nn.Dense(start * start * stack[0], dtype=self.dtype)(h))
         h = h.reshape(z.shape[0], start, start, stack[0])
-        return UpStack(stack[1:], self.channels)(h)
+        return UpStack(stack[1:], self.channels, dtype=self.dtype)(h)
 
 
 class VAE(nn.Module):
@@ -54,15 +58,18 @@ class VAE(nn.Module):
     width: int
     latent_dim: int
     hidden: int
+    dtype: Any = jnp.float32
 
     def setup(self):
-        self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.hidden)
-        self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden)
+        self.encoder = Encoder(
+            self.image_size, self.width, self.latent_dim, self.hidden, self.dtype
+        )
+        self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden, self.dtype)
 
-    def __call__(self, x: Array) -> tuple[Array, Array, Array]:
-        """Returns (logits [B,S,S,C], mean [B,Z], logvar [B,Z]); draws z from rng 'reparam'."""
+    def __call__(self, x: Array, eps: Array) -> tuple[Array, Array, Array]:
+        """(logits [B,S,S,C], mean [B,Z], logvar [B,Z]) with z = mean + exp(logvar / 2)·eps,
+        eps ~ N(0, I): [B, Z] drawn by the caller (reparameterisation)."""
         mean, logvar = self.encoder(x)
-        eps = jax.random.normal(self.make_rng("reparam"), mean.shape, mean.dtype)
         z = mean + jnp.exp(0.5 * logvar) * eps
         return self.decoder(z), mean, logvar
 
@@ -77,5 +84,5 @@ class VAE(nn.Module):
 
 def build(config: ml_collections.ConfigDict) -> VAE:
     """The VAE sized from `config.data` (image size, channels) and `config.model`."""
-    m = config.model
-    return VAE(config.data.image_size, config.data.channels, m.width, m.latent_dim, m.hidden)
+    m, dtype = config.model, build_options(config)["dtype"]  # no BatchNorm: no axis needed
+    return VAE(config.data.image_size, config.data.channels, m.width, m.latent_dim, m.hidden, dtype)

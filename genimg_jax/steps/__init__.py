@@ -14,9 +14,10 @@ from genimg_jax.steps.vae import vae_step
 __all__ = ["d_step", "g_step", "make_train_step", "vae_step"]
 
 
-def make_train_step(config: ml_collections.ConfigDict) -> Callable:
+def make_train_step(config: ml_collections.ConfigDict, axis_name: str | None = None) -> Callable:
     """(state, batch, key) -> (state, metrics) for the configured family. The step's randomness
-    is `fold_in(key, state.step)`, so it is a function of (seed, step) alone."""
+    is `fold_in(key, state.step)`, so it is a function of (seed, step) alone. `axis_name`: the
+    device axis when the step runs under pmap (see `genimg_jax.parallel`)."""
     kind = models.get_family(config.model.family).kind
     if kind == "gan":
         step = functools.partial(
@@ -25,10 +26,14 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
             latent_dim=config.model.latent_dim,
             ema_decay=config.train.ema_decay,
             d_steps=config.train.d_steps,
+            axis_name=axis_name,
         )
     else:
         step = functools.partial(
-            vae_step, reconstruction=losses.RECONSTRUCTION_LOSSES[config.train.reconstruction]
+            vae_step,
+            reconstruction=losses.RECONSTRUCTION_LOSSES[config.train.reconstruction],
+            latent_dim=config.model.latent_dim,
+            axis_name=axis_name,
         )
 
     def train_step(state, batch, key):

@@ -1,18 +1,23 @@
-"""Pure GAN step functions: (GANState, batch, rng) -> (GANState, metrics)."""
+"""Pure GAN step functions: (GANState, batch, rng) -> (GANState, metrics).
+
+`axis_name` is None under `jax.jit` (the batch is global) and the pmap axis under `jax.pmap`
+(the batch is one device's rows); see `genimg_jax.parallel`.
+"""
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from genimg_jax import parallel
 from genimg_jax.losses import GANLoss
 from genimg_jax.state import GANState, TrainState
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], ...}
 
 
-def _latents(rng: jax.Array, batch: Batch, latent_dim: int) -> jax.Array:
-    """z ~ N(0, I): [B, Z], one row per example of the (global) batch."""
-    return jax.random.normal(rng, (batch["image"].shape[0], latent_dim))
+def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | None) -> jax.Array:
+    """z ~ N(0, I): [B, Z], this device's rows of the global batch's latents."""
+    return parallel.normal_rows(rng, batch["image"].shape[0], (latent_dim,), axis_name)
 
 
 def _generate(g: TrainState, params, z: jax.Array) -> tuple[jax.Array, dict]:
@@ -28,10 +33,16 @@ def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
 
 
 def d_step(
-    state: GANState, batch: Batch, rng: jax.Array, *, loss: GANLoss, latent_dim: int
+    state: GANState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    loss: GANLoss,
+    latent_dim: int,
+    axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One discriminator update on real images and G's samples; G is left untouched."""
-    fake, _ = _generate(state.g, state.g.params, _latents(rng, batch, latent_dim))
+    fake, _ = _generate(state.g, state.g.params, _latents(rng, batch, latent_dim, axis_name))
     fake = jax.lax.stop_gradient(fake)
     real = batch["image"]
     both = jnp.concatenate([real, fake.astype(real.dtype)])  # one D pass: D has no batch coupling
@@ -44,12 +55,13 @@ def d_step(
     (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.d.params
     )
+    grads = parallel.mean(grads, axis_name)
     metrics = {
         "d_loss": d_loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-        "d_grad_norm": optax.tree.norm(grads),
     }
+    metrics = parallel.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
     return state.replace(d=state.d.apply_gradients(grads=grads)), metrics
 
 
@@ -61,9 +73,10 @@ def g_step(
     loss: GANLoss,
     latent_dim: int,
     ema_decay: float,
+    axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One generator update against a frozen D; updates G's BatchNorm statistics and EMA."""
-    z = _latents(rng, batch, latent_dim)
+    z = _latents(rng, batch, latent_dim, axis_name)
 
     def loss_fn(g_params):
         fake, batch_stats = _generate(state.g, g_params, z)
@@ -71,6 +84,7 @@ def g_step(
         return loss.g_loss(logits), batch_stats
 
     (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
+    grads = parallel.mean(grads, axis_name)
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
     if g.ema_params is not None:
         g = g.replace(
@@ -78,7 +92,7 @@ def g_step(
                 g.params, g.ema_params, step_size=1.0 - ema_warmup(ema_decay, g.step)
             )
         )
-    metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+    metrics = {"g_loss": parallel.mean(g_loss, axis_name), "g_grad_norm": optax.tree.norm(grads)}
     return state.replace(g=g), metrics
 
 
@@ -91,19 +105,13 @@ def train_step(
     latent_dim: int,
     ema_decay: float,
     d_steps: int = 1,
+    axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """`d_steps` D updates then one G update on the same batch, as one program."""
     metrics = {}
+    shared = {"loss": loss, "latent_dim": latent_dim, "axis_name": axis_name}
     for i in range(d_steps):
-        state, metrics = d_step(
-            state, batch, jax.random.fold_in(rng, i), loss=loss, latent_dim=latent_dim
-        )
-    state, g_metrics = g_step(
-        state,
-        batch,
-        jax.random.fold_in(rng, d_steps),
-        loss=loss,
-        latent_dim=latent_dim,
-        ema_decay=ema_decay,
-    )
+        state, metrics = d_step(state, batch, jax.random.fold_in(rng, i), **shared)
+    rng_g = jax.random.fold_in(rng, d_steps)
+    state, g_metrics = g_step(state, batch, rng_g, ema_decay=ema_decay, **shared)
     return state, {**metrics, **g_metrics}
