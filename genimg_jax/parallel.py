@@ -123,9 +123,18 @@ def local_devices(mesh: Mesh) -> list:
     return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
 
 
+def _stacked(mesh: Mesh) -> NamedSharding:
+    """A leading axis with one entry per local device, each entry on its device."""
+    return NamedSharding(Mesh(np.asarray(local_devices(mesh)), (AXIS,)), PartitionSpec(AXIS))
+
+
 def pmap_replicate(tree, mesh: Mesh):
     """A replicated global state -> one copy per local device, stacked on a leading axis."""
-    return jax.device_put_replicated(jax.device_get(tree), local_devices(mesh))
+    n = len(local_devices(mesh))
+    host = to_host(tree)
+    return jax.device_put(
+        jax.tree.map(lambda x: np.broadcast_to(x, (n, *x.shape)), host), _stacked(mesh)
+    )
 
 
 def pmap_unreplicate(tree, mesh: Mesh):
@@ -135,12 +144,9 @@ def pmap_unreplicate(tree, mesh: Mesh):
 
 def pmap_shard(local_batch: dict, mesh: Mesh) -> dict:
     """This process's rows [b, ...] -> [local devices, b / local devices, ...] on those devices."""
-    devices = local_devices(mesh)
-    n = len(devices)
-    return jax.tree.map(
-        lambda x: jax.device_put_sharded(list(x.reshape(n, -1, *x.shape[1:])), devices),
-        local_batch,
-    )
+    n = len(local_devices(mesh))
+    stacked = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), local_batch)
+    return jax.device_put(stacked, _stacked(mesh))
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,4 +166,3 @@ def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) 
     devices = jax.lax.psum(1, axis_name)
     draws = jax.random.normal(rng, (rows * devices, *shape))
     return jax.lax.dynamic_slice_in_dim(draws, jax.lax.axis_index(axis_name) * rows, rows)
-

@@ -6,6 +6,11 @@ import tempfile
 
 import pytest
 
+# Eight host-platform CPU devices, so multi-device runs are real (set before JAX starts).
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets.
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="genimg_tfds_"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
