@@ -54,6 +54,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.parallel = ml_collections.ConfigDict()
     c.parallel.strategy = "jit"  # or "pmap"
     c.parallel.num_devices = 0  # 0 = every device of every process
+    c.parallel.multihost = "auto"  # "yes": jax.distributed from the cluster; "auto": if SLURM/MPI
     c.parallel.coordinator_address = ""  # multi-host: "host:port" of process 0; "" = from env
     c.parallel.num_processes = 0  # 0 = from the environment
     c.parallel.process_id = -1  # -1 = from the environment
@@ -142,6 +143,7 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         "train.compute_dtype": _one_of(COMPUTE_DTYPES),
         "parallel.strategy": _one_of(parallel.STRATEGIES),
         "parallel.num_devices": _at_least(0),
+        "parallel.multihost": _one_of(parallel.MULTIHOST),
         "parallel.num_processes": _at_least(0),
         "parallel.process_id": _at_least(-1),
         "deterministic": _one_of((False, True)),

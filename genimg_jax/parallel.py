@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "data"
 STRATEGIES = ("jit", "pmap")
+MULTIHOST = ("auto", "yes", "no")
 
 
 class ParallelError(ValueError):
@@ -36,9 +37,9 @@ def set_deterministic_gpu_ops(enabled: bool) -> None:
 
 def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
     """Joins a multi-process run: from `parallel.coordinator_address` / `num_processes` /
-    `process_id` when set, else from the environment (SLURM, TPU VMs, Open MPI) when it
-    describes more than one process. A single process needs neither."""
-    if jax.distributed.is_initialized():
+    `process_id` when set; else, with `parallel.multihost` "yes" (or "auto" when SLURM or Open
+    MPI describe several tasks), lets JAX read them from the cluster (SLURM, TPU VMs, MPI)."""
+    if jax.distributed.is_initialized() or cfg.multihost == "no":
         return
     if cfg.coordinator_address:
         jax.distributed.initialize(
@@ -46,16 +47,15 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
             num_processes=cfg.num_processes or None,
             process_id=cfg.process_id if cfg.process_id >= 0 else None,
         )
-    elif _cluster_environment():
+    elif cfg.multihost == "yes" or _cluster_environment():
         jax.distributed.initialize()
 
 
 def _cluster_environment() -> bool:
-    """Whether the environment describes a multi-process job that JAX can auto-detect."""
+    """Whether SLURM or Open MPI describe a job of several tasks (TPU VMs: multihost="yes")."""
     slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
     mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-    tpu_pod = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    return slurm or mpi or tpu_pod
+    return slurm or mpi
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,15 +3,14 @@ the number of processes; bad device set-ups fail before compiling."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, load_config
+
 from genimg_jax import parallel, trainer
 from genimg_jax.checkpoint import Checkpoints
 
@@ -97,46 +96,33 @@ def test_latents_do_not_depend_on_the_device_count():
     np.testing.assert_array_equal(np.concatenate(list(rows)), whole)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path):
-    """2 processes x 2 CPU devices over 127.0.0.1 == 1 process x 4 devices."""
+    """launch/local.sh: 2 processes x 2 CPU devices over 127.0.0.1 == 1 process x 4 devices."""
     name = "dcgan_mnist"
-    port = _free_port()
     workdir = str(tmp_path / "two_processes")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    args = [
-        sys.executable,
-        "-m",
-        "genimg_jax.main",
-        "train",
-        "--config",
-        os.path.join(REPO, "configs", f"{name}.py:quick"),
-        "--workdir",
-        workdir,
+    env = dict(
+        os.environ,
+        PROCESSES="2",
+        DEVICES="2",
+        XLA_FLAGS="",
+        GENIMG=os.path.join(os.path.dirname(sys.executable), "genimg"),
+    )
+    overrides = [
         "--config.train.steps=20",
         "--config.train.checkpoint_every=10",
         "--config.eval.every=20",
-        f"--config.parallel.coordinator_address=127.0.0.1:{port}",
-        "--config.parallel.num_processes=2",
     ]
-    procs = [
-        subprocess.Popen(
-            args + [f"--config.parallel.process_id={i}"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    config_file = os.path.join(REPO, "configs", f"{name}.py:quick")
+    run = subprocess.run(
+        [os.path.join(REPO, "launch", "local.sh"), config_file, workdir, *overrides],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     reference = trainer.train_and_evaluate(_config(name, num_devices=4), str(tmp_path / "one"))
     config = _config(name, num_devices=1)
@@ -149,3 +135,37 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     # Only process 0 wrote logs and samples.
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         assert [int(line.split('"step": ')[1].split(",")[0]) for line in f] == [4, 8, 12, 16, 20]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(name, tmp_path):
+    f32 = trainer.train_and_evaluate(_config(name, steps=6), str(tmp_path / "f32"))
+    config = _config(name, steps=6)
+    config.train.compute_dtype = "bfloat16"
+    bf16 = trainer.train_and_evaluate(config, str(tmp_path / "bf16"))
+    leaves = jax.tree.leaves(_params(bf16)) + jax.tree.leaves(
+        jax.device_get(
+            [n.opt_state for n in ([bf16.g, bf16.d] if name == "dcgan_mnist" else [bf16])]
+        )
+    )
+    assert all(leaf.dtype in (np.float32, np.int32) for leaf in leaves)
+    rows = {}
+    for run in ("f32", "bf16"):
+        with open(tmp_path / run / "metrics.jsonl") as f:
+            rows[run] = [json.loads(line) for line in f]
+    assert [r["step"] for r in rows["bf16"]] == [r["step"] for r in rows["f32"]]
+    for low, full in zip(rows["bf16"], rows["f32"], strict=True):  # bf16: ~3 significant digits
+        for key in ("d_loss", "g_loss") if name == "dcgan_mnist" else ("loss", "kl"):
+            assert abs(low[key] - full[key]) <= 0.02 * abs(full[key]) + 1e-3, (key, low, full)
+
+
+def test_deterministic_flag_is_set_for_gpus_unless_the_user_chose(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    parallel.set_deterministic_gpu_ops(True)
+    assert os.environ["XLA_FLAGS"].endswith("--xla_gpu_deterministic_ops=true")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
+    parallel.set_deterministic_gpu_ops(True)
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
+    monkeypatch.delenv("XLA_FLAGS")
+    parallel.set_deterministic_gpu_ops(False)
+    assert "XLA_FLAGS" not in os.environ
