@@ -1,6 +1,7 @@
 """Config defaults shared by every experiment, and validation of every field before anything is
 built or compiled."""
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -96,6 +97,26 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.every = 6
     c.eval.num_samples = 16
     return c
+
+
+def load_saved(path: str) -> ml_collections.ConfigDict:
+    """A run's saved config.json laid over today's defaults, so that a run written before a field
+    existed resumes with that field's default."""
+    with open(path) as f:
+        saved = json.load(f)
+    kind = models.get_family(saved.get("model", {}).get("family", "")).kind
+    config = base_config(kind)
+    _merge(config, saved)
+    return config
+
+
+def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and key in config:
+            _merge(config[key], value)
+        else:
+            with config.ignore_type():
+                config[key] = value
 
 
 # --------------------------------------------------------------------------------------------

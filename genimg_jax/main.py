@@ -50,12 +50,9 @@ def load_config(workdir: str | None):
         return _CONFIG.value
     saved = workdir and os.path.join(workdir, "config.json")
     if saved and os.path.exists(saved):
-        import json
+        from genimg_jax.config import load_saved
 
-        import ml_collections
-
-        with open(saved) as f:
-            return ml_collections.ConfigDict(json.load(f))
+        return load_saved(saved)
     raise UsageError("--config is required (or a --workdir holding config.json from a run)")
 
 

@@ -4,6 +4,8 @@
 (the batch is one device's rows); see `genimg_jax.parallel`.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,12 +46,12 @@ def d_step(
     """One discriminator update on real images and G's samples; G is left untouched."""
     fake, _ = _generate(state.g, state.g.params, _latents(rng, batch, latent_dim, axis_name))
     fake = jax.lax.stop_gradient(fake)
-    real = batch["image"]
-    both = jnp.concatenate([real, fake.astype(real.dtype)])  # one D pass: D has no batch coupling
 
     def loss_fn(d_params):
-        logits = state.d.apply_fn(state.d.variables(d_params), both, train=True)
-        real_logits, fake_logits = jnp.split(logits, 2)
+        # Two passes, not one over concat([real, fake]): concatenating along the sharded batch
+        # axis would make XLA move rows between devices (all-gathers) on every step.
+        d = functools.partial(state.d.apply_fn, state.d.variables(d_params), train=True)
+        real_logits, fake_logits = d(batch["image"]), d(fake)
         return loss.d_loss(real_logits, fake_logits), (real_logits, fake_logits)
 
     (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
