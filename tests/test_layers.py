@@ -1,0 +1,248 @@
+"""The fast ConvTranspose: same params, outputs and gradients as flax's, under jit, vmap, bf16."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genimg_jax.models import layers
+
+Array = jax.Array
+
+# Test data comes from numpy and enters jitted programs as arguments: random numbers drawn
+# inside a program from a constant key get constant-folded by XLA, which compiles very slowly.
+
+
+def normal(shape: tuple[int, ...], seed: int, scale: float = 1.0) -> np.ndarray:
+    """Standard normal float32 samples (times `scale`)."""
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def random_params(layer: nn.Module, x: np.ndarray, seed: int) -> dict:
+    """Params of `layer` for input `x`, all entries random (the bias too)."""
+    shapes = jax.eval_shape(layer.init, jax.random.key(0), x)
+    leaves, tree = jax.tree.flatten(shapes)
+    new = [normal(leaf.shape, seed + i, 0.3) for i, leaf in enumerate(leaves)]
+    return jax.tree.unflatten(tree, new)
+
+
+def flax_layer(features: int, kernel: int, stride: int, **kwargs) -> nn.ConvTranspose:
+    """The reference: flax's transposed conv with the convention ours replaces."""
+    return nn.ConvTranspose(
+        features,
+        (kernel, kernel),
+        (stride, stride),
+        padding="SAME",
+        transpose_kernel=True,
+        **kwargs,
+    )
+
+
+def our_layer(features: int, kernel: int, stride: int, **kwargs) -> layers.ConvTranspose:
+    """Ours, configured like `flax_layer`."""
+    return layers.ConvTranspose(features, (kernel, kernel), (stride, stride), **kwargs)
+
+
+def vjp_reference(x: Array, kernel: Array, strides: tuple[int, int]) -> Array:
+    """Independent reference: the transpose (VJP) of the forward "SAME" strided conv."""
+    batch, height, width, _ = x.shape
+    u = jnp.zeros((batch, height * strides[0], width * strides[1], kernel.shape[2]), x.dtype)
+
+    def forward(v: Array) -> Array:  # [B, H*s, W*s, O] -> [B, H, W, I]
+        return jax.lax.conv_general_dilated(
+            v, kernel, strides, "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    _, vjp = jax.vjp(forward, u)
+    return vjp(x)[0]
+
+
+def flax_conv_transpose(x: Array, kernel: Array, strides: tuple[int, int]) -> Array:
+    """What flax's layer computes (bias aside)."""
+    return jax.lax.conv_transpose(x, kernel, strides, "SAME", transpose_kernel=True)
+
+
+CASES = [  # (batch, height, width, in_channels, features, kernel, stride)
+    (2, 4, 4, 8, 5, 4, 2),
+    (3, 5, 7, 3, 4, 4, 2),  # non-square
+    (1, 6, 3, 4, 2, 3, 1),
+    (2, 5, 4, 6, 3, 3, 2),
+    (2, 4, 6, 2, 7, 5, 2),
+    (4, 3, 3, 16, 1, 4, 2),  # one output channel, like an image head
+]
+
+
+def test_params_outputs_and_gradients_match_flax():
+    data = []  # per case: x [B, H, W, I], probe [B, H*s, W*s, O], params
+    for i, (b, h, w, cin, cout, k, s) in enumerate(CASES):
+        x = normal((b, h, w, cin), 10 * i)
+        probe = normal((b, h * s, w * s, cout), 10 * i + 1)
+        data.append((x, probe, random_params(flax_layer(cout, k, s), x, 10 * i + 2)))
+
+    @jax.jit
+    def run(key: Array, data: list) -> list[dict]:  # every case in one program
+        outs = []
+        for (b, h, w, cin, cout, k, s), (x, probe, params) in zip(CASES, data):
+            ref, ours = flax_layer(cout, k, s), our_layer(cout, k, s)
+            out = {"init": (ours.init(key, x), ref.init(key, x))}
+            for name, layer in (("ours", ours), ("flax", ref)):
+
+                def functional(p: dict, v: Array, layer: nn.Module = layer, probe=probe) -> Array:
+                    return jnp.vdot(probe, layer.apply(p, v))  # a random linear functional of y
+
+                grads = jax.grad(functional, argnums=(0, 1))(params, x)
+                out[name] = (layer.apply(params, x), grads)
+            outs.append(out)
+        return outs
+
+    for (b, h, w, cin, cout, k, s), out in zip(CASES, run(jax.random.key(0), data)):
+        case = f"x {(b, h, w, cin)} -> {cout} features, kernel {k}, stride {s}"
+        our_vars, ref_vars = out["init"]
+        assert jax.tree.map(jnp.shape, our_vars) == jax.tree.map(jnp.shape, ref_vars), case
+        np.testing.assert_array_equal(
+            our_vars["params"]["kernel"], ref_vars["params"]["kernel"], err_msg=case
+        )
+        (y, (dp, dx)), (ref_y, (ref_dp, ref_dx)) = out["ours"], out["flax"]
+        assert y.shape == (b, h * s, w * s, cout), case
+        assert float(jnp.std(y)) > 0.1, case  # not trivially zero
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4, err_msg=case)
+        for name in ("kernel", "bias"):
+            got, want = dp["params"][name], ref_dp["params"][name]
+            assert got.dtype == want.dtype == jnp.float32, case
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"{case} d{name}")
+
+
+def test_pure_function_is_the_transpose_of_the_same_strided_conv_for_all_k_and_s():
+    grid = [(k, s) for k in range(1, 7) for s in (1, 2, 3)]
+    x = normal((2, 4, 5, 3), 0)
+    kernels = [normal((k, k, 2, 3), k + 10 * s) for k, s in grid]
+
+    @jax.jit
+    def run(x: Array, kernels: list[Array]) -> list[tuple[Array, Array, Array]]:
+        out = []
+        for (k, s), kernel in zip(grid, kernels):
+            strides = (s, s)
+            out.append(
+                (
+                    layers.conv_transpose(x, kernel, strides),
+                    vjp_reference(x, kernel, strides),
+                    flax_conv_transpose(x, kernel, strides),
+                )
+            )
+        return out
+
+    for (k, s), (y, vjp_y, flax_y) in zip(grid, run(x, kernels)):
+        assert y.shape == (2, 4 * s, 5 * s, 2), (k, s)
+        np.testing.assert_allclose(y, vjp_y, rtol=1e-5, atol=1e-5, err_msg=f"k={k} s={s}")
+        np.testing.assert_allclose(y, flax_y, rtol=1e-5, atol=1e-5, err_msg=f"k={k} s={s}")
+
+
+def test_backward_is_made_of_forward_convolutions():
+    x, kernel, g = jnp.ones((2, 4, 4, 3)), jnp.ones((4, 4, 5, 3)), jnp.ones((2, 8, 8, 5))
+    _, vjp = jax.vjp(layers.conv_transpose, x, kernel)
+    eqns = jax.make_jaxpr(vjp)(g).eqns
+    convs = [e for e in eqns if e.primitive is jax.lax.conv_general_dilated_p]
+    assert len(convs) == 2  # dx and dW, nothing else
+    assert all(e.params["lhs_dilation"] == (1, 1) for e in convs)  # no transposed conv
+    _, flax_vjp = jax.vjp(lambda v, w: flax_conv_transpose(v, w, (2, 2)), x, kernel)
+    flax_eqns = jax.make_jaxpr(flax_vjp)(g).eqns
+    assert any(
+        e.primitive is jax.lax.conv_general_dilated_p and e.params["lhs_dilation"] != (1, 1)
+        for e in flax_eqns
+    )  # flax's dW is the slow lhs-dilated one
+
+
+def test_mixed_strides_and_no_batch_dims():
+    x = normal((3, 5, 4), 0)  # unbatched [H, W, C]
+    ref = nn.ConvTranspose(2, (4, 3), (1, 2), padding="SAME", transpose_kernel=True)
+    ours = layers.ConvTranspose(2, (4, 3), (1, 2))
+    params = random_params(ref, x, 1)
+    y, ref_y = jax.jit(lambda p, v: (ours.apply(p, v), ref.apply(p, v)))(params, x)
+    assert y.shape == (3, 10, 2)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+
+
+def test_jit_and_vmap_over_inputs_and_kernels():
+    xs = normal((3, 2, 4, 5, 6), 0)  # [V, B, H, W, I]
+    kernels = normal((3, 4, 4, 7, 6), 1)  # [V, kh, kw, O, I]
+    probe = normal((3, 2, 8, 10, 7), 2)
+
+    def ours(x: Array, kernel: Array) -> Array:
+        return jax.vmap(layers.conv_transpose, in_axes=(0, 0, None))(x, kernel, (2, 2))
+
+    def ref(x: Array, kernel: Array) -> Array:
+        return jax.vmap(lambda v, w: flax_conv_transpose(v, w, (2, 2)))(x, kernel)
+
+    @jax.jit
+    def run(xs: Array, kernels: Array, probe: Array) -> dict:
+        out = {}
+        for name, fn in (("ours", ours), ("ref", ref)):
+
+            def functional(x: Array, w: Array, fn=fn) -> Array:
+                return jnp.vdot(probe, fn(x, w))
+
+            out[name] = (fn(xs, kernels), jax.grad(functional, argnums=(0, 1))(xs, kernels))
+        # vmap over the inputs only, one shared kernel
+        out["shared"] = jax.vmap(lambda v: layers.conv_transpose(v, kernels[0], 2))(xs)
+        out["shared_ref"] = ref(xs, jnp.broadcast_to(kernels[0], kernels.shape))
+        return out
+
+    out = run(xs, kernels, probe)
+    (y, grads), (ref_y, ref_grads) = out["ours"], out["ref"]
+    np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out["shared"], out["shared_ref"], rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_is_close():
+    x = normal((4, 8, 8, 16), 0)
+    ours32, ours16 = our_layer(8, 4, 2), our_layer(8, 4, 2, dtype=jnp.bfloat16)
+    flax16 = flax_layer(8, 4, 2, dtype=jnp.bfloat16)
+    params = random_params(ours32, x, 1)
+    assert jax.tree.map(lambda a: a.dtype, jax.eval_shape(ours16.init, jax.random.key(0), x)) == {
+        "params": {"kernel": jnp.float32, "bias": jnp.float32}
+    }
+
+    @jax.jit
+    def run(params: dict, x: Array) -> dict:
+        out = {}
+        for name, layer in (("32", ours32), ("16", ours16), ("flax16", flax16)):
+
+            def loss(p: dict, layer: nn.Module = layer) -> Array:
+                return jnp.sum(layer.apply(p, x).astype(jnp.float32) ** 2)
+
+            out[name] = (layer.apply(params, x), jax.grad(loss)(params))
+        return out
+
+    out = run(params, x)
+    (y32, g32), (y16, g16), (flax_y16, flax_g16) = out["32"], out["16"], out["flax16"]
+    assert y16.dtype == jnp.bfloat16
+    scale = float(jnp.max(jnp.abs(y32)))
+    assert float(jnp.max(jnp.abs(y16.astype(jnp.float32) - y32))) < 0.02 * scale
+    np.testing.assert_allclose(
+        y16.astype(jnp.float32), flax_y16.astype(jnp.float32), atol=0.02 * scale
+    )
+    for name in ("kernel", "bias"):
+        got = g16["params"][name]
+        assert got.dtype == jnp.float32
+        for want in (g32["params"][name], flax_g16["params"][name]):
+            rel = float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want))
+            assert rel < 0.05, (name, rel)
+
+
+def test_mixed_dtype_pure_function_promotes():
+    x = jnp.asarray(normal((1, 3, 3, 2), 0), jnp.bfloat16)
+    kernel = jnp.asarray(normal((4, 4, 2, 2), 1))
+    assert layers.conv_transpose(x, kernel).dtype == jnp.float32
+    dk = jax.grad(lambda w: jnp.sum(layers.conv_transpose(x, w.astype(jnp.bfloat16))))(kernel)
+    assert dk.dtype == jnp.float32 and dk.shape == kernel.shape
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="input channels"):
+        layers.conv_transpose(jnp.zeros((1, 3, 3, 2)), jnp.zeros((4, 4, 2, 5)))
+    with pytest.raises(ValueError, match="kernel"):
+        layers.conv_transpose(jnp.zeros((3, 3, 2)), jnp.zeros((4, 4, 2, 2)))
