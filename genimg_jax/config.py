@@ -9,14 +9,11 @@ from typing import Any
 import ml_collections
 
 from genimg_jax import losses, models, parallel
+from genimg_jax.errors import ConfigError
 from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
 from genimg_jax.state import OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine")
-
-
-class ConfigError(ValueError):
-    """A config field holds a value that cannot work; the message names field, value and fix."""
 
 
 def base_config(kind: str) -> ml_collections.ConfigDict:
@@ -50,6 +47,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.train.schedule = "constant"
     c.train.warmup_steps = 0
     c.train.grad_clip_norm = 0.0  # 0 = off
+    c.train.skip_nonfinite = False  # True: skip updates with non-finite gradients (counted)
     c.train.compute_dtype = "float32"  # or "bfloat16": activations; params/optimizer stay f32
 
     c.parallel = ml_collections.ConfigDict()
@@ -110,6 +108,26 @@ def load_saved(path: str) -> ml_collections.ConfigDict:
     return config
 
 
+def differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
+    """'field: old -> new' for every leaf field whose value differs (or exists in one only)."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [
+        f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
     for key, value in values.items():
         if isinstance(value, dict) and key in config:
@@ -168,6 +186,7 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         "parallel.num_processes": _at_least(0),
         "parallel.process_id": _at_least(-1),
         "deterministic": _one_of((False, True)),
+        "train.skip_nonfinite": _one_of((False, True)),
         "eval.every": _positive(),
         "eval.num_samples": _positive(),
     }

@@ -11,6 +11,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from genimg_jax.errors import GenimgError
+
 USAGE = __doc__
 
 FLAGS = flags.FlagValues()
@@ -33,8 +35,10 @@ flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FL
 flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
 
 
-class UsageError(Exception):
+class UsageError(GenimgError):
     """Bad command line; the message says what to change."""
+
+    exit_code = 2
 
 
 def _require(name: str) -> str:
@@ -87,9 +91,6 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
-    from genimg_jax.config import ConfigError
-    from genimg_jax.data.pipeline import DataError
-
     try:
         FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
         FLAGS([argv[0]] + argv[2:])
@@ -102,14 +103,14 @@ def main(argv: list[str]) -> int:
         inner = e.args[0] if e.args else e
         text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
         return _fail(f"bad config override: no config field {text}".replace("\n", "; "))
-    except (ConfigError, DataError, UsageError) as e:
-        return _fail(str(e))
+    except GenimgError as e:
+        return _fail(str(e), e.exit_code)
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, exit_code: int = 2) -> int:
     print(f"genimg: error: {message}", file=sys.stderr)
-    return 2
+    return exit_code
 
 
 def run() -> None:

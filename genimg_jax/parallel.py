@@ -14,13 +14,17 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from genimg_jax.errors import GenimgError
+
 AXIS = "data"
 STRATEGIES = ("jit", "pmap")
 MULTIHOST = ("auto", "yes", "no")
 
 
-class ParallelError(ValueError):
+class ParallelError(GenimgError, ValueError):
     """Devices, hosts and batch size do not fit together; the message says how to fix it."""
+
+    exit_code = 2
 
 
 # --------------------------------------------------------------------------------------------

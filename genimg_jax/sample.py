@@ -1,5 +1,7 @@
 """`genimg sample`: images from a workdir's latest checkpoint (EMA weights for GANs)."""
 
+import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -8,24 +10,24 @@ from genimg_jax import config as config_lib
 from genimg_jax import logging as log_lib
 from genimg_jax import models, parallel, sampling, trainer
 from genimg_jax.checkpoint import Checkpoints
-
-
-class NoCheckpointError(config_lib.ConfigError):
-    """The workdir holds no checkpoint to sample from."""
+from genimg_jax.errors import CheckpointError
 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str):
     """The latest checkpointed state of the run in `workdir`."""
     config_lib.validate(config)
+    no_checkpoint = CheckpointError(
+        f"{workdir} holds no checkpoint; train first: genimg train --config CONFIG "
+        f"--workdir {workdir}"
+    )
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise no_checkpoint
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    step = checkpoints.latest_step()
-    if step is None:
-        raise NoCheckpointError(
-            f"{checkpoints.directory} holds no checkpoint; train first: "
-            f"genimg train --config CONFIG --workdir {workdir}"
-        )
-    state = checkpoints.restore(trainer.initial_state(config, parallel.make_mesh()), step)
+    template = trainer.initial_state(config, parallel.make_mesh())
+    state, step = checkpoints.restore_latest_good(template, trainer.config_hint(config, workdir))
     checkpoints.close()
+    if step == 0:
+        raise no_checkpoint
     return state
 
 

@@ -42,6 +42,13 @@ class GANState:
         return self.g.step
 
 
+def networks(state: "GANState | TrainState") -> dict[str, TrainState]:
+    """The state of each network by the name a message should use."""
+    if isinstance(state, GANState):
+        return {"generator (G)": state.g, "discriminator (D)": state.d}
+    return {"VAE": state}
+
+
 def learning_rate_schedule(lr: float, train: ml_collections.ConfigDict) -> optax.Schedule:
     """The schedule named by `train.schedule` ("constant" or "cosine") with linear warm-up."""
     if train.schedule == "constant":
@@ -70,7 +77,14 @@ def make_optimizer(lr: float, train: ml_collections.ConfigDict) -> optax.Gradien
     )
     if train.grad_clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(train.grad_clip_norm), opt)
+    if train.skip_nonfinite:  # skip (and count) updates whose gradients are not finite
+        opt = optax.apply_if_finite(opt, max_consecutive_errors=2**30)
     return opt
+
+
+def skipped_updates(state: TrainState) -> jax.Array | None:
+    """How many updates `train.skip_nonfinite` skipped so far, or None when it is off."""
+    return getattr(state.opt_state, "total_notfinite", None)
 
 
 def _create(module, lr: float, config, rng, *inputs, ema: bool = False, **hparams) -> TrainState:

@@ -2,9 +2,11 @@
 checkpoint until `train.steps`. Data and randomness are functions of (seed, step), so a resumed
 run continues exactly where an uninterrupted one would be."""
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -17,11 +19,14 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from genimg_jax import config as config_lib
+from genimg_jax import guard as guard_lib
 from genimg_jax import logging as log_lib
-from genimg_jax import models, parallel, sampling, steps
+from genimg_jax import models, parallel, sampling, signals, steps
 from genimg_jax import state as state_lib
+from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
+from genimg_jax.errors import DivergenceError, Preempted, WorkdirError
 
 VALUE_RANGE = {"gan": (-1.0, 1.0), "vae": (0.0, 1.0)}
 
@@ -55,15 +60,12 @@ class Strategy(NamedTuple):
     host_metrics: Callable[[Any], dict]  # metrics -> NumPy scalars
 
 
-def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy:
+def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callable) -> Strategy:
     """`parallel.strategy`: "jit" (global arrays sharded over the mesh) or "pmap" (the same
-    step mapped over local devices with cross-device means). Both compile the step once."""
+    step mapped over local devices with cross-device means). Both compile the step once.
+    `step_fn(axis_name)` builds the pure step for an axis name (None under jit)."""
     if config.parallel.strategy == "jit":
-        step = jax.jit(
-            steps.make_train_step(config),
-            donate_argnums=0,
-            out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-        )
+        step = jax.jit(step_fn(None), donate_argnums=0, out_shardings=parallel.replicated(mesh))
         return Strategy(
             place_state=lambda s: s,
             place_batch=functools.partial(parallel.global_batch, mesh=mesh),
@@ -72,7 +74,7 @@ def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy:
             host_metrics=parallel.to_host,
         )
     step = jax.pmap(
-        steps.make_train_step(config, axis_name=parallel.AXIS),
+        step_fn(parallel.AXIS),
         axis_name=parallel.AXIS,
         in_axes=(0, 0, None),
         donate_argnums=0,
@@ -95,40 +97,40 @@ def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
         json.dump(log_lib.run_record(), f, indent=2)
 
 
+def config_hint(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """For a checkpoint that does not fit: which fields differ from the run's saved config."""
+    saved = os.path.join(workdir, "config.json")
+    if not os.path.exists(saved):
+        return ""
+    changed = config_lib.differences(config_lib.load_saved(saved), config)
+    return f" (fields that differ from {saved}: {'; '.join(changed)})" if changed else ""
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
-    """Trains `config` in `workdir` (resuming from its latest checkpoint); returns the final
-    state as replicated global arrays."""
+    """Trains `config` in `workdir` (resuming from its latest readable checkpoint); returns
+    the final state as replicated global arrays. Raises a GenimgError subclass with a message
+    naming the cause and the fix when the run cannot go on; checkpoints already written stay."""
     config_lib.validate(config)
     parallel.set_deterministic_gpu_ops(config.deterministic)
     parallel.initialize_distributed(config.parallel)
-    kind = models.get_family(config.model.family).kind
     mesh = parallel.make_mesh(config.parallel.num_devices)
     parallel.check_batch_size(config.train.batch_size, mesh)
     is_writer = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    if is_writer:
+        workdir_lib.ensure_writable(workdir)
+    lock = workdir_lib.exclusive(workdir) if is_writer else contextlib.nullcontext()
+    with lock, signals.StopRequest() as stop:
+        return _train(config, workdir, mesh, stop)
 
-    data_cfg = config.data
-    if is_writer:  # process 0 prepares first, so processes sharing a data dir do not race
-        pipeline.prepare(data_cfg.name, data_cfg.data_dir)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("genimg: data prepared")
-    train_source = pipeline.load_split(data_cfg.name, data_cfg.train_split, data_cfg.data_dir)
-    batches = pipeline.Batches(
-        train_source,
-        seed=config.seed,
-        batch_size=config.train.batch_size,
-        image_size=data_cfg.image_size,
-        channels=data_cfg.channels,
-        value_range=value_range(config),
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
 
-    state = initial_state(config, mesh)
+def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
+    kind = models.get_family(config.model.family).kind
+    is_writer = jax.process_index() == 0
+    batches = _batches(config)
+
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    start = checkpoints.latest_step() or 0
-    if start:
-        state = checkpoints.restore(state, start)
+    hint = config_hint(config, workdir) if is_writer else ""
+    state, start = checkpoints.restore_latest_good(initial_state(config, mesh), hint)
     if is_writer:
         write_record(config, workdir)
     writer = log_lib.MetricWriter(workdir, start_step=start, enabled=is_writer)
@@ -136,7 +138,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     keys = parallel.replicate_global(run_keys(config.seed), mesh)
     grid_inputs = parallel.replicate_global(_grid_inputs(config, kind, keys["sample"]), mesh)
     draw_grids = jax.jit(functools.partial(sampling.sample_grids, kind=kind))
-    strategy = make_strategy(config, mesh)
+    watch_metrics = not config.train.skip_nonfinite
+    strategy = make_strategy(
+        config,
+        mesh,
+        lambda axis: guard_lib.guarded(steps.make_train_step(config, axis), watch_metrics),
+    )
 
     def evaluate(global_state: Any, step: int) -> None:
         grids = parallel.to_host(draw_grids(global_state, **grid_inputs))
@@ -145,6 +152,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
                 grid = log_lib.image_grid(images, value_range(config))
                 log_lib.save_png(grid, os.path.join(workdir, "samples", f"{name}_{step:06d}.png"))
                 writer.write_image(step, name, grid)
+
+    def check_finite(carry, metrics, last_saved: int) -> None:
+        names = guard_lib.watched_names(state, list(metrics), watch_metrics)
+        found = guard_lib.describe(strategy.host_metrics(carry[1]), names)
+        if found:
+            step, bad = found
+            raise DivergenceError(
+                f"non-finite {', '.join(bad)} at step {step}. The last checkpoint, step "
+                f"{last_saved or 'none'} in {checkpoints.directory}, is kept and holds finite "
+                f"values; nothing after it was saved. Lower the learning rate, set "
+                f"train.grad_clip_norm > 0, or set train.skip_nonfinite=True to skip such updates."
+            )
 
     total = config.train.steps
     progress = tqdm(
@@ -155,31 +174,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    placed = strategy.place_state(state)
-    last_time, last_step = time.perf_counter(), start
-    for step, local_batch in enumerate(batches.iterate(start, total), start=start):
-        placed, metrics = strategy.step(placed, strategy.place_batch(local_batch), keys["train"])
-        done = step + 1
-        progress.update(1)
-        if done % config.train.log_every == 0 or done == total:
-            values = strategy.host_metrics(metrics)  # the loop's only per-interval host sync
-            now = time.perf_counter()
-            values["steps_per_sec"] = (done - last_step) / (now - last_time)
-            last_time, last_step = now, done
-            writer.write(done, values)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-        is_eval = done % config.eval.every == 0 or done == total
-        is_checkpoint = done % config.train.checkpoint_every == 0 or done == total
-        if is_eval or is_checkpoint:
-            state = strategy.gather_state(placed)
-            if is_eval:
-                evaluate(state, done)
-            if is_checkpoint:
-                checkpoints.save(done, state)
-    progress.close()
+    # XLA:CPU can deadlock in a collective when several steps of a multi-device program are in
+    # flight on few cores (seen with 8 host devices on 2 cores); there, wait for each step.
+    one_step_in_flight = jax.default_backend() == "cpu" and len(parallel.local_devices(mesh)) > 1
+    carry = strategy.place_state((state, guard_lib.fresh()))
+    last_time, last_step, last_saved = time.perf_counter(), start, start
+    try:
+        for step, local_batch in enumerate(batches.iterate(start, total), start=start):
+            carry, metrics = strategy.step(carry, strategy.place_batch(local_batch), keys["train"])
+            if one_step_in_flight:
+                jax.block_until_ready(carry)
+            done = step + 1
+            progress.update(1)
+            is_log = done % config.train.log_every == 0 or done == total
+            stopping = (jax.process_count() == 1 or is_log) and stop.agreed()
+            if is_log:
+                values = strategy.host_metrics(metrics)  # the loop's only per-interval host sync
+                now = time.perf_counter()
+                values["steps_per_sec"] = (done - last_step) / (now - last_time)
+                last_time, last_step = now, done
+                check_finite(carry, metrics, last_saved)
+                writer.write(done, values)
+                progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+            is_eval = done % config.eval.every == 0 or done == total
+            is_save = done % config.train.checkpoint_every == 0 or done == total or stopping
+            if is_eval or is_save:
+                check_finite(carry, metrics, last_saved)
+                state = strategy.gather_state(carry)[0]
+                if is_eval:
+                    evaluate(state, done)
+                if is_save:
+                    checkpoints.save(done, state)
+                    last_saved = done
+            if stopping:
+                checkpoints.close()
+                raise Preempted(
+                    f"stopped by {signal.Signals(stopping).name} after step {done}; checkpoint "
+                    f"saved in {checkpoints.directory}. Run the same command again to resume.",
+                    stopping,
+                )
+    except OSError as e:
+        raise WorkdirError(
+            f"writing to {workdir} failed: {e}. Free space on that disk or make it writable, "
+            f"then rerun to resume from the last checkpoint (step {last_saved or 'none'})."
+        ) from None
+    finally:
+        progress.close()
+        writer.close()
     checkpoints.close()
-    writer.close()
-    return strategy.gather_state(placed)
+    return strategy.gather_state(carry)[0]
+
+
+def _batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
+    """This process's deterministic batches of the training split."""
+    data_cfg = config.data
+    if jax.process_index() == 0:  # process 0 prepares first: processes sharing a dir never race
+        pipeline.prepare(data_cfg.name, data_cfg.data_dir)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("genimg: data prepared")
+    return pipeline.Batches(
+        pipeline.load_split(data_cfg.name, data_cfg.train_split, data_cfg.data_dir),
+        seed=config.seed,
+        batch_size=config.train.batch_size,
+        image_size=data_cfg.image_size,
+        channels=data_cfg.channels,
+        value_range=value_range(config),
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
 
 
 def _grid_inputs(config: ml_collections.ConfigDict, kind: str, key: jax.Array) -> dict:

@@ -127,7 +127,8 @@ def test_mnist_split_sizes(mnist, mnist_dir):
     assert {split: len(mnist[split]["label"]) for split in SPLITS} == {"train": 4000, "test": 1000}
     info = tfds.builder("bundled_mnist", data_dir=mnist_dir).info
     assert {split: info.splits[split].num_examples for split in SPLITS} == {
-        "train": 4000, "test": 1000,
+        "train": 4000,
+        "test": 1000,
     }
     assert info.supervised_keys == ("image", "label")
 
@@ -170,7 +171,8 @@ def test_mnist_load_csv_matches_independent_parse(csv_rows):
 
 def test_shapes_split_sizes(shapes_data, shapes_dirs):
     assert {split: len(shapes_data[split]["image"]) for split in SPLITS} == {
-        "train": shapes.TRAIN_SIZE, "test": shapes.TEST_SIZE,
+        "train": shapes.TRAIN_SIZE,
+        "test": shapes.TEST_SIZE,
     }
     assert (shapes.TRAIN_SIZE, shapes.TEST_SIZE) == (20_000, 2_000)
     info = tfds.builder("shapes", data_dir=shapes_dirs[0]).info
@@ -187,8 +189,9 @@ def test_shapes_preparation_is_deterministic(shapes_data, shapes_dirs):
 
 
 def test_shapes_features(shapes_data):
-    expected = {"image"} | {f"{kind}_{name}" for kind in ("label", "value")
-                            for name in shapes.FACTOR_NAMES}
+    expected = {"image"} | {
+        f"{kind}_{name}" for kind in ("label", "value") for name in shapes.FACTOR_NAMES
+    }
     assert set(shapes_data["train"]) == expected
     images = shapes_data["train"]["image"]
     assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 1)
@@ -241,7 +244,7 @@ def test_render_is_deterministic_and_batch_independent():
     assert images.shape == (len(factors), 64, 64, 1) and images.dtype == np.uint8
     np.testing.assert_array_equal(images, shapes.render(factors))
     for i in (0, 1, shapes.RENDER_CHUNK - 1, shapes.RENDER_CHUNK, len(factors) - 1):
-        np.testing.assert_array_equal(images[i], shapes.render(factors[i:i + 1])[0])
+        np.testing.assert_array_equal(images[i], shapes.render(factors[i : i + 1])[0])
     assert set(np.unique(images)) <= {0, 255}
 
 
@@ -258,8 +261,9 @@ def test_render_rejects_bad_factors():
 def _extreme_factors() -> np.ndarray:
     """Every shape at the largest scale, every orientation, at the four corners: [480, 5]."""
     corners = [(0, 0), (0, 31), (31, 0), (31, 31)]
-    return np.array([[s, SCALE_MAX, o, x, y] for s in range(3) for o in range(40)
-                     for x, y in corners])
+    return np.array(
+        [[s, SCALE_MAX, o, x, y] for s in range(3) for o in range(40) for x, y in corners]
+    )
 
 
 def test_render_window_holds_the_whole_shape(monkeypatch):
@@ -280,8 +284,15 @@ def test_shapes_stay_inside_the_image():
 
 def test_area_grows_with_scale_squared():
     positions = [(x, y) for x in (3, 12, 21) for y in (5, 18, 28)]
-    areas = np.array([[_masks([[s, scale, 0, x, y] for x, y in positions]).sum() / len(positions)
-                       for scale in range(6)] for s in range(3)])  # [shape, scale]
+    areas = np.array(
+        [
+            [
+                _masks([[s, scale, 0, x, y] for x, y in positions]).sum() / len(positions)
+                for scale in range(6)
+            ]
+            for s in range(3)
+        ]
+    )  # [shape, scale]
     assert (np.diff(areas, axis=1) > 0).all()
     assert abs(areas[SQUARE, SCALE_MAX] / areas[SQUARE, SCALE_MIN] / 4 - 1) < 0.15
     side = 2 * shapes.HALF_EXTENT * shapes.IMAGE_SIZE * shapes.FACTOR_VALUES[1]  # [6], pixels
@@ -315,8 +326,12 @@ def test_position_moves_the_centroid(axis):
 
 def test_square_quarter_turn_gives_the_same_mask():
     for scale, x, y in [(SCALE_MIN, 0, 0), (SCALE_MAX, 5, 9), (3, 16, 16), (SCALE_MAX, 31, 2)]:
-        masks = _masks([[SQUARE, scale, o, x, y] for o in (0, QUARTER_TURN, 2 * QUARTER_TURN,
-                                                           QUARTER_TURN // 2)])
+        masks = _masks(
+            [
+                [SQUARE, scale, o, x, y]
+                for o in (0, QUARTER_TURN, 2 * QUARTER_TURN, QUARTER_TURN // 2)
+            ]
+        )
         for turned in masks[1:3]:
             assert (turned != masks[0]).sum() <= 4
         assert (masks[3] != masks[0]).sum() > 20  # 45° is a different mask

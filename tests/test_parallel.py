@@ -139,7 +139,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(name, tmp_path):
-    f32 = trainer.train_and_evaluate(_config(name, steps=6), str(tmp_path / "f32"))
+    trainer.train_and_evaluate(_config(name, steps=6), str(tmp_path / "f32"))
     config = _config(name, steps=6)
     config.train.compute_dtype = "bfloat16"
     bf16 = trainer.train_and_evaluate(config, str(tmp_path / "bf16"))

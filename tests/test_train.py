@@ -148,5 +148,5 @@ def test_sample_without_checkpoint_says_train_first(tmp_path, capsys):
         "--workdir",
         str(tmp_path),
     ]
-    assert cli(argv) == 2
+    assert cli(argv) == 1
     assert "genimg train" in capsys.readouterr().err

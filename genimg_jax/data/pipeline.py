@@ -19,13 +19,16 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from genimg_jax.data import builders
+from genimg_jax.errors import GenimgError
 
 IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
 STANDARD_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 
 
-class DataError(RuntimeError):
+class DataError(GenimgError):
     """A data set cannot be read; the message says how to make it readable."""
+
+    exit_code = 2
 
 
 class ImageSource(Protocol):

@@ -12,7 +12,7 @@ import optax
 
 from genimg_jax import parallel
 from genimg_jax.losses import GANLoss
-from genimg_jax.state import GANState, TrainState
+from genimg_jax.state import GANState, TrainState, skipped_updates
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], ...}
 
@@ -64,7 +64,10 @@ def d_step(
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
     }
     metrics = parallel.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
-    return state.replace(d=state.d.apply_gradients(grads=grads)), metrics
+    d = state.d.apply_gradients(grads=grads)
+    if (skipped := skipped_updates(d)) is not None:
+        metrics["d_skipped"] = skipped
+    return state.replace(d=d), metrics
 
 
 def g_step(
@@ -87,6 +90,9 @@ def g_step(
 
     (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
     grads = parallel.mean(grads, axis_name)
+    batch_stats = jax.tree.map(  # running statistics never take a non-finite batch's values
+        lambda new, old: jnp.where(jnp.isfinite(new), new, old), batch_stats, state.g.batch_stats
+    )
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
     if g.ema_params is not None:
         g = g.replace(
@@ -95,6 +101,8 @@ def g_step(
             )
         )
     metrics = {"g_loss": parallel.mean(g_loss, axis_name), "g_grad_norm": optax.tree.norm(grads)}
+    if (skipped := skipped_updates(g)) is not None:
+        metrics["g_skipped"] = skipped
     return state.replace(g=g), metrics
 
 

@@ -8,7 +8,7 @@ import optax
 
 from genimg_jax import parallel
 from genimg_jax.losses import gaussian_kl, vae_loss
-from genimg_jax.state import TrainState
+from genimg_jax.state import TrainState, skipped_updates
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [0, 1], ...}
 
@@ -37,4 +37,7 @@ def vae_step(
     grads = parallel.mean(grads, axis_name)
     metrics = parallel.mean({"loss": loss, "recon": recon, "kl": kl}, axis_name)
     metrics |= {"neg_elbo": metrics["recon"] + metrics["kl"], "grad_norm": optax.tree.norm(grads)}
-    return state.apply_gradients(grads=grads), metrics
+    state = state.apply_gradients(grads=grads)
+    if (skipped := skipped_updates(state)) is not None:
+        metrics["skipped"] = skipped
+    return state, metrics

