@@ -6,7 +6,9 @@ short (SIGKILL, full disk) is never taken for a checkpoint. A checkpoint that ca
 (truncated, altered) is moved to `checkpoints_corrupt/` and the previous one is used.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import sys
 
@@ -132,11 +134,20 @@ class Checkpoints:
         finally:
             self.manager.close()
 
+    def abandon(self) -> None:
+        """Releases the manager after a failure, without raising again."""
+        with contextlib.suppress(Exception):
+            self.manager.close()
+
     def _write_error(self, step: int | None, error: Exception) -> CheckpointError:
+        text = str(error)
+        failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)  # the save that failed
+        code = re.search(r"os_error_code='(\d+)'", text)
+        reason = os.strerror(int(code.group(1))) if code else type(error).__name__
         self.manager.reload()
         intact = self.manager.all_steps()
         return CheckpointError(
-            f"could not write checkpoint step {step} to {self.directory}: "
-            f"{type(error).__name__}: {str(error).splitlines()[0][:300]}. Free space on that disk "
+            f"could not write checkpoint step {failed.group(1) if failed else step} to "
+            f"{self.directory}: {reason} ({text.splitlines()[0][:200]}). Free space on that disk "
             f"or make it writable, then rerun to resume; intact checkpoints: {intact or 'none'}."
         )

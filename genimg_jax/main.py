@@ -91,9 +91,10 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
+    saved_argv, sys.argv = sys.argv, [argv[0]] + argv[2:]  # config_flags reads sys.argv too
     try:
         FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
-        FLAGS([argv[0]] + argv[2:])
+        FLAGS(sys.argv)
         COMMANDS[argv[1]]()
     except flags.Error as e:
         return _fail(f"bad flag: {e}")
@@ -105,6 +106,8 @@ def main(argv: list[str]) -> int:
         return _fail(f"bad config override: no config field {text}".replace("\n", "; "))
     except GenimgError as e:
         return _fail(str(e), e.exit_code)
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

@@ -119,8 +119,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     if is_writer:
         workdir_lib.ensure_writable(workdir)
     lock = workdir_lib.exclusive(workdir) if is_writer else contextlib.nullcontext()
-    with lock, signals.StopRequest() as stop:
-        return _train(config, workdir, mesh, stop)
+    try:
+        with lock, signals.StopRequest() as stop:
+            return _train(config, workdir, mesh, stop)
+    except OSError as e:  # full disk, read-only or vanished workdir while the run writes
+        intact = (
+            sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+            if os.path.isdir(os.path.join(workdir, "checkpoints"))
+            else []
+        )
+        raise WorkdirError(
+            f"writing to {workdir} failed: {e}. Free space on that disk or make it writable, "
+            f"then rerun to resume; intact checkpoints: {intact or 'none'}."
+        ) from None
 
 
 def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
@@ -213,15 +224,11 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                     f"saved in {checkpoints.directory}. Run the same command again to resume.",
                     stopping,
                 )
-    except OSError as e:
-        raise WorkdirError(
-            f"writing to {workdir} failed: {e}. Free space on that disk or make it writable, "
-            f"then rerun to resume from the last checkpoint (step {last_saved or 'none'})."
-        ) from None
+        checkpoints.close()  # waits for the last save; raises if it failed
     finally:
         progress.close()
         writer.close()
-    checkpoints.close()
+        checkpoints.abandon()
     return strategy.gather_state(carry)[0]
 
 

@@ -55,18 +55,45 @@ BAD = [
     ("vae_mnist", "train.schedule", "linear", "train.schedule"),
     ("vae_mnist", "eval.every", 0, "eval.every"),
     ("vae_mnist", "model.latent_dim", 0, "model.latent_dim"),
+    ("vae_mnist", "model.width", -8, "model.width"),
+    ("vae_mnist", "model.hidden", 0, "model.hidden"),
+    ("vae_mnist", "train.keep_checkpoints", 0, "train.keep_checkpoints"),
+    ("vae_mnist", "train.log_every", 0, "train.log_every"),
+    ("vae_mnist", "train.checkpoint_every", -1, "train.checkpoint_every"),
+    ("vae_mnist", "train.warmup_steps", -10, "train.warmup_steps"),
+    ("vae_mnist", "train.grad_clip_norm", -1.0, "train.grad_clip_norm"),
+    ("vae_mnist", "train.weight_decay", -0.1, "train.weight_decay"),
+    ("vae_mnist", "train.b2", 1.0, "train.b2"),
+    ("vae_mnist", "train.compute_dtype", "float16", "train.compute_dtype"),
+    ("vae_mnist", "parallel.strategy", "shard_map", "parallel.strategy"),
+    ("vae_mnist", "parallel.num_devices", -1, "parallel.num_devices"),
+    ("vae_mnist", "parallel.multihost", "maybe", "parallel.multihost"),
+    ("vae_mnist", "eval.num_samples", 0, "eval.num_samples"),
+    ("vae_mnist", "seed", -3, "seed"),
+    ("vae_mnist", "data.name", "", "data.name"),
+    ("dcgan_mnist", "train.d_steps", 0, "train.d_steps"),
+    ("dcgan_mnist", "model.g_width", 0, "model.g_width"),
+    ("dcgan_mnist", "model.d_width", 0, "model.d_width"),
 ]
+
+
+def test_the_bad_config_table_is_large():
+    assert len(BAD) >= 25
 
 
 @pytest.mark.parametrize("name,field,value,expected", BAD)
 def test_bad_value_fails_naming_the_field(name, field, value, expected):
     config = load_config(name)
-    section, key = field.split(".")
+    *sections, key = field.split(".")
+    node = config
+    for section in sections:
+        node = node[section]
     with config.unlocked():
-        config[section][key] = value
+        node[key] = value
     with pytest.raises(ConfigError, match=expected) as info:
         validate(config)
     assert field in str(info.value) or expected == "known families"
+    assert repr(value) in str(info.value)  # the bad value is named too
 
 
 def test_missing_field_is_reported():

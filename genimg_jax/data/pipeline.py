@@ -143,11 +143,18 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
     has_label = "label" in features
     shape = features["image"].shape
     n = len(source)
-    if None not in shape and n * int(np.prod(shape)) <= IN_MEMORY_LIMIT_BYTES:
-        streaming = StreamingSource(source, has_label)
+    streaming = StreamingSource(source, has_label)
+    if None in shape or n * int(np.prod(shape)) > IN_MEMORY_LIMIT_BYTES:
+        return streaming
+    try:
         everything = streaming.get(np.arange(n))
-        return ArraySource(everything["image"], everything.get("label"))
-    return StreamingSource(source, has_label)
+    except Exception as e:  # noqa: BLE001  array_record/zlib raise many types for damaged files
+        raise DataError(
+            f"data set {name!r} in {builder.data_dir} cannot be read ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); delete {builder.data_dir} and run again "
+            f"(`genimg prepare --data {name}` rebuilds it)"
+        ) from None
+    return ArraySource(everything["image"], everything.get("label"))
 
 
 @functools.lru_cache(maxsize=4)
