@@ -31,7 +31,7 @@ def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarr
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     lo, hi = value_range
-    pixels = np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0, 1)
+    pixels = np.clip(np.nan_to_num((np.asarray(images, np.float32) - lo) / (hi - lo)), 0, 1)
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5, np.float32)
     for i, image in enumerate(pixels):
         r, q = divmod(i, cols)
