@@ -49,17 +49,18 @@ def networks(state: "GANState | TrainState") -> dict[str, TrainState]:
     return {"VAE": state}
 
 
-def learning_rate_schedule(lr: float, train: ml_collections.ConfigDict) -> optax.Schedule:
-    """The schedule named by `train.schedule` ("constant" or "cosine") with linear warm-up."""
+def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None:
+    """lr(t) / lr for `train.schedule` ("constant" or "cosine") after a linear warm-up of
+    `train.warmup_steps`; None when it is 1 throughout."""
     if train.schedule == "constant":
-        decay = optax.constant_schedule(lr)
+        decay = optax.constant_schedule(1.0)
     elif train.schedule == "cosine":
-        decay = optax.cosine_decay_schedule(lr, max(train.steps - train.warmup_steps, 1))
+        decay = optax.cosine_decay_schedule(1.0, max(train.steps - train.warmup_steps, 1))
     else:
         raise ValueError(f"train.schedule={train.schedule!r}; use 'constant' or 'cosine'")
     if train.warmup_steps <= 0:
-        return decay
-    warmup = optax.linear_schedule(0.0, lr, train.warmup_steps)
+        return None if train.schedule == "constant" else decay
+    warmup = optax.linear_schedule(0.0, 1.0, train.warmup_steps)
     return optax.join_schedules([warmup, decay], [train.warmup_steps])
 
 
@@ -67,19 +68,38 @@ OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
 
 
 def make_optimizer(lr: float, train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """`train.optimizer` with a learning rate held in the optimizer state (inject_hyperparams),
-    so a resumed or swept run can read and change it."""
+    """`train.optimizer` with its learning rate held in the optimizer state (inject_hyperparams)
+    as a traced value, so one compiled step serves every learning rate of a sweep; the schedule
+    multiplies it."""
     kwargs = {"b1": train.b1, "b2": train.b2}
     if train.optimizer == "adamw":
         kwargs["weight_decay"] = train.weight_decay
-    opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(
-        learning_rate=learning_rate_schedule(lr, train), **kwargs
-    )
+    opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(learning_rate=lr, **kwargs)
+    if (fraction := schedule_fraction(train)) is not None:
+        opt = optax.chain(opt, optax.scale_by_schedule(fraction))
     if train.grad_clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(train.grad_clip_norm), opt)
     if train.skip_nonfinite:  # skip (and count) updates whose gradients are not finite
         opt = optax.apply_if_finite(opt, max_consecutive_errors=2**30)
     return opt
+
+
+def with_learning_rate(state: TrainState, lr: float | jax.Array) -> TrainState:
+    """`state` whose optimizer uses learning rate `lr` from now on."""
+    lr = jnp.asarray(lr, jnp.float32)
+    return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, learning_rate=lr))
+
+
+def apply_hparams(state, config: ml_collections.ConfigDict):
+    """The config's learning rates and β written into a (restored) state: the config is the
+    truth when a run resumes with overrides."""
+    if isinstance(state, GANState):
+        return state.replace(
+            g=with_learning_rate(state.g, config.train.g_lr),
+            d=with_learning_rate(state.d, config.train.d_lr),
+        )
+    state = with_learning_rate(state, config.train.lr)
+    return state.replace(hparams={**state.hparams, "beta": jnp.float32(config.model.beta)})
 
 
 def skipped_updates(state: TrainState) -> jax.Array | None:

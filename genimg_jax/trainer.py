@@ -97,6 +97,22 @@ def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
         json.dump(log_lib.run_record(), f, indent=2)
 
 
+def write_summary(workdir: str, step: int, seconds: float, metrics: dict) -> None:
+    """`summary.json`: the finished run's last metrics and its wall time, summed over resumes."""
+    path = os.path.join(workdir, "summary.json")
+    before = 0.0
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f).get("wall_time_sec", 0.0)
+    summary = {
+        "step": step,
+        "wall_time_sec": before + seconds,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+
+
 def config_hint(config: ml_collections.ConfigDict, workdir: str) -> str:
     """For a checkpoint that does not fit: which fields differ from the run's saved config."""
     saved = os.path.join(workdir, "config.json")
@@ -142,6 +158,8 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     hint = config_hint(config, workdir) if is_writer else ""
     state, start = checkpoints.restore_latest_good(initial_state(config, mesh), hint)
+    if start:  # resumed, maybe with overrides: the config's learning rates and β win
+        state = parallel.replicate_global(state_lib.apply_hparams(state, config), mesh)
     if is_writer:
         write_record(config, workdir)
     writer = log_lib.MetricWriter(workdir, start_step=start, enabled=is_writer)
@@ -190,6 +208,7 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     one_step_in_flight = jax.default_backend() == "cpu" and len(parallel.local_devices(mesh)) > 1
     carry = strategy.place_state((state, guard_lib.fresh()))
     last_time, last_step, last_saved = time.perf_counter(), start, start
+    began, values_of_last_log = time.perf_counter(), {}
     try:
         for step, local_batch in enumerate(batches.iterate(start, total), start=start):
             carry, metrics = strategy.step(carry, strategy.place_batch(local_batch), keys["train"])
@@ -206,6 +225,7 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                 last_time, last_step = now, done
                 check_finite(carry, metrics, last_saved)
                 writer.write(done, values)
+                values_of_last_log = values
                 progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
             is_eval = done % config.eval.every == 0 or done == total
             is_save = done % config.train.checkpoint_every == 0 or done == total or stopping
@@ -219,12 +239,16 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                     last_saved = done
             if stopping:
                 checkpoints.close()
+                if is_writer:
+                    write_summary(workdir, done, time.perf_counter() - began, values_of_last_log)
                 raise Preempted(
                     f"stopped by {signal.Signals(stopping).name} after step {done}; checkpoint "
                     f"saved in {checkpoints.directory}. Run the same command again to resume.",
                     stopping,
                 )
         checkpoints.close()  # waits for the last save; raises if it failed
+        if is_writer:
+            write_summary(workdir, total, time.perf_counter() - began, values_of_last_log)
     finally:
         progress.close()
         writer.close()
