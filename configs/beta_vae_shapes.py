@@ -26,3 +26,16 @@ def get_config(arg: str | None = None):
         c.data.image_size = 32
         shrink_for_tests(c)
     return c
+
+
+def get_sweep(arg: str | None = None):
+    """β × lr × seed (30 members); `quick`: β ∈ {1, 4} × seed ∈ {0, 1} (4 members)."""
+    from genimg_jax.sweep import axis, product
+
+    if arg == "quick":
+        return product(axis("model.beta", [1.0, 4.0]), axis("seed", [0, 1]))
+    return product(
+        axis("model.beta", [0.5, 1.0, 2.0, 4.0, 8.0]),
+        axis("train.lr", [3e-4, 1e-3]),
+        axis("seed", [0, 1, 2]),
+    )

@@ -24,3 +24,12 @@ def get_config(arg: str | None = None):
     if arg == "quick":
         shrink_for_tests(c)
     return c
+
+
+def get_sweep(arg: str | None = None):
+    """lr × seed (6 members); `quick`: lr ∈ {1e-3, 3e-3} × seed 0 (2 members)."""
+    from genimg_jax.sweep import axis, product
+
+    if arg == "quick":
+        return product(axis("train.lr", [1e-3, 3e-3]), axis("seed", [0]))
+    return product(axis("train.lr", [3e-4, 1e-3, 3e-3]), axis("seed", [0, 1]))

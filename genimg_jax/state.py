@@ -1,6 +1,8 @@
 """Training states: one Flax TrainState per network, carrying BatchNorm statistics, an EMA of
 the weights and the loss hyperparameters, so that a checkpoint is the whole truth."""
 
+import functools
+import json
 from typing import Any
 
 import flax
@@ -67,14 +69,14 @@ def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
 
 
-def make_optimizer(lr: float, train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """`train.optimizer` with its learning rate held in the optimizer state (inject_hyperparams)
-    as a traced value, so one compiled step serves every learning rate of a sweep; the schedule
-    multiplies it."""
+def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """`train.optimizer` with its learning rate held in the optimizer state (inject_hyperparams;
+    set it with `with_learning_rate`) as a traced value, so one compiled step serves every
+    learning rate of a sweep; the schedule multiplies it."""
     kwargs = {"b1": train.b1, "b2": train.b2}
     if train.optimizer == "adamw":
         kwargs["weight_decay"] = train.weight_decay
-    opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(learning_rate=lr, **kwargs)
+    opt = optax.inject_hyperparams(OPTIMIZERS[train.optimizer])(learning_rate=0.0, **kwargs)
     if (fraction := schedule_fraction(train)) is not None:
         opt = optax.chain(opt, optax.scale_by_schedule(fraction))
     if train.grad_clip_norm > 0:
@@ -107,17 +109,44 @@ def skipped_updates(state: TrainState) -> jax.Array | None:
     return getattr(state.opt_state, "total_notfinite", None)
 
 
-def _create(module, lr: float, config, rng, *inputs, ema: bool = False, **hparams) -> TrainState:
+@functools.lru_cache(maxsize=32)
+def _static_parts(key: str) -> tuple[Any, optax.GradientTransformation]:
+    """The family's modules and the optimizer for a config without its hyperparameters. Cached:
+    runs that differ only in seed, learning rates or β share these objects, hence the treedef
+    of their states, hence one compiled step."""
+    config = ml_collections.ConfigDict(json.loads(key))
+    return models.get_family(config.model.family).build(config), make_optimizer(config.train)
+
+
+def static_key(config: ml_collections.ConfigDict) -> str:
+    """`config` as JSON without its hyperparameters: equal for runs that can share programs."""
+    values = json.loads(config.to_json_best_effort())
+    for field in HYPERPARAMETERS:
+        section, _, key = field.rpartition(".")
+        (values[section] if section else values).pop(key, None)
+    return json.dumps(values, sort_keys=True)
+
+
+def static_parts(config: ml_collections.ConfigDict) -> tuple[Any, optax.GradientTransformation]:
+    """(modules, optimizer) of `config`, shared by every config equal up to hyperparameters."""
+    return _static_parts(static_key(config))
+
+
+HYPERPARAMETERS = ("seed", "model.beta", "train.lr", "train.g_lr", "train.d_lr")
+
+
+def _create(module, tx, lr: float, rng, *inputs, ema: bool = False, **hparams) -> TrainState:
     variables = module.init(rng, *inputs)
     params = variables["params"]
-    return TrainState.create(
+    state = TrainState.create(
         apply_fn=module.apply,
         params=params,
-        tx=make_optimizer(lr, config.train),
+        tx=tx,
         batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
         hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
     )
+    return with_learning_rate(state, lr)
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
@@ -127,22 +156,22 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
 
 def create_gan_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
     """Fresh G (with EMA) and D states for a GAN family."""
-    g, d = models.get_family(config.model.family).build(config)
+    (g, d), tx = static_parts(config)
     g_rng, d_rng = jax.random.split(rng)
     z = jnp.zeros((1, config.model.latent_dim))
     x = jnp.zeros((1, *image_shape(config)))
     return GANState(
-        g=_create(g, config.train.g_lr, config, g_rng, z, ema=config.train.ema_decay > 0),
-        d=_create(d, config.train.d_lr, config, d_rng, x),
+        g=_create(g, tx, config.train.g_lr, g_rng, z, ema=config.train.ema_decay > 0),
+        d=_create(d, tx, config.train.d_lr, d_rng, x),
     )
 
 
 def create_vae_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
     """A fresh VAE state; β lives in `hparams` as a traced value."""
-    vae = models.get_family(config.model.family).build(config)
+    vae, tx = static_parts(config)
     x = jnp.zeros((1, *image_shape(config)))
     eps = jnp.zeros((1, config.model.latent_dim))
-    return _create(vae, config.train.lr, config, rng, x, eps, beta=config.model.beta)
+    return _create(vae, tx, config.train.lr, rng, x, eps, beta=config.model.beta)
 
 
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState | TrainState:

@@ -112,7 +112,7 @@ def format_value(value: Scalar) -> str:
             text = repr(value)
     else:
         text = str(value)
-    return _UNSAFE.sub("-", text).strip("-") or "-"
+    return _UNSAFE.sub("-", text)
 
 
 def member_name(index: int, overrides: Overrides) -> str:

@@ -89,6 +89,29 @@ def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callab
     )
 
 
+_STRATEGIES: dict[tuple, Strategy] = {}
+
+
+def compiled_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy:
+    """The strategy (and its compiled step) for `config` on `mesh`, shared by every run in this
+    process that differs only in hyperparameters (seed, learning rates, β): a sweep run
+    in-process compiles its step once."""
+    key = (state_lib.static_key(config), tuple(d.id for d in mesh.devices.flat))
+    if key not in _STRATEGIES:
+        watch_metrics = not config.train.skip_nonfinite
+        _STRATEGIES[key] = make_strategy(
+            config,
+            mesh,
+            lambda axis: guard_lib.guarded(steps.make_train_step(config, axis), watch_metrics),
+        )
+    return _STRATEGIES[key]
+
+
+@functools.cache
+def _grid_drawer(kind: str) -> Callable:
+    return jax.jit(functools.partial(sampling.sample_grids, kind=kind))
+
+
 def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Saves the resolved config and what produced the run into the workdir."""
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -166,13 +189,9 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
 
     keys = parallel.replicate_global(run_keys(config.seed), mesh)
     grid_inputs = parallel.replicate_global(_grid_inputs(config, kind, keys["sample"]), mesh)
-    draw_grids = jax.jit(functools.partial(sampling.sample_grids, kind=kind))
+    draw_grids = _grid_drawer(kind)
     watch_metrics = not config.train.skip_nonfinite
-    strategy = make_strategy(
-        config,
-        mesh,
-        lambda axis: guard_lib.guarded(steps.make_train_step(config, axis), watch_metrics),
-    )
+    strategy = compiled_strategy(config, mesh)
 
     def evaluate(global_state: Any, step: int) -> None:
         grids = parallel.to_host(draw_grids(global_state, **grid_inputs))
