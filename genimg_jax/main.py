@@ -3,6 +3,9 @@
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
 genimg sample  --workdir runs/vae --num 64 --out grid.png
 genimg prepare --data bundled_mnist [--data_dir DIR]
+genimg sweep   --sweep configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
+               [--member 7] [--launcher inprocess|local|submitit] [--workers N]
+genimg report  runs/bvae_sweep
 """
 
 import os
@@ -33,6 +36,14 @@ flags.DEFINE_string(
 flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
 flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "sweep", None, "sweep: config file `path.py[:arg]` with get_sweep().", flag_values=FLAGS
+)
+flags.DEFINE_integer("member", None, "sweep: run only this member.", flag_values=FLAGS)
+flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "workers", 0, "sweep: parallel workers (0: sized to the machine).", flag_values=FLAGS
+)
 
 
 class UsageError(GenimgError):
@@ -83,7 +94,37 @@ def cmd_prepare() -> None:
     print(f"{builder.name} is prepared in {builder.data_dir}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "prepare": cmd_prepare}
+def cmd_sweep() -> None:
+    from genimg_jax import sweep_run
+
+    ran = sweep_run.run(
+        _require("sweep"),
+        _require("workdir"),
+        member=FLAGS.member,
+        launcher=FLAGS.launcher,
+        workers=FLAGS.workers,
+    )
+    print(f"ran {len(ran)} member(s): {', '.join(m.name for m in ran) or 'all were finished'}")
+
+
+def cmd_report() -> None:
+    from genimg_jax import report
+
+    workdir = FLAGS.workdir or (_POSITIONAL[0] if _POSITIONAL else None)
+    if not workdir:
+        raise UsageError("usage: genimg report SWEEP_WORKDIR")
+    for path in report.report(workdir):
+        print(path)
+
+
+_POSITIONAL: list[str] = []
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "prepare": cmd_prepare,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str]) -> int:
@@ -94,7 +135,7 @@ def main(argv: list[str]) -> int:
     saved_argv, sys.argv = sys.argv, [argv[0]] + argv[2:]  # config_flags reads sys.argv too
     try:
         FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
-        FLAGS(sys.argv)
+        _POSITIONAL[:] = FLAGS(sys.argv)[1:]
         COMMANDS[argv[1]]()
     except flags.Error as e:
         return _fail(f"bad flag: {e}")

@@ -225,7 +225,8 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     # XLA:CPU can deadlock in a collective when several steps of a multi-device program are in
     # flight on few cores (seen with 8 host devices on 2 cores); there, wait for each step.
     one_step_in_flight = jax.default_backend() == "cpu" and len(parallel.local_devices(mesh)) > 1
-    carry = strategy.place_state((state, guard_lib.fresh()))
+    # Inputs laid out exactly like the step's outputs, so the first step does not compile twice.
+    carry = strategy.place_state((state, parallel.replicate_global(guard_lib.fresh(), mesh)))
     last_time, last_step, last_saved = time.perf_counter(), start, start
     began, values_of_last_log = time.perf_counter(), {}
     try:

@@ -6,6 +6,7 @@ is epoch e's permutation: every example is seen once per epoch, and nothing is c
 steps, so a resumed run reads exactly the batches an uninterrupted one would have read.
 """
 
+import fcntl
 import functools
 import os
 import socket
@@ -105,6 +106,17 @@ def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     if builder.is_prepared():
         return builder
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing a data dir prepare it once
+        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        if builder.is_prepared():
+            return builder
+        return _prepare_locked(builder, name, data_dir)
+
+
+def _prepare_locked(builder, name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """Prepares `name` (the caller holds the data dir's lock for it)."""
     if name not in builders.BUNDLED:
         how = (
             f"On a machine with internet, run `pip install tensorflow` then `genimg prepare "

@@ -1,0 +1,70 @@
+"""Running sweeps end to end: in-process (one compilation for all members), by member index,
+resuming only what is missing, through a local process pool and through submitit."""
+
+import json
+import os
+
+import pytest
+from conftest import REPO
+
+from genimg_jax import report, sweep, sweep_run, trainer
+from genimg_jax.errors import ConfigError
+from genimg_jax.main import main as cli
+
+BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds
+LR_QUICK = os.path.join(REPO, "configs", "vae_mnist.py:quick")  # 2 learning rates
+
+
+def _summary(workdir, name):
+    with open(os.path.join(workdir, name, "summary.json")) as f:
+        return json.load(f)
+
+
+def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(tmp_path):
+    trainer._STRATEGIES.clear()
+    ran = sweep_run.run(BETA_QUICK, str(tmp_path))
+    assert [m.name for m in ran] == [
+        "000_beta=1_seed=0",
+        "001_beta=1_seed=1",
+        "002_beta=4_seed=0",
+        "003_beta=4_seed=1",
+    ]
+    assert all(_summary(tmp_path, m.name)["step"] == 12 for m in ran)
+    with open(tmp_path / "001_beta=1_seed=1" / "config.json") as f:
+        saved = json.load(f)
+    assert saved["model"]["beta"] == 1.0 and saved["seed"] == 1
+    ((strategy),) = trainer._STRATEGIES.values()  # one program for the four members...
+    assert strategy.step._cache_size() == 1  # ...compiled once
+    rows = report.collect(str(tmp_path))
+    assert [r["status"] for r in rows] == ["finished"] * 4
+    assert {r["overrides"]["model.beta"] for r in rows} == {1.0, 4.0}
+
+
+def test_member_runs_alone_and_a_rerun_runs_only_what_is_missing(tmp_path):
+    assert [m.index for m in sweep_run.run(BETA_QUICK, str(tmp_path), member=2)] == [2]
+    assert sorted(os.listdir(tmp_path)) == ["002_beta=4_seed=0", "sweep.json"]
+    finished_at = os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json")
+    assert [m.index for m in sweep_run.run(BETA_QUICK, str(tmp_path))] == [0, 1, 3]
+    assert os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json") == finished_at
+    assert sweep_run.run(BETA_QUICK, str(tmp_path)) == []  # everything finished: nothing to do
+    with pytest.raises(ConfigError, match="--member 9 does not exist"):
+        sweep_run.run(BETA_QUICK, str(tmp_path), member=9)
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit"])
+def test_process_launchers_run_every_member(launcher, tmp_path):
+    ran = sweep_run.run(LR_QUICK, str(tmp_path), launcher=launcher, workers=2)
+    assert len(ran) == 2
+    base, members = sweep.load(LR_QUICK)
+    for m in members:
+        summary = _summary(tmp_path, m.name)
+        assert summary["step"] == base.train.steps
+        with open(tmp_path / m.name / "config.json") as f:
+            assert json.load(f)["train"]["lr"] == m.overrides["train.lr"]
+
+
+def test_cli_sweep_then_report(tmp_path, capsys):
+    assert cli(["genimg", "sweep", "--sweep", LR_QUICK, "--workdir", str(tmp_path)]) == 0
+    assert cli(["genimg", "report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "summary.md" in out and os.path.exists(tmp_path / "report" / "loss_vs_lr.png")
