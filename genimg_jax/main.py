@@ -4,7 +4,7 @@ genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--confi
 genimg sample  --workdir runs/vae --num 64 --out grid.png
 genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --sweep configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
-               [--member 7] [--launcher inprocess|local|submitit] [--workers N]
+               [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
 """
 
@@ -43,6 +43,13 @@ flags.DEFINE_integer("member", None, "sweep: run only this member.", flag_values
 flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.", flag_values=FLAGS)
 flags.DEFINE_integer(
     "workers", 0, "sweep: parallel workers (0: sized to the machine).", flag_values=FLAGS
+)
+flags.DEFINE_bool("vectorize", False, "sweep: train the members as one program.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "vectorize_mode",
+    "auto",
+    "sweep: auto (vmap on GPU/TPU, map on CPU) | vmap | map.",
+    flag_values=FLAGS,
 )
 
 
@@ -103,6 +110,8 @@ def cmd_sweep() -> None:
         member=FLAGS.member,
         launcher=FLAGS.launcher,
         workers=FLAGS.workers,
+        vectorize=FLAGS.vectorize,
+        vectorize_mode=FLAGS.vectorize_mode,
     )
     print(f"ran {len(ran)} member(s): {', '.join(m.name for m in ran) or 'all were finished'}")
 

@@ -89,9 +89,12 @@ def run(
     member: int | None = None,
     launcher: str = "inprocess",
     workers: int = 0,
+    vectorize: bool = False,
+    vectorize_mode: str = "auto",
 ) -> list[sweep.Member]:
     """Runs the sweep of `config_path` (`path.py[:arg]` with `get_sweep`) into `workdir`;
-    returns the members that were run."""
+    returns the members that were run. `vectorize`: the pending members train as one program
+    (see `genimg_jax.vectorized`)."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher={launcher!r}; use one of {list(LAUNCHERS)}")
     path, arg = sweep.split_config_arg(config_path)
@@ -100,7 +103,13 @@ def run(
     os.makedirs(workdir, exist_ok=True)
     sweep.write_manifest(workdir, config_path, everyone)
     todo = pending(config_path, workdir, member)
-    if launcher == "inprocess":
+    if vectorize:
+        if launcher != "inprocess":
+            raise ConfigError("--vectorize trains the members in this process; drop --launcher")
+        from genimg_jax import vectorized
+
+        vectorized.train_members(sweep.load(config_path)[0], workdir, todo, vectorize_mode)
+    elif launcher == "inprocess":
         for m in todo:
             train_member(config_path, workdir, m.index)
     elif launcher == "local":

@@ -108,7 +108,8 @@ def compiled_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy
 
 
 @functools.cache
-def _grid_drawer(kind: str) -> Callable:
+def grid_drawer(kind: str) -> Callable:
+    """The jitted function drawing a family kind's sample grids (one per process)."""
     return jax.jit(functools.partial(sampling.sample_grids, kind=kind))
 
 
@@ -176,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
 def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     kind = models.get_family(config.model.family).kind
     is_writer = jax.process_index() == 0
-    batches = _batches(config)
+    batches = batches_for(config)
 
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     hint = config_hint(config, workdir) if is_writer else ""
@@ -188,13 +189,13 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     writer = log_lib.MetricWriter(workdir, start_step=start, enabled=is_writer)
 
     keys = parallel.replicate_global(run_keys(config.seed), mesh)
-    grid_inputs = parallel.replicate_global(_grid_inputs(config, kind, keys["sample"]), mesh)
-    draw_grids = _grid_drawer(kind)
+    fixed_inputs = parallel.replicate_global(grid_inputs(config, kind, keys["sample"]), mesh)
+    draw_grids = grid_drawer(kind)
     watch_metrics = not config.train.skip_nonfinite
     strategy = compiled_strategy(config, mesh)
 
     def evaluate(global_state: Any, step: int) -> None:
-        grids = parallel.to_host(draw_grids(global_state, **grid_inputs))
+        grids = parallel.to_host(draw_grids(global_state, **fixed_inputs))
         if is_writer:
             for name, images in grids.items():
                 grid = log_lib.image_grid(images, value_range(config))
@@ -276,7 +277,7 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     return strategy.gather_state(carry)[0]
 
 
-def _batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
+def batches_for(config: ml_collections.ConfigDict) -> pipeline.Batches:
     """This process's deterministic batches of the training split."""
     data_cfg = config.data
     if jax.process_index() == 0:  # process 0 prepares first: processes sharing a dir never race
@@ -295,7 +296,7 @@ def _batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
     )
 
 
-def _grid_inputs(config: ml_collections.ConfigDict, kind: str, key: jax.Array) -> dict:
+def grid_inputs(config: ml_collections.ConfigDict, kind: str, key: jax.Array) -> dict:
     """Fixed inputs of the sample grids: latents, and for VAEs the first evaluation images."""
     n = config.eval.num_samples
     inputs = {"z": sampling.latents(key, n, config.model.latent_dim), "x": None}

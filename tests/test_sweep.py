@@ -68,3 +68,43 @@ def test_cli_sweep_then_report(tmp_path, capsys):
     assert cli(["genimg", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "summary.md" in out and os.path.exists(tmp_path / "report" / "loss_vs_lr.png")
+
+
+def _rows(folder):
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("mode", ["map", "vmap"])
+def test_vectorized_sweep_matches_its_solo_runs(mode, tmp_path):
+    solo = tmp_path / "solo"
+    sweep_run.run(BETA_QUICK, str(solo))
+    vectorized = tmp_path / "vectorized"
+    ran = sweep_run.run(BETA_QUICK, str(vectorized), vectorize=True, vectorize_mode=mode)
+    assert len(ran) == 4
+    for m in ran:
+        a, b = _rows(solo / m.name), _rows(vectorized / m.name)
+        assert [r["step"] for r in a] == [r["step"] for r in b]
+        for ra, rb in zip(a, b, strict=True):
+            for key in ("loss", "recon", "kl", "grad_norm"):
+                assert rb[key] == pytest.approx(ra[key], rel=1e-3, abs=1e-5), (m.name, key)
+        assert _summary(vectorized, m.name)["step"] == 12
+        assert sorted(os.listdir(vectorized / m.name / "samples")) == sorted(
+            os.listdir(solo / m.name / "samples")
+        )
+
+
+def test_vectorized_sweep_resumes_members_where_they_stopped(tmp_path):
+    sweep_run.run(BETA_QUICK, str(tmp_path), member=1)  # one member already finished
+    ran = sweep_run.run(BETA_QUICK, str(tmp_path), vectorize=True)
+    assert [m.index for m in ran] == [0, 2, 3]
+    assert all(_summary(tmp_path, m.name)["step"] == 12 for m in sweep.load(BETA_QUICK)[1])
+
+
+def test_vectorize_refuses_members_that_differ_in_more_than_hyperparameters(tmp_path):
+    from genimg_jax import vectorized
+
+    base, members = sweep.load(BETA_QUICK)
+    wider = sweep.Member(9, {"model.width": 16}, "009_width=16")
+    with pytest.raises(ConfigError, match="differ only in"):
+        vectorized.train_members(base, str(tmp_path), [members[0], wider])

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from genimg_jax.models import conv_vae, dcgan
+from genimg_jax.models import conv_vae, dcgan, mlp_vae
 
 
 class Family(NamedTuple):
@@ -19,6 +19,7 @@ class Family(NamedTuple):
 FAMILIES: dict[str, Family] = {
     "dcgan": Family("gan", dcgan.build),
     "conv_vae": Family("vae", conv_vae.build),
+    "mlp_vae": Family("vae", mlp_vae.build),
 }
 
 

@@ -51,20 +51,11 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """q(z|x) = N(mean, exp(logvar)), p(z) = N(0, I), p(x|z) from decoder logits."""
+    """q(z|x) = N(mean, exp(logvar)), p(z) = N(0, I), p(x|z) from decoder logits. Any encoder
+    (x -> (mean, logvar)) and decoder (z -> pixel logits) pair: the conv and MLP VAEs share it."""
 
-    image_size: int
-    channels: int
-    width: int
-    latent_dim: int
-    hidden: int
-    dtype: Any = jnp.float32
-
-    def setup(self):
-        self.encoder = Encoder(
-            self.image_size, self.width, self.latent_dim, self.hidden, self.dtype
-        )
-        self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden, self.dtype)
+    encoder: nn.Module
+    decoder: nn.Module
 
     def __call__(self, x: Array, eps: Array) -> tuple[Array, Array, Array]:
         """(logits [B,S,S,C], mean [B,Z], logvar [B,Z]) with z = mean + exp(logvar / 2)·eps,
@@ -84,5 +75,8 @@ class VAE(nn.Module):
 
 def build(config: ml_collections.ConfigDict) -> VAE:
     """The VAE sized from `config.data` (image size, channels) and `config.model`."""
-    m, dtype = config.model, build_options(config)["dtype"]  # no BatchNorm: no axis needed
-    return VAE(config.data.image_size, config.data.channels, m.width, m.latent_dim, m.hidden, dtype)
+    m, d, dtype = config.model, config.data, build_options(config)["dtype"]  # no BN: no axis
+    return VAE(
+        Encoder(d.image_size, m.width, m.latent_dim, m.hidden, dtype),
+        Decoder(d.image_size, d.channels, m.width, m.hidden, dtype),
+    )
