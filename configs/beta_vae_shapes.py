@@ -25,15 +25,22 @@ def get_config(arg: str | None = None):
     if arg == "quick":
         c.data.image_size = 32
         shrink_for_tests(c)
+    if arg == "rd":  # the README's rate-distortion sweep: short runs, every interval at the end
+        c.train.steps = 600
+        c.train.lr = 1e-3
+        c.train.log_every = c.train.checkpoint_every = c.eval.every = 600
     return c
 
 
 def get_sweep(arg: str | None = None):
-    """β × lr × seed (30 members); `quick`: β ∈ {1, 4} × seed ∈ {0, 1} (4 members)."""
+    """β × lr × seed (30 members); `quick`: β ∈ {1, 4} × seed ∈ {0, 1} (4 members); `rd`:
+    β ∈ {0.5, 1, 2, 4, 8} × seed ∈ {0, 1} at one learning rate (10 members, the README plot)."""
     from genimg_jax.sweep import axis, product
 
     if arg == "quick":
         return product(axis("model.beta", [1.0, 4.0]), axis("seed", [0, 1]))
+    if arg == "rd":
+        return product(axis("model.beta", [0.5, 1.0, 2.0, 4.0, 8.0]), axis("seed", [0, 1]))
     return product(
         axis("model.beta", [0.5, 1.0, 2.0, 4.0, 8.0]),
         axis("train.lr", [3e-4, 1e-3]),

@@ -3,10 +3,12 @@ train as ONE compiled program over stacked states, stacked batches and stacked k
 member reads, logs, samples and checkpoints into its own folder exactly as a solo run does, so
 any member can later be resumed, sampled or reported on alone.
 
-How the K steps run inside the program is chosen per backend: `jax.vmap` on accelerators, where
-one small model leaves the chip idle; `lax.map` (one member after another, inside the same
-program) on CPU, where XLA:CPU's fast convolution path does not take per-member (batched)
-weights and a vmapped conv step ran ~5x slower than the members one by one.
+How the K steps run is chosen per backend ("auto"): `jax.vmap` on accelerators, where one small
+model leaves the chip idle; on CPU, "sequential": the one compiled member step called for each
+member in turn (states are never stacked). Measured on a 2-core CPU (benchmarks/sweep.py, conv
+VAE, K=8): vmap 5-10x, lax.map 23-33x and an unrolled program 1.6x slower than sequential
+steps, because XLA:CPU's fast convolution path does not take per-member (grouped) weights and
+one member already keeps the cores busy. "vmap", "map" and "unroll" can be forced.
 """
 
 import contextlib
@@ -27,15 +29,15 @@ from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import ConfigError, DivergenceError, Preempted
 
-MODES = ("auto", "vmap", "map")
+MODES = ("auto", "sequential", "vmap", "unroll", "map")
 
 
 def resolve_mode(mode: str) -> str:
-    """ "auto" -> "vmap" on GPU/TPU, "map" on CPU."""
+    """The mode to run: "auto" is "vmap" on GPU/TPU and "sequential" on CPU."""
     if mode not in MODES:
         raise ConfigError(f"vectorize mode {mode!r}; use one of {list(MODES)}")
     if mode == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
+        return "sequential" if jax.default_backend() == "cpu" else "vmap"
     return mode
 
 
@@ -53,7 +55,15 @@ def vectorize(step: Callable, mode: str) -> Callable:
     """A per-member step (carry, batch, key) -> (carry, metrics) over stacked arguments."""
     if mode == "vmap":
         return jax.vmap(step)
-    return lambda carry, batch, key: jax.lax.map(lambda args: step(*args), (carry, batch, key))
+    if mode == "map":
+        return lambda carry, batch, key: jax.lax.map(lambda a: step(*a), (carry, batch, key))
+
+    def unrolled(carry, batch, key):  # K independent copies of the step in one program
+        k = jax.tree.leaves(key)[0].shape[0]
+        outs = [step(unstack(carry, i), unstack(batch, i), unstack(key, i)) for i in range(k)]
+        return stack([c for c, _ in outs]), stack([m for _, m in outs])
+
+    return unrolled
 
 
 _STEPS: dict[tuple[str, str], Callable] = {}
@@ -64,8 +74,19 @@ def compiled_step(config: ml_collections.ConfigDict, mode: str) -> Callable:
     key = (state_lib.static_key(config), mode)
     if key not in _STEPS:
         step = guard_lib.guarded(steps.make_train_step(config), not config.train.skip_nonfinite)
-        _STEPS[key] = jax.jit(vectorize(step, mode), donate_argnums=0)
+        if mode == "sequential":  # carries, batches and keys are lists: one call per member
+            solo = jax.jit(step, donate_argnums=0)
+            _STEPS[key] = lambda carries, batches, keys: tuple(
+                map(list, zip(*map(solo, carries, batches, keys), strict=True))
+            )
+        else:
+            _STEPS[key] = jax.jit(vectorize(step, mode), donate_argnums=0)
     return _STEPS[key]
+
+
+def member(tree, i: int):
+    """Member i of a K-member carry or output: a list (sequential) or stacked arrays."""
+    return tree[i] if isinstance(tree, list) else unstack(tree, i)
 
 
 def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
@@ -134,13 +155,14 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
     ]
     draw = trainer.grid_drawer(kind)
     step = compiled_step(config, mode)
-    train_keys = stack([key["train"] for key in keys])
-    carry = stack([(s, guard_lib.fresh()) for s in states])
+    gather = list if mode == "sequential" else stack
+    train_keys = gather([key["train"] for key in keys])
+    carry = gather([(s, guard_lib.fresh()) for s in states])
     began, last_time, last_step, last_values = time.perf_counter(), time.perf_counter(), start, None
     iterators = [b.iterate(start, total) for b in batches]
     try:
         for done in range(start + 1, total + 1):
-            batch = stack([next(it) for it in iterators])
+            batch = gather([next(it) for it in iterators])
             carry, metrics = step(carry, batch, train_keys)
             is_log = done % config.train.log_every == 0 or done == total
             stopping = stop.agreed()
@@ -150,7 +172,7 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
                 rate = (done - last_step) / (now - last_time)
                 last_time, last_step = now, done
                 _check_finite(carry, metrics, dirs, config)
-                last_values = [{**unstack(values, i), "steps_per_sec": rate} for i in range(k)]
+                last_values = [{**member(values, i), "steps_per_sec": rate} for i in range(k)]
                 for writer, row in zip(writers, last_values, strict=True):
                     writer.write(done, row)
             is_eval = done % config.eval.every == 0 or done == total
@@ -158,7 +180,7 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
             if is_eval or is_save:
                 _check_finite(carry, metrics, dirs, config)
                 for i in range(k):
-                    member_state = unstack(carry[0], i)
+                    member_state = member(carry, i)[0]
                     if is_eval:
                         _write_grids(
                             draw(member_state, **grid_inputs[i]),
@@ -197,12 +219,12 @@ def _write_grids(grids, config, folder: str, writer, step: int) -> None:
 
 
 def _check_finite(carry, metrics, dirs: list[str], config) -> None:
-    guards = jax.device_get(carry[1])
+    first_state, _ = member(carry, 0)
     names = guard_lib.watched_names(
-        unstack(carry[0], 0), list(metrics), not config.train.skip_nonfinite
+        first_state, list(member(metrics, 0)), not config.train.skip_nonfinite
     )
     for i, folder in enumerate(dirs):
-        found = guard_lib.describe(unstack(guards, i), names)
+        found = guard_lib.describe(jax.device_get(member(carry, i)[1]), names)
         if found:
             raise DivergenceError(
                 f"member {os.path.basename(folder)}: non-finite {', '.join(found[1])} at step "

@@ -75,7 +75,7 @@ def _rows(folder):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("mode", ["map", "vmap"])
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_vectorized_sweep_matches_its_solo_runs(mode, tmp_path):
     solo = tmp_path / "solo"
     sweep_run.run(BETA_QUICK, str(solo))
