@@ -1,0 +1,126 @@
+"""A real training run compiles its step once: nothing is compiled again as the run crosses more
+steps, logs, evaluations and checkpoints, and a resumed run compiles its step once too.
+
+Compilations are counted with JAX's own instrumentation: `jax.log_compiles` logs one
+"Compiling jit(NAME) ..." record per XLA compilation (NAME: the jitted function's name), and the
+`/jax/core/compile/backend_compile_duration` monitoring event fires once per backend compile.
+Each run starts from cold caches (`jax.clear_caches()`), as a run in a new process would.
+"""
+
+import collections
+import logging
+import re
+from typing import NamedTuple, Self
+
+import jax
+import jax.monitoring
+import pytest
+from conftest import load_config
+
+from genimg_jax import guard as guard_lib
+from genimg_jax import trainer
+from genimg_jax.data import pipeline
+
+FAMILIES = ["dcgan_mnist", "vae_mnist"]
+# The loop jits `guard.guarded(step)`: the name JAX logs for the training step.
+STEP_NAME = guard_lib.guarded(lambda state, batch, key: (state, {})).__name__
+COMPILING = re.compile(r"Compiling jit\((?P<name>[^)]*)\)")
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileCounter(logging.Handler):
+    """Compilations by jitted-function name (from `jax.log_compiles` records) and backend
+    compiles in total (from `jax.monitoring`), while active."""
+
+    _backend_listener_installed = False
+    active: "CompileCounter | None" = None
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.by_name: collections.Counter = collections.Counter()
+        self.backend_compiles = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = COMPILING.match(record.getMessage())
+        if match:
+            self.by_name[match["name"]] += 1
+
+    def snapshot(self) -> tuple[int, int]:
+        """(compilations of the training step, backend compiles) so far."""
+        return self.by_name[STEP_NAME], self.backend_compiles
+
+    @classmethod
+    def _on_duration(cls, event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE_EVENT and cls.active is not None:
+            cls.active.backend_compiles += 1
+
+    def __enter__(self) -> Self:
+        if not CompileCounter._backend_listener_installed:  # listeners cannot be removed
+            jax.monitoring.register_event_duration_secs_listener(CompileCounter._on_duration)
+            CompileCounter._backend_listener_installed = True
+        CompileCounter.active = self
+        logging.getLogger("jax").addHandler(self)
+        self._log_compiles = jax.log_compiles(True)
+        self._log_compiles.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._log_compiles.__exit__(*exc)
+        logging.getLogger("jax").removeHandler(self)
+        CompileCounter.active = None
+
+
+class Run(NamedTuple):
+    """What one `train_and_evaluate` call compiled, in total and before each of its steps."""
+
+    total: CompileCounter
+    before_step: list[tuple[int, int]]  # per step: the counter's snapshot when its batch is drawn
+
+
+def _run(name: str, workdir: str, steps: int) -> Run:
+    """Trains configs/<name>.py:quick (log every 4, evaluate and save every 6) to `steps` in
+    `workdir` on one device, from cold caches; records what was compiled before each step."""
+    config = load_config(name)
+    config.parallel.num_devices = 1
+    config.train.steps = steps
+    before_step: list[tuple[int, int]] = []
+    iterate = pipeline.Batches.iterate
+
+    def counting_iterate(self, *args, **kwargs):
+        for batch in iterate(self, *args, **kwargs):
+            before_step.append(counter.snapshot())
+            yield batch
+
+    jax.clear_caches()
+    with pytest.MonkeyPatch.context() as patch, CompileCounter() as counter:
+        patch.setattr(pipeline.Batches, "iterate", counting_iterate)
+        trainer.train_and_evaluate(config, workdir)
+    assert len(before_step) == 12, "the loop no longer draws its batches with Batches.iterate"
+    return Run(counter, before_step)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def runs(request, tmp_path_factory) -> dict[str, Run]:
+    """Per family: a fresh 12-step run, then its workdir resumed to 24 steps."""
+    workdir = str(tmp_path_factory.mktemp(request.param))
+    return {
+        "fresh, steps 1-12": _run(request.param, workdir, 12),
+        "resumed, steps 13-24": _run(request.param, workdir, 24),
+    }
+
+
+def test_training_step_compiles_exactly_once_per_run(runs):
+    counts = {name: run.total.by_name[STEP_NAME] for name, run in runs.items()}
+    assert counts == {name: 1 for name in runs}, f"compilations of jit({STEP_NAME}): {counts}"
+
+
+@pytest.mark.parametrize("run", ["fresh, steps 1-12", "resumed, steps 13-24"])
+def test_nothing_compiles_after_the_first_log_evaluation_and_checkpoint(runs, run):
+    run = runs[run]
+    final = run.total.snapshot()
+    # the step compiles at its first call, not at a later one
+    assert [step for step, _ in run.before_step[1:]] == [final[0]] * 11
+    # From the 8th step on (after the first log, 4 steps in, and the first evaluation and
+    # checkpoint, 6 steps in) nothing compiles, across 2 more logs, evaluations and checkpoints:
+    # the compilations of 12 steps are those of 7.
+    assert run.before_step[7] == final
