@@ -6,6 +6,7 @@ genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --sweep configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
+genimg eval    --workdir runs/vae [--examples 1000] [--iwae_k 100]
 """
 
 import os
@@ -43,6 +44,10 @@ flags.DEFINE_integer("member", None, "sweep: run only this member.", flag_values
 flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.", flag_values=FLAGS)
 flags.DEFINE_integer(
     "workers", 0, "sweep: parallel workers (0: sized to the machine).", flag_values=FLAGS
+)
+flags.DEFINE_integer("examples", 1000, "eval: test examples / samples scored.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "iwae_k", 100, "eval: importance samples of the IWAE bound.", flag_values=FLAGS
 )
 flags.DEFINE_bool("vectorize", False, "sweep: train the members as one program.", flag_values=FLAGS)
 flags.DEFINE_string(
@@ -126,6 +131,18 @@ def cmd_report() -> None:
         print(path)
 
 
+def cmd_eval() -> None:
+    import json
+
+    from genimg_jax.evaluate import run as evaluate
+
+    workdir = _require("workdir")
+    scores = evaluate.evaluate_workdir(
+        load_config(workdir), workdir, FLAGS.examples, FLAGS.iwae_k, FLAGS.seed
+    )
+    print(json.dumps(scores, indent=2))
+
+
 _POSITIONAL: list[str] = []
 COMMANDS = {
     "train": cmd_train,
@@ -133,6 +150,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "sweep": cmd_sweep,
     "report": cmd_report,
+    "eval": cmd_eval,
 }
 
 
