@@ -26,9 +26,9 @@ def get_config(arg: str | None = None):
         c.data.image_size = 32
         shrink_for_tests(c)
     if arg == "rd":  # the README's rate-distortion sweep: short runs, every interval at the end
-        c.train.steps = 600
+        c.train.steps = 400
         c.train.lr = 1e-3
-        c.train.log_every = c.train.checkpoint_every = c.eval.every = 600
+        c.train.log_every = c.train.checkpoint_every = c.eval.every = 400
     return c
 
 

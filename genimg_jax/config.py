@@ -33,6 +33,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.data.eval_split = "test"
     c.data.image_size = 32
     c.data.channels = 1
+    c.data.binarize = False  # True: pixels thresholded at the middle of the value range ({0, 1})
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
@@ -65,7 +66,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     if kind == "gan":
         c.model.g_width = 64
         c.model.d_width = 64
+        c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
         c.train.loss = "non_saturating"
+        c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
+        c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
         c.train.g_lr = 2e-4
         c.train.d_lr = 2e-4
         c.train.b1 = 0.5
@@ -154,6 +158,10 @@ def _at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= lo and math.isfinite(v)), f"a finite number >= {lo}"
 
 
+def _count() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), "an integer >= 0"
+
+
 def _in_unit(closed_top: bool = False) -> tuple[Callable[[Any], bool], str]:
     if closed_top:
         return (lambda v: 0 <= v <= 1), "a number in [0, 1]"
@@ -167,6 +175,7 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         "data.name": ((lambda v: bool(v)), "a TFDS data set name, e.g. 'bundled_mnist'"),
         "data.image_size": _one_of(SUPPORTED_IMAGE_SIZES),
         "data.channels": _one_of((1, 3)),
+        "data.binarize": _one_of((False, True)),
         "train.steps": _positive(),
         "train.batch_size": _positive(),
         "train.log_every": _positive(),
@@ -194,7 +203,10 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         rules |= {
             "model.g_width": _positive(),
             "model.d_width": _positive(),
+            "model.num_classes": _count(),
             "train.loss": _one_of(losses.GAN_LOSSES),
+            "train.r1_gamma": _at_least(0),
+            "train.gp_weight": _at_least(0),
             "train.g_lr": _positive(),
             "train.d_lr": _positive(),
             "train.d_steps": _positive(),

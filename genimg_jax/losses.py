@@ -1,4 +1,5 @@
-"""GAN losses and VAE ELBO terms: pure jnp functions of logits and distribution parameters."""
+"""GAN losses, gradient penalties and VAE ELBO terms: pure jnp functions of logits (or critic
+values) and distribution parameters."""
 
 from collections.abc import Callable
 from typing import NamedTuple
@@ -7,12 +8,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from genimg_jax import parallel
+
 Array = jax.Array
 
 
 # --------------------------------------------------------------------------------------------
-# GAN losses. D outputs logits l, with D(x) = sigmoid(l). Using -log sigmoid(l) = softplus(-l)
-# and -log(1 - sigmoid(l)) = softplus(l) keeps every term finite for any logit.
+# GAN losses, each a function of D's raw outputs l (logits; critic values for the Wasserstein
+# loss). For the non-saturating loss D(x) = sigmoid(l): using -log sigmoid(l) = softplus(-l) and
+# -log(1 - sigmoid(l)) = softplus(l) keeps every term finite for any logit. The others use l as
+# it is.
 
 
 def non_saturating_d_loss(real_logits: Array, fake_logits: Array) -> Array:
@@ -25,6 +30,32 @@ def non_saturating_g_loss(fake_logits: Array) -> Array:
     return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
+def hinge_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (Lim & Ye 2017; SN-GAN), D(.) raw."""
+    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_g_loss(fake_logits: Array) -> Array:
+    """L_G = -E[D(G(z))], D(.) raw (the hinge and Wasserstein generator loss)."""
+    return -jnp.mean(fake_logits)
+
+
+def wasserstein_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """L_D = E[D(G(z))] - E[D(x)]: the critic's estimate of -W(p_data, p_G) (Arjovsky et al.
+    2017); needs a Lipschitz constraint (gradient penalty, spectral norm)."""
+    return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+def least_squares_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """LSGAN (Mao et al. 2017), a=0, b=1: L_D = ½E[(D(x) - 1)²] + ½E[D(G(z))²], D(.) raw."""
+    return 0.5 * jnp.mean(jnp.square(real_logits - 1.0)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+
+
+def least_squares_g_loss(fake_logits: Array) -> Array:
+    """LSGAN, c=1: L_G = ½E[(D(G(z)) - 1)²], D(.) raw."""
+    return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
+
+
 class GANLoss(NamedTuple):
     """A discriminator loss and the generator loss that goes with it."""
 
@@ -34,7 +65,61 @@ class GANLoss(NamedTuple):
 
 GAN_LOSSES: dict[str, GANLoss] = {
     "non_saturating": GANLoss(non_saturating_d_loss, non_saturating_g_loss),
+    "hinge": GANLoss(hinge_d_loss, hinge_g_loss),
+    "wasserstein": GANLoss(wasserstein_d_loss, hinge_g_loss),
+    "least_squares": GANLoss(least_squares_d_loss, least_squares_g_loss),
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient penalties on D. `d_fn` maps images [B, H, W, C] to one value per example [B], with
+# examples independent of each other (no batch statistics in D), so the gradient of
+# sum(d_fn(x)) with respect to x holds every example's gradient ∇_x D(x_i) in its rows.
+
+
+def _input_gradients(d_fn: Callable[[Array], Array], x: Array) -> Array:
+    """∇_x D(x_i) for each example, flattened: [B, H·W·C] (float32)."""
+    grads = jax.grad(lambda v: jnp.sum(d_fn(v).astype(jnp.float32)))(x)
+    return grads.reshape(x.shape[0], -1).astype(jnp.float32)
+
+
+def r1_penalty(d_fn: Callable[[Array], Array], real: Array) -> Array:
+    """R1 (Mescheder et al. 2018): E[||∇_x D(x)||²] on real images; the D loss adds γ/2 times
+    it (`train.r1_gamma`)."""
+    return jnp.mean(jnp.sum(jnp.square(_input_gradients(d_fn, real)), axis=-1))
+
+
+def interpolation_weights(rng: jax.Array, rows: int, axis_name: str | None = None) -> Array:
+    """ε ~ U[0, 1] per example, [rows], from one draw for the global batch."""
+    draw = lambda k, n: jax.random.uniform(k, (n,))
+    return parallel.global_rows(draw, rng, rows, axis_name)
+
+
+def interpolate(real: Array, fake: Array, eps: Array) -> Array:
+    """x̂ = ε·x + (1 - ε)·x̃ per example: eps [B] broadcast over [B, H, W, C]."""
+    eps = eps.reshape((-1,) + (1,) * (real.ndim - 1)).astype(real.dtype)
+    return eps * real + (1.0 - eps) * fake
+
+
+def gradient_penalty_at(d_fn: Callable[[Array], Array], x_hat: Array) -> Array:
+    """E[(||∇ D(x̂)|| - 1)²] at the given points. The norm carries a 1e-12 inside the square
+    root so its gradient stays finite where ∇ D = 0."""
+    norms = jnp.sqrt(jnp.sum(jnp.square(_input_gradients(d_fn, x_hat)), axis=-1) + 1e-12)
+    return jnp.mean(jnp.square(norms - 1.0))
+
+
+def gradient_penalty(
+    d_fn: Callable[[Array], Array],
+    real: Array,
+    fake: Array,
+    rng: jax.Array,
+    axis_name: str | None = None,
+) -> Array:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||∇ D(x̂)|| - 1)²] on x̂ = ε·x + (1 - ε)·G(z), ε ~
+    U[0, 1] per example (one global draw, sliced per device under pmap); the D loss adds
+    `train.gp_weight` times it."""
+    eps = interpolation_weights(rng, real.shape[0], axis_name)
+    return gradient_penalty_at(d_fn, interpolate(real, fake, eps))
 
 
 # --------------------------------------------------------------------------------------------

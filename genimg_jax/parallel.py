@@ -162,11 +162,17 @@ def mean(tree, axis_name: str | None):
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
-def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) -> jax.Array:
-    """N(0, 1) draws [rows, *shape] for this device's rows of the global batch. The global draw
-    is the same whatever the device count, so the samples are too."""
+def global_rows(draw, rng: jax.Array, rows: int, axis_name: str | None) -> jax.Array:
+    """`draw(rng, n)` made for the global batch (n = rows · devices) and sliced to this device's
+    `rows` under pmap (`axis_name`); all of it under jit. The global draw is the same whatever
+    the device count, so the samples are too."""
     if axis_name is None:
-        return jax.random.normal(rng, (rows, *shape))
+        return draw(rng, rows)
     devices = jax.lax.psum(1, axis_name)
-    draws = jax.random.normal(rng, (rows * devices, *shape))
+    draws = draw(rng, rows * devices)
     return jax.lax.dynamic_slice_in_dim(draws, jax.lax.axis_index(axis_name) * rows, rows)
+
+
+def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) -> jax.Array:
+    """N(0, 1) draws [rows, *shape] for this device's rows of the global batch."""
+    return global_rows(lambda k, n: jax.random.normal(k, (n, *shape)), rng, rows, axis_name)

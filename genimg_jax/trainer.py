@@ -293,6 +293,7 @@ def batches_for(config: ml_collections.ConfigDict) -> pipeline.Batches:
         value_range=value_range(config),
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        binarize=data_cfg.binarize,
     )
 
 
@@ -306,4 +307,6 @@ def grid_inputs(config: ml_collections.ConfigDict, kind: str, key: jax.Array) ->
         images = source.get(np.arange(min(n // 2, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
         inputs["x"] = pipeline.scale_images(images, value_range(config))
+        if data.binarize:
+            inputs["x"] = pipeline.binarize(inputs["x"], value_range(config))
     return inputs

@@ -5,7 +5,14 @@ from conftest import load_config
 
 from genimg_jax.config import ConfigError, validate
 
-CONFIGS = ["dcgan_mnist", "vae_mnist", "beta_vae_shapes"]
+CONFIGS = [
+    "dcgan_mnist",
+    "vae_mnist",
+    "beta_vae_shapes",
+    "sngan_cifar10",
+    "wgan_gp_mnist",
+    "vae_binary_mnist",
+]
 SHARED_FIELDS = [
     "seed",
     "model.family",
@@ -74,6 +81,13 @@ BAD = [
     ("dcgan_mnist", "train.d_steps", 0, "train.d_steps"),
     ("dcgan_mnist", "model.g_width", 0, "model.g_width"),
     ("dcgan_mnist", "model.d_width", 0, "model.d_width"),
+    ("sngan_cifar10", "train.loss", "hinge_gan", "train.loss"),
+    ("sngan_cifar10", "model.num_classes", -1, "model.num_classes"),
+    ("sngan_cifar10", "model.num_classes", True, "model.num_classes"),
+    ("dcgan_mnist", "train.r1_gamma", -1.0, "train.r1_gamma"),
+    ("wgan_gp_mnist", "train.gp_weight", float("nan"), "train.gp_weight"),
+    ("wgan_gp_mnist", "train.gp_weight", -10.0, "train.gp_weight"),
+    ("vae_binary_mnist", "data.binarize", None, "data.binarize"),
 ]
 
 

@@ -14,8 +14,8 @@ import time
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, load_config
+
 from genimg_jax import parallel, trainer
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline

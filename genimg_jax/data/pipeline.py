@@ -219,6 +219,15 @@ def scale_images(images: np.ndarray, value_range: tuple[float, float]) -> np.nda
     return images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
 
 
+def binarize(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Scaled images thresholded at the middle of `value_range`: each pixel becomes lo or hi
+    (for a VAE's [0, 1]: x >= 0.5 -> 1, else 0). Static binarisation: a pure function of the
+    pixels, so batches stay a pure function of (seed, step)."""
+    lo, hi = value_range
+    middle = np.float32((lo + hi) / 2)
+    return np.where(images >= middle, np.float32(hi), np.float32(lo)).astype(np.float32)
+
+
 class Batches:
     """Deterministic batches of one split: `batches[step]` is this process's share of the
     global batch of `step`, ready for the model (fitted and scaled float32 images)."""
@@ -234,6 +243,7 @@ class Batches:
         value_range: tuple[float, float],
         process_index: int = 0,
         process_count: int = 1,
+        binarize: bool = False,
     ):
         if batch_size % process_count:
             raise ValueError(
@@ -241,6 +251,7 @@ class Batches:
             )
         self.source, self.seed, self.batch_size = source, seed, batch_size
         self.image_size, self.channels, self.value_range = image_size, channels, value_range
+        self.binarize = binarize  # data.binarize: threshold the scaled pixels (see `binarize`)
         share = batch_size // process_count
         self.rows = slice(process_index * share, (process_index + 1) * share)
 
@@ -249,6 +260,8 @@ class Batches:
         example = self.source.get(indices[self.rows])
         images = fit_images(example["image"], self.image_size, self.channels)
         example["image"] = scale_images(images, self.value_range)
+        if self.binarize:
+            example["image"] = binarize(example["image"], self.value_range)
         return example
 
     def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from genimg_jax.models import conv_vae, dcgan, mlp_vae
+from genimg_jax.models import conv_vae, dcgan, mlp_vae, resnet_gan
 
 
 class Family(NamedTuple):
@@ -18,6 +18,7 @@ class Family(NamedTuple):
 
 FAMILIES: dict[str, Family] = {
     "dcgan": Family("gan", dcgan.build),
+    "resnet_gan": Family("gan", resnet_gan.build),
     "conv_vae": Family("vae", conv_vae.build),
     "mlp_vae": Family("vae", mlp_vae.build),
 }

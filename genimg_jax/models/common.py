@@ -1,5 +1,6 @@
-"""Building blocks shared by the model families: the down- and up-sampling conv stacks, and the
-options every family takes from the config (compute dtype, BatchNorm's cross-device axis)."""
+"""Building blocks shared by the model families: the down- and up-sampling conv stacks, the
+options every family takes from the config (compute dtype, BatchNorm's cross-device axis), and
+the class labels of conditional GANs."""
 
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,22 @@ def build_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "dtype": COMPUTE_DTYPES[config.train.compute_dtype],
         "axis_name": "data" if config.parallel.strategy == "pmap" else None,
     }
+
+
+def fixed_labels(num: int, num_classes: int) -> Array:
+    """Class labels for a sample grid of `num` images: 0, 1, ..., K-1, 0, 1, ... (int32 [num]),
+    so a grid read row by row shows the classes in order. All zeros when unconditional (K=0)."""
+    return jnp.arange(num, dtype=jnp.int32) % max(num_classes, 1)
+
+
+def labels_or_default(labels: Array | None, batch: int, num_classes: int) -> Array | None:
+    """A conditional model's labels: the given int32 [B], or `fixed_labels(batch, K)` when None
+    (initialisation, and sample grids drawn without labels); None for an unconditional model."""
+    if num_classes <= 0:
+        return None
+    if labels is None:
+        return fixed_labels(batch, num_classes)
+    return labels.astype(jnp.int32)
 
 
 def spatial_plan(image_size: int) -> tuple[int, int]:

@@ -1,5 +1,8 @@
 """DCGAN (Radford et al. 2016): G projects z and upsamples with transposed convs + BatchNorm +
-ReLU to a tanh image; D downsamples with strided convs + LeakyReLU to one logit."""
+ReLU to a tanh image; D downsamples with strided convs + LeakyReLU to one logit.
+
+Conditional (`model.num_classes` = K > 0): G concatenates a learned class embedding to z; D adds
+a projection term (Miyato & Koyama 2018), logit += <embed(y), features>."""
 
 from typing import Any
 
@@ -13,6 +16,7 @@ from genimg_jax.models.common import (
     UpStack,
     batch_norm,
     build_options,
+    labels_or_default,
     spatial_plan,
     widths,
 )
@@ -21,18 +25,23 @@ Array = jax.Array
 
 
 class Generator(nn.Module):
-    """z: [B, Z] -> image in [-1, 1]: [B, S, S, C] float32."""
+    """z: [B, Z] (and labels: int32 [B] when conditional) -> image in [-1, 1]: [B, S, S, C]
+    float32. Conditional G without labels draws `fixed_labels` (classes in order)."""
 
     image_size: int
     channels: int
     width: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    num_classes: int = 0  # 0: unconditional
 
     @nn.compact
-    def __call__(self, z: Array, train: bool = False) -> Array:
+    def __call__(self, z: Array, labels: Array | None = None, train: bool = False) -> Array:
         start, doublings = spatial_plan(self.image_size)
         stack = widths(self.width, doublings)[::-1]  # coarse to fine
+        labels = labels_or_default(labels, z.shape[0], self.num_classes)
+        if labels is not None:  # [B, Z] ++ [B, Z] class embedding
+            z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1])(labels)], axis=-1)
         h = nn.Dense(start * start * stack[0], use_bias=False, dtype=self.dtype)(z)
         h = h.reshape(z.shape[0], start, start, stack[0])
         h = nn.relu(batch_norm(train, self.dtype, self.axis_name)(h))
@@ -41,24 +50,43 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image: [B, S, S, C] -> logits [B] float32."""
+    """image: [B, S, S, C] (and labels: int32 [B] when conditional) -> logits [B] float32.
+    `train` and `update_stats` are accepted for the shared D interface (no BatchNorm or
+    spectral norm here, so they change nothing)."""
 
     image_size: int
     width: int
     dtype: Any = jnp.float32
+    num_classes: int = 0  # 0: unconditional
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> Array:
+    def __call__(
+        self,
+        x: Array,
+        labels: Array | None = None,
+        train: bool = False,
+        update_stats: bool = False,
+    ) -> Array:
+        del train, update_stats
         _, doublings = spatial_plan(self.image_size)
         leaky = lambda a: nn.leaky_relu(a, 0.2)
         h = DownStack(widths(self.width, doublings), leaky, self.dtype)(x)
-        logits = nn.Dense(1, dtype=self.dtype)(h.reshape(x.shape[0], -1))[:, 0]
+        h = h.reshape(x.shape[0], -1)  # [B, F]
+        logits = nn.Dense(1, dtype=self.dtype)(h)[:, 0]
+        labels = labels_or_default(labels, x.shape[0], self.num_classes)
+        if labels is not None:  # projection: + <embed(y), h>
+            embed = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)
+            logits = logits + jnp.sum(embed * h, axis=-1)
         return logits.astype(jnp.float32)
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
-    """G and D sized from `config.data` (image size, channels) and `config.model` (widths)."""
+    """G and D sized from `config.data` (image size, channels) and `config.model` (widths,
+    classes)."""
     options = build_options(config)
-    g = Generator(config.data.image_size, config.data.channels, config.model.g_width, **options)
-    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"])
+    k = config.model.get("num_classes", 0)
+    g = Generator(
+        config.data.image_size, config.data.channels, config.model.g_width, **options, num_classes=k
+    )
+    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"], k)
     return g, d

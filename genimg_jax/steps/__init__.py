@@ -26,6 +26,9 @@ def make_train_step(config: ml_collections.ConfigDict, axis_name: str | None = N
             latent_dim=config.model.latent_dim,
             ema_decay=config.train.ema_decay,
             d_steps=config.train.d_steps,
+            num_classes=config.model.get("num_classes", 0),
+            r1_gamma=config.train.get("r1_gamma", 0.0),
+            gp_weight=config.train.get("gp_weight", 0.0),
             axis_name=axis_name,
         )
     else:

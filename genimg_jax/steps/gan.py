@@ -1,20 +1,24 @@
 """Pure GAN step functions: (GANState, batch, rng) -> (GANState, metrics).
 
 `axis_name` is None under `jax.jit` (the batch is global) and the pmap axis under `jax.pmap`
-(the batch is one device's rows); see `genimg_jax.parallel`.
-"""
+(the batch is one device's rows); see `genimg_jax.parallel`. Every random draw (latents, fake
+labels, interpolation weights) is made for the global batch and sliced per device, so jit and
+pmap give the same numbers.
 
-import functools
+D's `batch_stats` (spectral norm's power-iteration state, when D has one) advance in the D step
+only; the G step reads them and leaves D, parameters and statistics, untouched.
+"""
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from genimg_jax import parallel
+from genimg_jax import losses, parallel
 from genimg_jax.losses import GANLoss
 from genimg_jax.state import GANState, TrainState, skipped_updates
 
-Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], ...}
+Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int32 [B], ...}
+LABELS_SALT, PENALTY_SALT = 1, 2  # fold_in salts: fake labels, penalty noise (z uses rng itself)
 
 
 def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | None) -> jax.Array:
@@ -22,10 +26,57 @@ def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | Non
     return parallel.normal_rows(rng, batch["image"].shape[0], (latent_dim,), axis_name)
 
 
-def _generate(g: TrainState, params, z: jax.Array) -> tuple[jax.Array, dict]:
-    """G(z) in training mode (batch statistics), and G's updated BatchNorm statistics."""
-    fake, updates = g.apply_fn(g.variables(params), z, train=True, mutable=["batch_stats"])
+def _fake_labels(
+    rng: jax.Array, batch: Batch, num_classes: int, axis_name: str | None
+) -> jax.Array | None:
+    """Classes for G's samples, uniform per example: int32 [B] (this device's rows of one global
+    draw); None when unconditional."""
+    if num_classes <= 0:
+        return None
+    draw = lambda key, n: jax.random.randint(key, (n,), 0, num_classes, dtype=jnp.int32)
+    rng = jax.random.fold_in(rng, LABELS_SALT)
+    return parallel.global_rows(draw, rng, batch["image"].shape[0], axis_name)
+
+
+def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
+    """The batch's labels (int32 [B]) for a conditional model; None when unconditional."""
+    if num_classes <= 0:
+        return None
+    if "label" not in batch:
+        raise ValueError(
+            f"model.num_classes={num_classes} needs labelled data, but the batch has only "
+            f"{sorted(batch)}; use a data set with a 'label' feature or set model.num_classes=0"
+        )
+    return batch["label"].astype(jnp.int32)
+
+
+def _inputs(x: jax.Array, labels: jax.Array | None) -> tuple:
+    """A model's positional inputs: (x,) or (x, labels)."""
+    return (x,) if labels is None else (x, labels)
+
+
+def _generate(
+    g: TrainState, params, z: jax.Array, labels: jax.Array | None = None
+) -> tuple[jax.Array, dict]:
+    """G(z[, y]) in training mode (batch statistics), and G's updated BatchNorm statistics."""
+    fake, updates = g.apply_fn(
+        g.variables(params), *_inputs(z, labels), train=True, mutable=["batch_stats"]
+    )
     return fake, updates.get("batch_stats", g.batch_stats)
+
+
+def _discriminate(
+    d: TrainState, params, x: jax.Array, labels: jax.Array | None, update_stats: bool
+) -> tuple[jax.Array, dict]:
+    """D's logits [B] and its `batch_stats` (advanced one power iteration when `update_stats`
+    and D has spectral norm; otherwise returned as they were)."""
+    args = _inputs(x, labels)
+    if update_stats and d.batch_stats:
+        logits, updates = d.apply_fn(
+            d.variables(params), *args, train=True, update_stats=True, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+    return d.apply_fn(d.variables(params), *args, train=True, update_stats=False), d.batch_stats
 
 
 def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
@@ -41,30 +92,52 @@ def d_step(
     *,
     loss: GANLoss,
     latent_dim: int,
+    num_classes: int = 0,
+    r1_gamma: float = 0.0,
+    gp_weight: float = 0.0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
-    """One discriminator update on real images and G's samples; G is left untouched."""
-    fake, _ = _generate(state.g, state.g.params, _latents(rng, batch, latent_dim, axis_name))
+    """One discriminator update on real images and G's samples; G is left untouched.
+    L = loss.d_loss + γ/2·R1 (`r1_gamma` > 0) + λ·GP (`gp_weight` > 0); D's spectral-norm
+    statistics, if any, advance one power iteration."""
+    fake_labels = _fake_labels(rng, batch, num_classes, axis_name)
+    real_labels = _real_labels(batch, num_classes)
+    z = _latents(rng, batch, latent_dim, axis_name)
+    fake, _ = _generate(state.g, state.g.params, z, fake_labels)
     fake = jax.lax.stop_gradient(fake)
+    real = batch["image"]
 
     def loss_fn(d_params):
         # Two passes, not one over concat([real, fake]): concatenating along the sharded batch
-        # axis would make XLA move rows between devices (all-gathers) on every step.
-        d = functools.partial(state.d.apply_fn, state.d.variables(d_params), train=True)
-        real_logits, fake_logits = d(batch["image"]), d(fake)
-        return loss.d_loss(real_logits, fake_logits), (real_logits, fake_logits)
+        # axis would make XLA move rows between devices (all-gathers) on every step. Both
+        # passes use the same spectral-norm state; the first returns its update.
+        real_logits, stats = _discriminate(state.d, d_params, real, real_labels, True)
+        fake_logits, _ = _discriminate(state.d, d_params, fake, fake_labels, False)
+        total = loss.d_loss(real_logits, fake_logits)
+        penalties = {}
+        if r1_gamma > 0 or gp_weight > 0:
+            d_real = lambda x: _discriminate(state.d, d_params, x, real_labels, False)[0]
+            if r1_gamma > 0:
+                penalties["d_r1"] = losses.r1_penalty(d_real, real)
+                total = total + 0.5 * r1_gamma * penalties["d_r1"]
+            if gp_weight > 0:  # interpolates carry the real images' labels
+                noise = jax.random.fold_in(rng, PENALTY_SALT)
+                penalties["d_gp"] = losses.gradient_penalty(d_real, real, fake, noise, axis_name)
+                total = total + gp_weight * penalties["d_gp"]
+        return total, (real_logits, fake_logits, stats, penalties)
 
-    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.d.params
-    )
+    (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(state.d.params)
     grads = parallel.mean(grads, axis_name)
     metrics = {
         "d_loss": d_loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        **penalties,
     }
     metrics = parallel.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
-    d = state.d.apply_gradients(grads=grads)
+    d = state.d.apply_gradients(grads=grads, batch_stats=stats)
     if (skipped := skipped_updates(d)) is not None:
         metrics["d_skipped"] = skipped
     return state.replace(d=d), metrics
@@ -78,14 +151,17 @@ def g_step(
     loss: GANLoss,
     latent_dim: int,
     ema_decay: float,
+    num_classes: int = 0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
-    """One generator update against a frozen D; updates G's BatchNorm statistics and EMA."""
+    """One generator update against a frozen D (its parameters and spectral-norm statistics
+    are read, not changed); updates G's BatchNorm statistics and EMA."""
+    labels = _fake_labels(rng, batch, num_classes, axis_name)
     z = _latents(rng, batch, latent_dim, axis_name)
 
     def loss_fn(g_params):
-        fake, batch_stats = _generate(state.g, g_params, z)
-        logits = state.d.apply_fn(state.d.variables(), fake, train=True)
+        fake, batch_stats = _generate(state.g, g_params, z, labels)
+        logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
         return loss.g_loss(logits), batch_stats
 
     (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
@@ -115,13 +191,24 @@ def train_step(
     latent_dim: int,
     ema_decay: float,
     d_steps: int = 1,
+    num_classes: int = 0,
+    r1_gamma: float = 0.0,
+    gp_weight: float = 0.0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
-    """`d_steps` D updates then one G update on the same batch, as one program."""
+    """`d_steps` D updates then one G update on the same batch, as one program (the D updates
+    are unrolled: on XLA:CPU a `lax.scan` over them ran 4x slower); metrics are the last D
+    update's and the G update's."""
     metrics = {}
-    shared = {"loss": loss, "latent_dim": latent_dim, "axis_name": axis_name}
+    shared = {
+        "loss": loss,
+        "latent_dim": latent_dim,
+        "num_classes": num_classes,
+        "axis_name": axis_name,
+    }
+    penalties = {"r1_gamma": r1_gamma, "gp_weight": gp_weight}
     for i in range(d_steps):
-        state, metrics = d_step(state, batch, jax.random.fold_in(rng, i), **shared)
+        state, metrics = d_step(state, batch, jax.random.fold_in(rng, i), **shared, **penalties)
     rng_g = jax.random.fold_in(rng, d_steps)
     state, g_metrics = g_step(state, batch, rng_g, ema_decay=ema_decay, **shared)
     return state, {**metrics, **g_metrics}
