@@ -41,7 +41,7 @@ except ModuleNotFoundError:  # a checkout without `pip install -e .`: import fro
 
 import torch_reference as ref
 
-from genimg_jax import parallel, steps, trainer
+from genimg_jax import models, parallel, steps, trainer
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Ours:
     def __init__(self, config):
         mesh = parallel.make_mesh(1)
         self.state = trainer.initial_state(config, mesh)
-        lo, hi = trainer.value_range(config)
+        lo, hi = models.value_range(config)
         shape = (config.train.batch_size, config.data.image_size, config.data.image_size, 1)
         images = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
         self.batch = {"image": jax.device_put(images)}
@@ -114,7 +114,7 @@ class Torch:
     def __init__(self, config, compile: bool):
         self.step, self.counts = ref.build_step(config, compile=compile)
         ref.check_param_counts(config, self.counts)
-        lo, hi = trainer.value_range(config)
+        lo, hi = models.value_range(config)
         size, b = config.data.image_size, config.train.batch_size
         self.x = torch.rand(b, config.data.channels, size, size) * (hi - lo) + lo
         self.compile_s = float("nan")

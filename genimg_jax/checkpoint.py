@@ -42,17 +42,34 @@ def describe_mismatch(saved: dict[str, tuple], expected: dict[str, tuple]) -> li
     return lines
 
 
-class Checkpoints:
-    """An orbax CheckpointManager for one workdir's `checkpoints/` folder."""
+LATEST = "checkpoints"  # the last K saves
+BEST = "checkpoints_best"  # the one save with the best evaluation score
 
-    def __init__(self, workdir: str, keep: int):
+
+class Checkpoints:
+    """An orbax CheckpointManager for one of a workdir's checkpoint folders: LATEST (the last
+    `keep` saves) or BEST. With `best=(metric, "min" | "max")` each save carries its scores and
+    the `keep` best by `metric` are kept; without, the newest."""
+
+    def __init__(
+        self,
+        workdir: str,
+        keep: int,
+        folder: str = LATEST,
+        best: tuple[str, str] | None = None,
+    ):
         self.workdir = os.path.abspath(workdir)
-        self.directory = os.path.join(self.workdir, "checkpoints")
+        self.directory = os.path.join(self.workdir, folder)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        if best:
+            metric, mode = best
+            options.best_fn = lambda metrics: metrics[metric]
+            options.best_mode = mode
         self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-            item_handlers=ocp.StandardCheckpointHandler(),
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
         )
+        folder = os.path.basename(self.directory).replace("checkpoints", "checkpoints_corrupt")
+        self.corrupt_directory = os.path.join(self.workdir, folder)  # where unreadable ones go
         self._requested: int | None = None  # the step of the last save asked for
 
     def latest_step(self) -> int | None:
@@ -101,7 +118,7 @@ class Checkpoints:
         if bad:
             raise CheckpointError(
                 f"no readable checkpoint in {self.directory} (" + "; ".join(bad) + "). They were "
-                f"moved to {self.workdir}/checkpoints_corrupt/; rerun to start from step 0, or "
+                f"moved to {self.corrupt_directory}/; rerun to start from step 0, or "
                 f"restore a backup of the workdir."
             )
         return template, 0
@@ -109,7 +126,7 @@ class Checkpoints:
     def _quarantine(self, step: int) -> str:
         """Moves a damaged step out of the manager's sight (so the step can be saved again)."""
         source = os.path.join(self.directory, str(step))
-        target = os.path.join(self.workdir, "checkpoints_corrupt", str(step))
+        target = os.path.join(self.corrupt_directory, str(step))
         if jax.process_index() == 0:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)
@@ -117,11 +134,21 @@ class Checkpoints:
         self.manager.reload()
         return target
 
-    def save(self, step: int, state) -> None:
+    def best(self) -> tuple[int, dict] | None:
+        """(step, scores) of the best save of a `best=` manager, or None before the first."""
+        step = self.manager.best_step()
+        return None if step is None else (step, dict(self.manager.metrics(step)))
+
+    def delete_after(self, step: int) -> None:
+        """Deletes the saves after `step` (those of a run's future that a resume discarded)."""
+        for later in [s for s in self.manager.all_steps() if s > step]:
+            self.manager.delete(later)
+
+    def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
         """Starts an asynchronous save of `state` as `step` (device->host copy happens now)."""
         self._requested = step
         try:
-            self.manager.save(step, args=ocp.args.StandardSave(state))
+            self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
         except Exception as e:  # noqa: BLE001  a failed earlier async save surfaces here too
             raise self._write_error(step, e) from None
 

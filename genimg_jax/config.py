@@ -3,6 +3,7 @@ built or compiled."""
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,6 +11,8 @@ import ml_collections
 
 from genimg_jax import losses, models, parallel
 from genimg_jax.errors import ConfigError
+from genimg_jax.evaluate import best
+from genimg_jax.evaluate.feature_nets import FEATURE_NETS
 from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
 from genimg_jax.state import OPTIMIZERS
 
@@ -60,8 +63,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.parallel.process_id = -1  # -1 = from the environment
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.every = 500  # sample grids (and later metrics) every N steps and at the end
-    c.eval.num_samples = 64
+    c.eval.every = 500  # sample grids and scores every N steps and at the end
+    c.eval.num_samples = 64  # images in the sample grids
+    c.eval.scores = True  # score the model at each evaluation (below); False: grids only
+    c.eval.examples = 1000  # test images scored (VAE), or samples vs test images (GAN)
 
     if kind == "gan":
         c.model.g_width = 64
@@ -75,12 +80,18 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
         c.train.b1 = 0.5
         c.train.d_steps = 1  # D updates per G update
         c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
+        c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
+        c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
+        c.eval.classifier_steps = 600  # training steps of the domain classifier
+        c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
     else:
         c.model.width = 32
         c.model.hidden = 256
         c.model.beta = 1.0
         c.train.reconstruction = "bernoulli"
         c.train.lr = 1e-3
+        c.eval.iwae_k = 100  # importance samples of the IWAE bound
+        c.eval.best_metric = "neg_elbo"  # keep the best checkpoint by this score; "" = don't
     return c
 
 
@@ -98,6 +109,10 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 6
     c.eval.every = 6
     c.eval.num_samples = 16
+    c.eval.scores = False  # tests that score turn it on
+    c.eval.examples = 64
+    if "iwae_k" in c.eval:
+        c.eval.iwae_k = 8
     return c
 
 
@@ -168,7 +183,9 @@ def _in_unit(closed_top: bool = False) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: 0 <= v < 1), "a number in [0, 1)"
 
 
-def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+def _rules(
+    kind: str, config: ml_collections.ConfigDict
+) -> dict[str, tuple[Callable[[Any], bool], str]]:
     rules = {
         "seed": ((lambda v: v >= 0), "an integer >= 0"),
         "model.latent_dim": _positive(),
@@ -198,6 +215,9 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
         "train.skip_nonfinite": _one_of((False, True)),
         "eval.every": _positive(),
         "eval.num_samples": _positive(),
+        "eval.scores": _one_of((False, True)),
+        "eval.examples": _at_least(2),
+        "eval.best_metric": _one_of(("", *best.score_modes(kind, config.data))),
     }
     if kind == "gan":
         rules |= {
@@ -211,6 +231,8 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
             "train.d_lr": _positive(),
             "train.d_steps": _positive(),
             "train.ema_decay": _in_unit(),
+            "eval.feature_net": _one_of(FEATURE_NETS),
+            "eval.classifier_steps": _positive(),
         }
     else:
         rules |= {
@@ -219,6 +241,7 @@ def _rules(kind: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
             "model.beta": _at_least(0),
             "train.reconstruction": _one_of(losses.RECONSTRUCTION_LOSSES),
             "train.lr": _positive(),
+            "eval.iwae_k": _positive(),
         }
     return rules
 
@@ -238,7 +261,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         kind = models.get_family(_get(config, "model.family")).kind
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for field, (ok, allowed) in _rules(kind).items():
+    for field, (ok, allowed) in _rules(kind, config).items():
         value = _get(config, field)
         try:
             good = ok(value)
@@ -246,4 +269,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             good = False
         if not good:
             raise ConfigError(f"config field {field}={value!r} is invalid: use {allowed}")
+    ev = config.eval
+    inception = kind == "gan" and ev.scores and ev.feature_net == "inception"
+    if inception and not os.path.isfile(os.path.expanduser(ev.inception_weights)):
+        raise ConfigError(
+            f"config field eval.inception_weights={ev.inception_weights!r} is not a file; "
+            f"eval.feature_net='inception' reads its weights from a local .npz that "
+            f"docs/inception_weights.md says how to make (nothing is downloaded), or use "
+            f"eval.feature_net='classifier'"
+        )
     return config

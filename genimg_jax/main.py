@@ -6,7 +6,8 @@ genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --sweep configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
-genimg eval    --workdir runs/vae [--examples 1000] [--iwae_k 100]
+genimg eval    --workdir runs/vae [--checkpoint latest|best] [--examples 1000] [--iwae_k 100]
+genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
 """
 
 import os
@@ -45,9 +46,17 @@ flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.",
 flags.DEFINE_integer(
     "workers", 0, "sweep: parallel workers (0: sized to the machine).", flag_values=FLAGS
 )
-flags.DEFINE_integer("examples", 1000, "eval: test examples / samples scored.", flag_values=FLAGS)
 flags.DEFINE_integer(
-    "iwae_k", 100, "eval: importance samples of the IWAE bound.", flag_values=FLAGS
+    "examples",
+    None,
+    "eval: test examples / samples scored (default eval.examples).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "iwae_k", None, "eval: importance samples of IWAE (default eval.iwae_k).", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "checkpoint", "latest", ["latest", "best"], "eval, sample: which checkpoint.", flag_values=FLAGS
 )
 flags.DEFINE_bool("vectorize", False, "sweep: train the members as one program.", flag_values=FLAGS)
 flags.DEFINE_string(
@@ -95,7 +104,9 @@ def cmd_sample() -> None:
 
     workdir = _require("workdir")
     out = FLAGS.out or os.path.join(workdir, "samples", "sample.png")
-    sample.sample_to_png(load_config(workdir), workdir, FLAGS.num, out, FLAGS.seed)
+    sample.sample_to_png(
+        load_config(workdir), workdir, FLAGS.num, out, FLAGS.seed, FLAGS.checkpoint
+    )
     print(out)
 
 
@@ -137,10 +148,27 @@ def cmd_eval() -> None:
     from genimg_jax.evaluate import run as evaluate
 
     workdir = _require("workdir")
-    scores = evaluate.evaluate_workdir(
-        load_config(workdir), workdir, FLAGS.examples, FLAGS.iwae_k, FLAGS.seed
-    )
+    config = load_config(workdir)
+    with config.unlocked():
+        if FLAGS.examples is not None:
+            config.eval.examples = FLAGS.examples
+        if FLAGS.iwae_k is not None and "iwae_k" in config.eval:
+            config.eval.iwae_k = FLAGS.iwae_k
+    scores = evaluate.evaluate_workdir(config, workdir, FLAGS.checkpoint)
     print(json.dumps(scores, indent=2))
+
+
+def cmd_train_classifier() -> None:
+    from genimg_jax import config as config_lib
+    from genimg_jax.evaluate import feature_nets
+
+    if _CONFIG.value is None:
+        raise UsageError("--config is required")
+    config = config_lib.validate(_CONFIG.value)
+    _, accuracy, path = feature_nets.train_domain_classifier(config)
+    print(
+        f"domain classifier for {config.data.name}: test accuracy {accuracy:.4f}, saved to {path}"
+    )
 
 
 _POSITIONAL: list[str] = []
@@ -151,6 +179,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "report": cmd_report,
     "eval": cmd_eval,
+    "train-classifier": cmd_train_classifier,
 }
 
 

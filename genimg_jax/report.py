@@ -123,11 +123,14 @@ def member_progress(member_dir: str, steps: int | None) -> Row:
     logged = read_metrics(os.path.join(member_dir, "metrics.jsonl"))
     saved = _checkpoint_steps(member_dir)
     step, metrics = None, {}
-    if logged:
+    if logged:  # the training row and the scores logged at the last step
         step = int(logged[-1]["step"])
-        metrics = {k: v for k, v in logged[-1].items() if k != "step"}
+        for row in logged:
+            if int(row["step"]) == step:
+                metrics |= {k: v for k, v in row.items() if k != "step"}
     if summary is not None and (step is None or int(summary["step"]) >= step):
         step, metrics = int(summary["step"]), dict(summary.get("metrics", {}))
+        metrics |= {f"eval/{k}": v for k, v in summary.get("eval", {}).items()}
     if saved and (step is None or saved[-1] > step):
         step = saved[-1]
     finished = steps is not None and sweep_lib.is_finished(member_dir, steps)

@@ -1,4 +1,4 @@
-"""`genimg sample`: images from a workdir's latest checkpoint (EMA weights for GANs)."""
+"""`genimg sample`: images from a workdir's latest (or best) checkpoint (EMA weights for GANs)."""
 
 import os
 
@@ -6,6 +6,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from genimg_jax import checkpoint as checkpoint_lib
 from genimg_jax import config as config_lib
 from genimg_jax import logging as log_lib
 from genimg_jax import models, parallel, sampling, trainer
@@ -13,32 +14,49 @@ from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import CheckpointError
 
 
-def restore_latest(config: ml_collections.ConfigDict, workdir: str):
-    """The latest checkpointed state of the run in `workdir`."""
+def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
+    """The run's latest checkpointed state, or with which="best" the best-scored one
+    (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set)."""
     config_lib.validate(config)
-    no_checkpoint = CheckpointError(
-        f"{workdir} holds no checkpoint; train first: genimg train --config CONFIG "
-        f"--workdir {workdir}"
-    )
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise no_checkpoint
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    template = trainer.initial_state(config, parallel.make_mesh())
-    state, step = checkpoints.restore_latest_good(template, trainer.config_hint(config, workdir))
-    checkpoints.close()
-    if step == 0:
-        raise no_checkpoint
+    if which not in ("latest", "best"):
+        raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
+    folder = checkpoint_lib.LATEST if which == "latest" else checkpoint_lib.BEST
+    if not os.path.isdir(os.path.join(workdir, folder)):
+        raise CheckpointError(
+            f"{os.path.join(workdir, folder)} holds no checkpoint; "
+            + (
+                f"train first: genimg train --config CONFIG --workdir {workdir}"
+                if which == "latest"
+                else "the best one is kept by runs that score themselves "
+                "(eval.scores=True, eval.best_metric set)"
+            )
+        )
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, folder)
+    try:
+        template = trainer.initial_state(config, parallel.make_mesh())
+        hint = trainer.config_hint(config, workdir)
+        state, step = checkpoints.restore_latest_good(template, hint)  # BEST holds one save
+        if step == 0:
+            raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
+    finally:
+        checkpoints.abandon()
     return state
 
 
 def sample_to_png(
-    config: ml_collections.ConfigDict, workdir: str, num: int, out: str, seed: int = 0
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    num: int,
+    out: str,
+    seed: int = 0,
+    which: str = "latest",
 ) -> np.ndarray:
-    """Draws `num` images from the prior/latents of seed `seed` and writes them as a grid."""
-    state = restore_latest(config, workdir)
+    """Draws `num` images from the prior/latents of seed `seed` with the latest (or best)
+    checkpoint's state and writes them as a grid."""
+    state = restore(config, workdir, which)
     kind = models.get_family(config.model.family).kind
     z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
     draw = sampling.gan_samples if kind == "gan" else sampling.vae_prior_samples
     images = np.asarray(jax.jit(draw)(state, z))
-    log_lib.save_png(log_lib.image_grid(images, trainer.value_range(config)), out)
+    log_lib.save_png(log_lib.image_grid(images, models.value_range(config)), out)
     return images

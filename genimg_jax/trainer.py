@@ -27,13 +27,7 @@ from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
 from genimg_jax.errors import DivergenceError, Preempted, WorkdirError
-
-VALUE_RANGE = {"gan": (-1.0, 1.0), "vae": (0.0, 1.0)}
-
-
-def value_range(config: ml_collections.ConfigDict) -> tuple[float, float]:
-    """Pixel range the family trains on: [-1, 1] for GANs (tanh), [0, 1] for VAEs."""
-    return VALUE_RANGE[models.get_family(config.model.family).kind]
+from genimg_jax.evaluate.tracker import ScoreTracker
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
@@ -121,8 +115,11 @@ def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
         json.dump(log_lib.run_record(), f, indent=2)
 
 
-def write_summary(workdir: str, step: int, seconds: float, metrics: dict) -> None:
-    """`summary.json`: the finished run's last metrics and its wall time, summed over resumes."""
+def write_summary(
+    workdir: str, step: int, seconds: float, metrics: dict, scores: dict | None = None
+) -> None:
+    """`summary.json`: the finished run's last metrics, its last scores (with the best
+    checkpoint's step and score) and its wall time, summed over resumes."""
     path = os.path.join(workdir, "summary.json")
     before = 0.0
     if os.path.exists(path):
@@ -132,6 +129,7 @@ def write_summary(workdir: str, step: int, seconds: float, metrics: dict) -> Non
         "step": step,
         "wall_time_sec": before + seconds,
         "metrics": {k: float(v) for k, v in metrics.items()},
+        **({"eval": scores} if scores else {}),
     }
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)
@@ -194,13 +192,19 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     watch_metrics = not config.train.skip_nonfinite
     strategy = compiled_strategy(config, mesh)
 
+    tracker = ScoreTracker(config, workdir, start) if config.eval.scores else None
+    last_scores = {}
+
     def evaluate(global_state: Any, step: int) -> None:
+        nonlocal last_scores
         grids = parallel.to_host(draw_grids(global_state, **fixed_inputs))
         if is_writer:
             for name, images in grids.items():
-                grid = log_lib.image_grid(images, value_range(config))
+                grid = log_lib.image_grid(images, models.value_range(config))
                 log_lib.save_png(grid, os.path.join(workdir, "samples", f"{name}_{step:06d}.png"))
                 writer.write_image(step, name, grid)
+        if tracker is not None:
+            last_scores = tracker(step, global_state, writer) | tracker.summary()
 
     def check_finite(carry, metrics, last_saved: int) -> None:
         names = guard_lib.watched_names(state, list(metrics), watch_metrics)
@@ -260,20 +264,30 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                     last_saved = done
             if stopping:
                 checkpoints.close()
+                if tracker is not None:
+                    tracker.close()
                 if is_writer:
-                    write_summary(workdir, done, time.perf_counter() - began, values_of_last_log)
+                    write_summary(
+                        workdir, done, time.perf_counter() - began, values_of_last_log, last_scores
+                    )
                 raise Preempted(
                     f"stopped by {signal.Signals(stopping).name} after step {done}; checkpoint "
                     f"saved in {checkpoints.directory}. Run the same command again to resume.",
                     stopping,
                 )
         checkpoints.close()  # waits for the last save; raises if it failed
+        if tracker is not None:
+            tracker.close()
         if is_writer:
-            write_summary(workdir, total, time.perf_counter() - began, values_of_last_log)
+            write_summary(
+                workdir, total, time.perf_counter() - began, values_of_last_log, last_scores
+            )
     finally:
         progress.close()
         writer.close()
         checkpoints.abandon()
+        if tracker is not None:
+            tracker.abandon()
     return strategy.gather_state(carry)[0]
 
 
@@ -290,7 +304,7 @@ def batches_for(config: ml_collections.ConfigDict) -> pipeline.Batches:
         batch_size=config.train.batch_size,
         image_size=data_cfg.image_size,
         channels=data_cfg.channels,
-        value_range=value_range(config),
+        value_range=models.value_range(config),
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         binarize=data_cfg.binarize,
@@ -306,7 +320,7 @@ def grid_inputs(config: ml_collections.ConfigDict, kind: str, key: jax.Array) ->
         source = pipeline.load_split(data.name, data.eval_split, data.data_dir)
         images = source.get(np.arange(min(n // 2, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
-        inputs["x"] = pipeline.scale_images(images, value_range(config))
+        inputs["x"] = pipeline.scale_images(images, models.value_range(config))
         if data.binarize:
-            inputs["x"] = pipeline.binarize(inputs["x"], value_range(config))
+            inputs["x"] = pipeline.binarize(inputs["x"], models.value_range(config))
     return inputs

@@ -28,6 +28,7 @@ from genimg_jax import state as state_lib
 from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import ConfigError, DivergenceError, Preempted
+from genimg_jax.evaluate.tracker import ScoreTracker
 
 MODES = ("auto", "sequential", "vmap", "unroll", "map")
 
@@ -148,6 +149,11 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
     checkpoints = [
         Checkpoints(d, c.train.keep_checkpoints) for c, d in zip(configs, dirs, strict=True)
     ]
+    trackers = [
+        ScoreTracker(c, d, start) if c.eval.scores else None
+        for c, d in zip(configs, dirs, strict=True)
+    ]
+    last_scores = [{} for _ in configs]
     batches = [trainer.batches_for(c) for c in configs]
     keys = [trainer.run_keys(c.seed) for c in configs]
     grid_inputs = [
@@ -189,19 +195,28 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
                             writers[i],
                             done,
                         )
+                        if trackers[i] is not None:
+                            scores = trackers[i](done, member_state, writers[i])
+                            last_scores[i] = scores | trackers[i].summary()
                     if is_save:
                         checkpoints[i].save(done, member_state)
             if stopping:
                 break
         for i, c in enumerate(checkpoints):
             c.close()
+            if trackers[i] is not None:
+                trackers[i].close()
             trainer.write_summary(
-                dirs[i], done, time.perf_counter() - began, last_values[i] if last_values else {}
+                dirs[i],
+                done,
+                time.perf_counter() - began,
+                last_values[i] if last_values else {},
+                last_scores[i],
             )
     finally:
         for w in writers:
             w.close()
-        for c in checkpoints:
+        for c in checkpoints + [t for t in trackers if t is not None]:
             c.abandon()
     if stopping:
         raise Preempted(
@@ -213,7 +228,7 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
 
 def _write_grids(grids, config, folder: str, writer, step: int) -> None:
     for name, images in jax.device_get(grids).items():
-        grid = log_lib.image_grid(np.asarray(images), trainer.value_range(config))
+        grid = log_lib.image_grid(np.asarray(images), models.value_range(config))
         log_lib.save_png(grid, os.path.join(folder, "samples", f"{name}_{step:06d}.png"))
         writer.write_image(step, name, grid)
 

@@ -29,3 +29,11 @@ def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise ValueError(f"model.family={name!r} is unknown; known families: {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+VALUE_RANGE = {"gan": (-1.0, 1.0), "vae": (0.0, 1.0)}
+
+
+def value_range(config: ml_collections.ConfigDict) -> tuple[float, float]:
+    """Pixel range the family trains on: [-1, 1] for GANs (tanh), [0, 1] for VAEs."""
+    return VALUE_RANGE[get_family(config.model.family).kind]

@@ -1,0 +1,141 @@
+"""Scores of a trained state, offline: what `genimg eval` reports and what the trainer logs every
+`eval.every` steps (keeping the best checkpoint by `eval.best_metric`, see `best.py`).
+
+GANs: Fréchet distance, KID, precision/recall, Inception Score and class coverage of
+`eval.examples` EMA samples against as many test images, on the features of `eval.feature_net`
+(a domain classifier trained by genimg, whose test accuracy is reported with the scores, or
+InceptionV3 from a local weights file); the test images' features are cached. VAEs: test-set
+negative ELBO and the importance-weighted bound (IWAE, `eval.iwae_k` samples) in nats and
+bits/dim; on the 64-px shapes data also MIG and DCI disentanglement.
+
+`make_scorer(config)` does the one-off work (feature net, reference features, test images) and
+returns `score(state) -> {name: float}`, a deterministic function of the state.
+"""
+
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genimg_jax import models, sampling
+from genimg_jax.data import pipeline
+from genimg_jax.evaluate import (
+    best,
+    disentanglement,
+    distances,
+    feature_nets,
+    likelihood,
+    manifold,
+    reference,
+)
+
+SAMPLE_CHUNK = 250  # GAN samples drawn per compiled call (memory of wide generators)
+
+
+@jax.jit
+def _samples_in_unit_range(state, z: jax.Array) -> jax.Array:
+    return jnp.clip((sampling.gan_samples(state, z) + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
+
+
+@jax.jit
+def _posterior_mean(state, x: jax.Array) -> jax.Array:
+    return state.apply_fn({"params": state.params}, x, method="encode")[0]
+
+
+def gan_scorer(config: ml_collections.ConfigDict, num: int, seed: int) -> Callable[..., dict]:
+    """score(state): sample-quality scores of `num` EMA samples (fixed latents of `seed`)."""
+    net = feature_nets.for_config(config)
+    real_features = reference.reference_features(config, net, num)
+    z = sampling.latents(jax.random.PRNGKey(seed), len(real_features), config.model.latent_dim)
+
+    def score(state) -> dict[str, float]:
+        fake = np.concatenate(
+            [
+                np.asarray(_samples_in_unit_range(state, z[i : i + SAMPLE_CHUNK]))
+                for i in range(0, len(z), SAMPLE_CHUNK)
+            ]
+        )
+        fake_features, fake_probs = net.extract(fake)
+        kid, kid_std = distances.kernel_inception_distance(
+            real_features, fake_features, subset_size=max(2, len(fake) // 2), seed=seed
+        )
+        precision, recall = manifold.precision_recall(real_features, fake_features)
+        inception_score, inception_score_std = manifold.inception_score(
+            fake_probs, splits=min(10, len(fake_probs))
+        )
+        scores = {
+            "fid": distances.frechet_distance_from_features(real_features, fake_features),
+            "kid": kid,
+            "kid_std": kid_std,
+            "precision": precision,
+            "recall": recall,
+            "inception_score": inception_score,
+            "inception_score_std": inception_score_std,
+        }
+        if net.name == "classifier":
+            coverage = manifold.class_coverage(fake_probs, net.num_classes)
+            scores["classes_hit"] = coverage["hit_classes"]
+            scores["class_kl_to_uniform"] = coverage["kl_to_uniform"]
+        return scores | net.facts | {"num_samples": len(fake)}
+
+    return score
+
+
+def vae_scorer(
+    config: ml_collections.ConfigDict, num: int, iwae_k: int, seed: int
+) -> Callable[..., dict]:
+    """score(state): test-set likelihood bounds, and disentanglement where factors are known."""
+    images, _ = feature_nets.load_images(config, config.data.eval_split, num)
+    x = pipeline.scale_images(images, models.value_range(config))
+    if config.data.binarize:  # the model was trained on, and is scored on, binary pixels
+        x = pipeline.binarize(x, models.value_range(config))
+    rng = jax.random.PRNGKey(seed)
+    dims = int(np.prod(x.shape[1:]))
+
+    def score(state) -> dict[str, float]:
+        elbo = np.asarray(likelihood.negative_elbo(state, x, rng))
+        iwae = np.asarray(likelihood.iwae_bound(state, x, rng, iwae_k))
+        scores = {
+            "neg_elbo": float(elbo.mean()),
+            "iwae": float(iwae.mean()),
+            "iwae_k": iwae_k,
+            "neg_elbo_bits_per_dim": float(likelihood.bits_per_dim(elbo, dims).mean()),
+            "iwae_bits_per_dim": float(likelihood.bits_per_dim(iwae, dims).mean()),
+            "num_examples": len(x),
+        }
+        if best.has_disentanglement(config.data):
+            codes, factors = disentanglement.sample_codes(
+                lambda v: np.asarray(_posterior_mean(state, v)),
+                num=min(num, 5000),
+                seed=seed,
+                batch=256,
+            )
+            scores["mig"] = disentanglement.mutual_information_gap(codes, factors)
+            dci = disentanglement.dci_scores(codes, factors)
+            scores |= {f"dci_{k}": v for k, v in dci.items()}
+        return scores
+
+    return score
+
+
+def make_scorer(config: ml_collections.ConfigDict) -> Callable[..., dict[str, float]]:
+    """score(state) -> {name: float} for this config's family, with `config.eval`'s settings
+    (`examples`, `iwae_k`, `feature_net`) and latents/noise from `config.seed`."""
+    ev = config.eval
+    if models.get_family(config.model.family).kind == "gan":
+        score = gan_scorer(config, ev.examples, config.seed)
+    else:
+        score = vae_scorer(config, ev.examples, ev.iwae_k, config.seed)
+    return lambda state: {k: float(v) for k, v in score(state).items()}
+
+
+def write_scores(workdir: str, step: int, scores: dict[str, float], tag: str = "") -> str:
+    """`eval_<step>[_<tag>].json` in the workdir: {"step": step, **scores}; returns its path."""
+    path = os.path.join(workdir, f"eval_{step:06d}{'_' + tag if tag else ''}.json")
+    with open(path, "w") as f:
+        json.dump({"step": step, **scores}, f, indent=2)
+    return path
