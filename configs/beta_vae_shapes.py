@@ -22,9 +22,11 @@ def get_config(arg: str | None = None):
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
     c.eval.every = 1000
+    c.eval.best_metric = "mig"  # keep the most disentangled checkpoint (needs the 64-px data)
     if arg == "quick":
         c.data.image_size = 32
         shrink_for_tests(c)
+        c.eval.best_metric = "neg_elbo"
     if arg == "rd":  # the README's rate-distortion sweep: short runs, every interval at the end
         c.train.steps = 400
         c.train.lr = 1e-3

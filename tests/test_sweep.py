@@ -108,3 +108,25 @@ def test_vectorize_refuses_members_that_differ_in_more_than_hyperparameters(tmp_
     wider = sweep.Member(9, {"model.width": 16}, "009_width=16")
     with pytest.raises(ConfigError, match="differ only in"):
         vectorized.train_members(base, str(tmp_path), [members[0], wider])
+
+
+def test_vectorized_members_score_and_keep_their_best_like_solo_runs(tmp_path):
+    from genimg_jax import vectorized
+
+    base, members = sweep.load(BETA_QUICK)
+    base.eval.scores = True
+    members = members[:2]
+    vectorized.train_members(base, str(tmp_path / "vectorized"), members, mode="sequential")
+    for m in members:
+        config = sweep.apply(base, m.overrides)
+        trainer.train_and_evaluate(config, str(tmp_path / "solo" / m.name))
+        for step in (6, 12):
+            name = f"eval_{step:06d}.json"
+            with open(tmp_path / "solo" / m.name / name) as f:
+                solo = json.load(f)
+            with open(tmp_path / "vectorized" / m.name / name) as f:
+                assert json.load(f) == pytest.approx(solo, rel=1e-3)
+        assert os.listdir(tmp_path / "vectorized" / m.name / "checkpoints_best") == os.listdir(
+            tmp_path / "solo" / m.name / "checkpoints_best"
+        )
+        assert _summary(tmp_path / "vectorized", m.name)["eval"]["best_metric"] == "neg_elbo"
