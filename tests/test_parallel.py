@@ -13,6 +13,7 @@ from conftest import REPO, load_config
 
 from genimg_jax import parallel, trainer
 from genimg_jax.checkpoint import Checkpoints
+from genimg_jax.evaluate import scoring
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 
@@ -111,6 +112,8 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
         "--config.train.steps=20",
         "--config.train.checkpoint_every=10",
         "--config.eval.every=20",
+        "--config.eval.scores=True",  # both processes score; together they save the best
+        "--config.eval.examples=32",
     ]
     config_file = os.path.join(REPO, "configs", f"{name}.py:quick")
     run = subprocess.run(
@@ -134,7 +137,13 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     assert record["process_count"] == 2 and len(record["devices"]) == 4
     # Only process 0 wrote logs and samples.
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        assert [int(line.split('"step": ')[1].split(",")[0]) for line in f] == [4, 8, 12, 16, 20]
+        rows = [json.loads(line) for line in f]
+    assert [r["step"] for r in rows if "d_loss" in r] == [4, 8, 12, 16, 20]
+    (scored,) = [r for r in rows if "eval/fid" in r]
+    assert os.listdir(os.path.join(workdir, "checkpoints_best")) == ["20"]
+    config.eval.examples = 32
+    again = scoring.make_scorer(config)(restored)  # one process scoring the restored state
+    assert again["fid"] == pytest.approx(scored["eval/fid"], rel=1e-4)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
