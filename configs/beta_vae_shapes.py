@@ -23,6 +23,7 @@ def get_config(arg: str | None = None):
     c.train.checkpoint_every = 1000
     c.eval.every = 1000
     c.eval.best_metric = "mig"  # keep the most disentangled checkpoint (needs the 64-px data)
+    c.eval.iwae_k = 10  # 64-px decodes are dear on a CPU; `genimg eval --iwae_k 1000` for more
     if arg == "quick":
         c.data.image_size = 32
         shrink_for_tests(c)

@@ -34,6 +34,8 @@ from genimg_jax.evaluate import (
 )
 
 SAMPLE_CHUNK = 250  # GAN samples drawn per compiled call (memory of wide generators)
+EXAMPLE_BATCH = 100  # VAE test examples bounded at once
+DECODED_ELEMENTS = 2**25  # pixels decoded at once in the IWAE bound (~1 GB of activations)
 
 
 @jax.jit
@@ -85,6 +87,21 @@ def gan_scorer(config: ml_collections.ConfigDict, num: int, seed: int) -> Callab
     return score
 
 
+def likelihood_bounds(
+    state, x: np.ndarray, rng: jax.Array, k: int, batch: int = EXAMPLE_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """(negative ELBO [N], IWAE bound [N]) in nats of x [N, H, W, C], `batch` examples at a time
+    (batch i with key fold_in(rng, i)), decoding as many importance samples at once as keep
+    the decoded images within `DECODED_ELEMENTS`."""
+    chunk = int(max(1, min(likelihood.DEFAULT_CHUNK, DECODED_ELEMENTS // (batch * x[0].size))))
+    elbo, iwae = [], []
+    for i, start in enumerate(range(0, len(x), batch)):
+        key, part = jax.random.fold_in(rng, i), x[start : start + batch]
+        elbo.append(np.asarray(likelihood.negative_elbo(state, part, key)))
+        iwae.append(np.asarray(likelihood.iwae_bound(state, part, key, k, chunk)))
+    return np.concatenate(elbo), np.concatenate(iwae)
+
+
 def vae_scorer(
     config: ml_collections.ConfigDict, num: int, iwae_k: int, seed: int
 ) -> Callable[..., dict]:
@@ -97,8 +114,7 @@ def vae_scorer(
     dims = int(np.prod(x.shape[1:]))
 
     def score(state) -> dict[str, float]:
-        elbo = np.asarray(likelihood.negative_elbo(state, x, rng))
-        iwae = np.asarray(likelihood.iwae_bound(state, x, rng, iwae_k))
+        elbo, iwae = likelihood_bounds(state, x, rng, iwae_k)
         scores = {
             "neg_elbo": float(elbo.mean()),
             "iwae": float(iwae.mean()),
