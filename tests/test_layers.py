@@ -246,3 +246,197 @@ def test_bad_shapes_are_rejected():
         layers.conv_transpose(jnp.zeros((1, 3, 3, 2)), jnp.zeros((4, 4, 2, 5)))
     with pytest.raises(ValueError, match="kernel"):
         layers.conv_transpose(jnp.zeros((3, 3, 2)), jnp.zeros((4, 4, 2, 2)))
+
+
+# The phase (sub-pixel) forward runs for out_features >= PHASE_MIN_FEATURES: these use 9.
+WIDE = 9
+assert WIDE >= layers.PHASE_MIN_FEATURES
+
+
+def test_phase_forward_and_gradients_match_flax_for_all_k_and_s():
+    grid = [
+        (kh, kw, sh, sw)
+        for k in range(1, 7)
+        for s in (1, 2, 3)
+        for kh, kw, sh, sw in [(k, k, s, s), (k, max(k - 1, 1), s, 1)]
+    ]  # square, and mixed sizes and strides
+    x = normal((2, 4, 5, 3), 0)
+    kernels = [normal((kh, kw, WIDE, 3), i) for i, (kh, kw, _, _) in enumerate(grid)]
+    probes = [normal((2, 4 * sh, 5 * sw, WIDE), 100 + i) for i, (_, _, sh, sw) in enumerate(grid)]
+
+    @jax.jit
+    def run(x: Array, kernels: list[Array], probes: list[Array]) -> list:
+        out = []
+        for (_, _, sh, sw), kernel, probe in zip(grid, kernels, probes):
+            row = []
+            for fn in (layers.conv_transpose, flax_conv_transpose):
+
+                def functional(v: Array, w: Array, fn=fn, probe=probe, s=(sh, sw)) -> Array:
+                    return jnp.vdot(probe, fn(v, w, s))
+
+                row.append((fn(x, kernel, (sh, sw)), jax.grad(functional, (0, 1))(x, kernel)))
+            defined = kernel.shape[0] >= sh and kernel.shape[1] >= sw  # every phase has a tap
+            phase = layers._phase_transpose_of_strided_conv if defined else flax_conv_transpose
+            row.append(phase(x, kernel, (sh, sw)))
+            out.append(row)
+        return out
+
+    for (kh, kw, sh, sw), ((y, grads), (ref_y, ref_grads), phase_y) in zip(
+        grid, run(x, kernels, probes)
+    ):
+        case = f"k=({kh},{kw}) s=({sh},{sw})"
+        applies = layers.uses_phase_decomposition((kh, kw, WIDE, 3), (sh, sw))
+        assert applies == (max(sh, sw) > 1 and kh >= sh and kw >= sw), case
+        assert y.shape == (2, 4 * sh, 5 * sw, WIDE), case
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4, err_msg=case)
+        if kh >= sh and kw >= sw:  # the phase decomposition itself, wherever it is defined
+            np.testing.assert_allclose(phase_y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
+
+
+def test_phase_forward_has_no_dilated_conv_and_narrow_heads_keep_the_dilated_one():
+    x = jnp.ones((2, 4, 4, 16))
+
+    def lhs_dilations(kernel: Array) -> list[tuple[int, int]]:
+        jaxpr = jax.make_jaxpr(lambda v: layers.conv_transpose(v, kernel, 2))(x).jaxpr
+        return [e.params["lhs_dilation"] for e in all_eqns(jaxpr) if e.primitive is lax_conv()]
+
+    assert lhs_dilations(jnp.ones((4, 4, WIDE, 16))) == [(1, 1)] * 4  # one conv per phase
+    assert lhs_dilations(jnp.ones((4, 4, 1, 16))) == [(2, 2)]  # 1-channel head: dilated
+
+
+def lax_conv():
+    return jax.lax.conv_general_dilated_p
+
+
+def all_eqns(jaxpr) -> list:
+    """The equations of a jaxpr and of the jaxprs nested in it (custom_vjp calls, pjit)."""
+    out = []
+    for eqn in jaxpr.eqns:
+        out.append(eqn)
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", value)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                out.extend(all_eqns(inner))
+    return out
+
+
+def flax_conv(features: int, kernel: int, stride: int, **kwargs) -> nn.Conv:
+    return nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME", **kwargs)
+
+
+CONV_CASES = [  # (batch, height, width, in_channels, features, kernel, stride)
+    (2, 8, 8, 16, 12, 4, 2),  # the DownStack layer: phase backward
+    (3, 6, 4, 9, 5, 4, 2),  # non-square
+    (2, 8, 8, 1, 10, 4, 2),  # image input (1 channel): plain autodiff
+    (2, 7, 5, 10, 6, 4, 2),  # sizes not divisible by the stride: plain autodiff
+    (2, 5, 6, 8, 3, 3, 1),  # stride 1
+]
+
+
+def test_conv_params_outputs_and_gradients_match_flax():
+    data = []
+    for i, (b, h, w, cin, cout, k, s) in enumerate(CONV_CASES):
+        x = normal((b, h, w, cin), 10 * i)
+        probe = normal((b, -(-h // s), -(-w // s), cout), 10 * i + 1)
+        data.append((x, probe, random_params(flax_conv(cout, k, s), x, 10 * i + 2)))
+
+    @jax.jit
+    def run(key: Array, data: list) -> list[dict]:
+        outs = []
+        for (b, h, w, cin, cout, k, s), (x, probe, params) in zip(CONV_CASES, data):
+            ref, ours = flax_conv(cout, k, s), layers.Conv(cout, (k, k), (s, s))
+            out = {"init": (ours.init(key, x), ref.init(key, x))}
+            for name, layer in (("ours", ours), ("flax", ref)):
+
+                def functional(p: dict, v: Array, layer: nn.Module = layer, probe=probe) -> Array:
+                    return jnp.vdot(probe, layer.apply(p, v))
+
+                out[name] = (layer.apply(params, x), jax.grad(functional, (0, 1))(params, x))
+            outs.append(out)
+        return outs
+
+    for (b, h, w, cin, cout, k, s), out in zip(CONV_CASES, run(jax.random.key(0), data)):
+        case = f"x {(b, h, w, cin)} -> {cout} features, kernel {k}, stride {s}"
+        our_vars, ref_vars = out["init"]
+        assert jax.tree.map(jnp.shape, our_vars) == jax.tree.map(jnp.shape, ref_vars), case
+        np.testing.assert_array_equal(
+            our_vars["params"]["kernel"], ref_vars["params"]["kernel"], err_msg=case
+        )
+        (y, (dp, dx)), (ref_y, (ref_dp, ref_dx)) = out["ours"], out["flax"]
+        assert y.shape == ref_y.shape, case
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4, err_msg=case)
+        for name in ("kernel", "bias"):
+            got, want = dp["params"][name], ref_dp["params"][name]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"{case} d{name}")
+
+
+def test_conv_pure_function_matches_lax_for_all_k_and_s():
+    grid = [(k, s) for k in range(1, 7) for s in (1, 2, 3)]
+    u = normal((2, 6, 12, WIDE), 0)  # divisible by 1, 2 and 3
+    kernels = [normal((k, k, WIDE, 4), k + 10 * s) for k, s in grid]
+    probes = [normal((2, 6 // s, 12 // s, 4), 100 + k + 10 * s) for k, s in grid]
+
+    def ref(v: Array, w: Array, s: int) -> Array:
+        return jax.lax.conv_general_dilated(
+            v, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    @jax.jit
+    def run(u: Array, kernels: list[Array], probes: list[Array]) -> list:
+        out = []
+        for (k, s), kernel, probe in zip(grid, kernels, probes):
+            row = []
+            for fn in (layers.conv, ref):
+
+                def functional(v: Array, w: Array, fn=fn, probe=probe, s=s) -> Array:
+                    return jnp.vdot(probe, fn(v, w, s))
+
+                row.append((fn(u, kernel, s), jax.grad(functional, (0, 1))(u, kernel)))
+            out.append(row)
+        return out
+
+    for (k, s), ((y, grads), (ref_y, ref_grads)) in zip(grid, run(u, kernels, probes)):
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=f"k={k} s={s}")
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4, err_msg=f"k={k} s={s}")
+
+
+def test_conv_backward_has_no_dilated_conv():
+    u, kernel, g = jnp.ones((2, 8, 8, 16)), jnp.ones((4, 4, 16, 32)), jnp.ones((2, 4, 4, 32))
+    _, vjp = jax.vjp(lambda v, w: layers.conv(v, w, 2), u, kernel)
+    convs = [e for e in all_eqns(jax.make_jaxpr(vjp)(g).jaxpr) if e.primitive is lax_conv()]
+    assert len(convs) == 5  # dW, and dx as 4 phase convs
+    assert all(e.params["lhs_dilation"] == (1, 1) for e in convs)
+
+
+def test_conv_no_batch_dims_vmap_and_bfloat16():
+    x = normal((8, 6, 10), 0)  # unbatched [H, W, C]
+    ref, ours = flax_conv(12, 4, 2), layers.Conv(12, 4, 2)
+    params = random_params(ref, x, 1)
+    ours16 = layers.Conv(12, 4, 2, dtype=jnp.bfloat16)
+    xs = normal((3, 2, 8, 6, 10), 2)
+
+    @jax.jit
+    def run(params: dict, x: Array, xs: Array) -> dict:
+        def loss(p: dict, layer: nn.Module) -> Array:
+            return jnp.sum(layer.apply(p, xs[0]).astype(jnp.float32) ** 2)
+
+        return {
+            "plain": (ours.apply(params, x), ref.apply(params, x)),
+            "vmap": (jax.vmap(lambda v: ours.apply(params, v))(xs), ref.apply(params, xs)),
+            "grad16": (jax.grad(loss)(params, ours16), jax.grad(loss)(params, ref)),
+        }
+
+    out = run(params, x, xs)
+    for name in ("plain", "vmap"):
+        y, ref_y = out[name]
+        assert y.shape == ref_y.shape, name
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=name)
+    g16, g32 = out["grad16"]
+    for name in ("kernel", "bias"):
+        assert g16["params"][name].dtype == jnp.float32
+        rel = float(jnp.linalg.norm(g16["params"][name] - g32["params"][name]))
+        assert rel < 0.05 * float(jnp.linalg.norm(g32["params"][name])), name

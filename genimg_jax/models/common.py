@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax.models.layers import ConvTranspose
+from genimg_jax.models.layers import Conv, ConvTranspose
 
 Array = jax.Array
 SUPPORTED_IMAGE_SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # size -> (start size, doublings)
@@ -79,7 +79,7 @@ class DownStack(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for width in self.widths:
-            conv = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+            conv = Conv(width, (4, 4), strides=(2, 2), dtype=self.dtype)  # = nn.Conv(..., "SAME")
             x = self.activation(conv(x))
         return x
 
