@@ -152,12 +152,18 @@ class Checkpoints:
         except Exception as e:  # noqa: BLE001  a failed earlier async save surfaces here too
             raise self._write_error(step, e) from None
 
-    def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
+    def wait(self) -> None:
+        """Waits for a pending save (raising if it failed). Saves of two managers must not
+        overlap in multi-process runs: orbax's cross-process barriers are keyed by step."""
         try:
             self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001  any failure of the pending async save
             raise self._write_error(self._requested, e) from None
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        try:
+            self.wait()
         finally:
             self.manager.close()
 

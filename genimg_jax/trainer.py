@@ -204,6 +204,7 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                 log_lib.save_png(grid, os.path.join(workdir, "samples", f"{name}_{step:06d}.png"))
                 writer.write_image(step, name, grid)
         if tracker is not None:
+            checkpoints.wait()  # the tracker's best save must not overlap a pending one
             last_scores = tracker(step, global_state, writer) | tracker.summary()
 
     def check_finite(carry, metrics, last_saved: int) -> None:

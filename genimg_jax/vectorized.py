@@ -196,6 +196,7 @@ def _train_group(configs, dirs, states, start: int, mode: str, stop) -> None:
                             done,
                         )
                         if trackers[i] is not None:
+                            checkpoints[i].wait()
                             scores = trackers[i](done, member_state, writers[i])
                             last_scores[i] = scores | trackers[i].summary()
                     if is_save:

@@ -37,7 +37,7 @@ class ScoreTracker:
 
     def __call__(self, step: int, state, writer) -> dict[str, float]:
         """Scores `state` (replicated global arrays) at `step`: logs them, saves it as the best
-        checkpoint if it is, and returns the scores."""
+        checkpoint if it is, and returns the scores. No other save may be in flight."""
         scores = self.score(parallel.to_host(state))
         if jax.process_count() > 1:  # every process saves the best together: one decision
             values = np.asarray([scores[k] for k in sorted(scores)])
@@ -50,6 +50,7 @@ class ScoreTracker:
             value = scores[self.metric]
             if best.is_better(self.mode, value, None if self.best is None else self.best[1]):
                 self.keeper.save(step, state, metrics={self.metric: value})
+                self.keeper.wait()  # before the run's own save of this step starts
                 self.best = (step, value)
         return scores
 
