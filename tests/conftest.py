@@ -11,6 +11,10 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
+# XLA:CPU aborts the process when a collective's threads do not all arrive within its timeout
+# (a default of tens of seconds); 8 device threads on 2 loaded cores can take longer.
+if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=900"
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets.
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="genimg_tfds_"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
