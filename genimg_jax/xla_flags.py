@@ -4,9 +4,9 @@ One flag, CPU only: XLA:CPU runs convolutions on Eigen instead of YNNPACK. Measu
 2-core benchmark machine (benchmarks/README.md), every training step got faster with it: the
 32x32 DCGAN by 7% (batch 64) and 28% (batch 256), the conv VAE by 21%, the shipped 28x28
 configs by 15-26%. Per convolution, Eigen ran weight gradients 1.4-2.1x faster and most of the
-others up to 1.6x faster; two ran slower, a 32->64-channel forward conv at batch 128 (1.2x) and
-the conv of a 1-channel image (2.3x, under a millisecond). Dots, reductions and elementwise fusions stay on
-YNNPACK. GPU and TPU ignore `xla_cpu_*` flags.
+others up to 1.6x faster; two ran slower, a 32->64-channel forward conv at batch 128 (1.2x)
+and the conv of a 1-channel image (2.3x, under a millisecond). Dots, reductions and elementwise
+fusions stay on YNNPACK. GPU and TPU ignore `xla_cpu_*` flags.
 
 `import genimg_jax` applies it, so the CLI, the tests, the benchmarks and a user's own script
 all compile the same programs (same numbers for the same config and seed). A user who writes
