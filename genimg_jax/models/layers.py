@@ -189,23 +189,11 @@ class ConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         """Upsample `inputs` [*batch, H, W, C] (any number of batch dims, or none)."""
-        kernel_size = _pair(self.kernel_size)
         strides = _pair(self.strides)
-        batch_shape = inputs.shape[:-3]
-        x = inputs.reshape((-1,) + inputs.shape[-3:])  # [B, H, W, C]
-        kernel = self.param(
-            "kernel", self.kernel_init, kernel_size + (self.features, x.shape[-1]), self.param_dtype
-        )  # [kh, kw, features, C]
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
+        kernel_dims = (self.features, inputs.shape[-1])  # [kh, kw, features, C]
+        return _apply_kernel_op(
+            self, inputs, kernel_dims, lambda x, k: conv_transpose(x, k, strides)
         )
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv_transpose(x, kernel, strides)  # [B, H*sh, W*sw, features]
-        if bias is not None:
-            y = y + bias
-        return y.reshape(batch_shape + y.shape[1:])
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -273,22 +261,33 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         """Convolve `inputs` [*batch, H, W, C] (any number of batch dims, or none)."""
-        kernel_size = _pair(self.kernel_size)
-        batch_shape = inputs.shape[:-3]
-        u = inputs.reshape((-1,) + inputs.shape[-3:])  # [B, H, W, C]
-        kernel = self.param(
-            "kernel", self.kernel_init, kernel_size + (u.shape[-1], self.features), self.param_dtype
-        )  # [kh, kw, C, features]
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
-        )
-        u, kernel, bias = promote_dtype(u, kernel, bias, dtype=self.dtype)
-        y = conv(u, kernel, self.strides)  # [B, H', W', features]
-        if bias is not None:
-            y = y + bias
-        return y.reshape(batch_shape + y.shape[1:])
+        kernel_dims = (inputs.shape[-1], self.features)  # [kh, kw, C, features]
+        return _apply_kernel_op(self, inputs, kernel_dims, lambda u, k: conv(u, k, self.strides))
+
+
+def _apply_kernel_op(
+    layer: nn.Module,
+    inputs: Array,
+    kernel_dims: tuple[int, int],
+    op: Callable[[Array, Array], Array],
+) -> Array:
+    """The body both layers share: creates `layer`'s "kernel" [kh, kw, *kernel_dims] and optional
+    "bias" [features] params, runs `op(x [B, H, W, C], kernel)` in the compute dtype over the
+    flattened batch dims of `inputs` [*batch, H, W, C], and adds the bias."""
+    batch_shape = inputs.shape[:-3]
+    x = inputs.reshape((-1,) + inputs.shape[-3:])  # [B, H, W, C]
+    kernel_shape = _pair(layer.kernel_size) + tuple(kernel_dims)
+    kernel = layer.param("kernel", layer.kernel_init, kernel_shape, layer.param_dtype)
+    bias = (
+        layer.param("bias", layer.bias_init, (layer.features,), layer.param_dtype)
+        if layer.use_bias
+        else None
+    )
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=layer.dtype)
+    y = op(x, kernel)  # [B, H', W', features]
+    if bias is not None:
+        y = y + bias
+    return y.reshape(batch_shape + y.shape[1:])
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
