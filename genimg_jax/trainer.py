@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
@@ -207,9 +208,9 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
             checkpoints.wait()  # the tracker's best save must not overlap a pending one
             last_scores = tracker(step, global_state, writer) | tracker.summary()
 
-    def check_finite(carry, metrics, last_saved: int) -> None:
+    def check_finite(guard, metrics, last_saved: int) -> None:
         names = guard_lib.watched_names(state, list(metrics), watch_metrics)
-        found = guard_lib.describe(strategy.host_metrics(carry[1]), names)
+        found = guard_lib.describe(strategy.host_metrics(guard), names)
         if found:
             step, bad = found
             raise DivergenceError(
@@ -235,28 +236,43 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     carry = strategy.place_state((state, parallel.replicate_global(guard_lib.fresh(), mesh)))
     last_time, last_step, last_saved = time.perf_counter(), start, start
     began, values_of_last_log = time.perf_counter(), {}
+    # A log step's metrics and guard are read on the host after the next step is dispatched, so
+    # the device works on that step while the host waits, writes the log and draws the next
+    # batch. The guard is copied: the next step takes the carry's buffers (donation).
+    pending_log = None
+
+    def write_pending_log() -> None:
+        nonlocal pending_log, last_time, last_step, values_of_last_log
+        if pending_log is None:
+            return
+        done, metrics, guard = pending_log
+        pending_log = None
+        values = strategy.host_metrics(metrics)  # the loop's only per-interval host sync
+        now = time.perf_counter()
+        values["steps_per_sec"] = (done - last_step) / (now - last_time)
+        last_time, last_step = now, done
+        check_finite(guard, metrics, last_saved)
+        writer.write(done, values)
+        values_of_last_log = values
+        progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+
     try:
         for step, local_batch in enumerate(batches.iterate(start, total), start=start):
             carry, metrics = strategy.step(carry, strategy.place_batch(local_batch), keys["train"])
             if one_step_in_flight:
                 jax.block_until_ready(carry)
+            write_pending_log()  # the previous log step's, now that this step is queued
             done = step + 1
             progress.update(1)
             is_log = done % config.train.log_every == 0 or done == total
             stopping = (jax.process_count() == 1 or is_log) and stop.agreed()
             if is_log:
-                values = strategy.host_metrics(metrics)  # the loop's only per-interval host sync
-                now = time.perf_counter()
-                values["steps_per_sec"] = (done - last_step) / (now - last_time)
-                last_time, last_step = now, done
-                check_finite(carry, metrics, last_saved)
-                writer.write(done, values)
-                values_of_last_log = values
-                progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                pending_log = (done, metrics, jax.tree.map(jnp.copy, carry[1]))
             is_eval = done % config.eval.every == 0 or done == total
             is_save = done % config.train.checkpoint_every == 0 or done == total or stopping
             if is_eval or is_save:
-                check_finite(carry, metrics, last_saved)
+                write_pending_log()
+                check_finite(carry[1], metrics, last_saved)
                 state = strategy.gather_state(carry)[0]
                 if is_eval:
                     evaluate(state, done)

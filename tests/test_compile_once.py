@@ -1,5 +1,8 @@
 """A real training run compiles its step once: nothing is compiled again as the run crosses more
-steps, logs, evaluations and checkpoints, and a resumed run compiles its step once too.
+steps, logs, evaluations and checkpoints, and a resumed run compiles its step once too. Nor does
+it wait for the device between logs: it reads from the device only at an evaluation or checkpoint
+and, one step late (the next step already queued), at a log step, and the row it logs is that log
+step's metrics.
 
 Compilations are counted with JAX's own instrumentation: `jax.log_compiles` logs one
 "Compiling jit(NAME) ..." record per XLA compilation (NAME: the jitted function's name), and the
@@ -8,12 +11,15 @@ Each run starts from cold caches (`jax.clear_caches()`), as a run in a new proce
 """
 
 import collections
+import json
 import logging
+import os
 import re
 from typing import NamedTuple, Self
 
 import jax
 import jax.monitoring
+import numpy as np
 import pytest
 from conftest import load_config
 
@@ -71,32 +77,59 @@ class CompileCounter(logging.Handler):
 
 
 class Run(NamedTuple):
-    """What one `train_and_evaluate` call compiled, in total and before each of its steps."""
+    """What one `train_and_evaluate` call compiled, in total and before each of its steps, and
+    when it read from the device."""
 
     total: CompileCounter
     before_step: list[tuple[int, int]]  # per step: the counter's snapshot when its batch is drawn
+    start: int  # the step the run resumed from
+    step_metrics: list  # per dispatched step: the metrics it returned (device arrays)
+    reads_after: set[int]  # steps (1-based, global) dispatched when the loop read from the device
+    logged: dict[int, dict]  # metrics.jsonl's rows by step
 
 
 def _run(name: str, workdir: str, steps: int) -> Run:
     """Trains configs/<name>.py:quick (log every 4, evaluate and save every 6) to `steps` in
-    `workdir` on one device, from cold caches; records what was compiled before each step."""
+    `workdir` on one device, from cold caches; records what was compiled before each step, and
+    the steps dispatched at each read of device values (`Strategy.host_metrics`)."""
     config = load_config(name)
     config.parallel.num_devices = 1
     config.train.steps = steps
+    start = steps - 12
     before_step: list[tuple[int, int]] = []
+    step_metrics: list = []
+    reads_after: set[int] = set()
     iterate = pipeline.Batches.iterate
+    compiled_strategy = trainer.compiled_strategy
 
     def counting_iterate(self, *args, **kwargs):
         for batch in iterate(self, *args, **kwargs):
             before_step.append(counter.snapshot())
             yield batch
 
+    def recording_strategy(*args) -> trainer.Strategy:
+        strategy = compiled_strategy(*args)
+
+        def step(*step_args):
+            carry, metrics = strategy.step(*step_args)
+            step_metrics.append(metrics)
+            return carry, metrics
+
+        def host_metrics(tree):
+            reads_after.add(start + len(step_metrics))
+            return strategy.host_metrics(tree)
+
+        return strategy._replace(step=step, host_metrics=host_metrics)
+
     jax.clear_caches()
     with pytest.MonkeyPatch.context() as patch, CompileCounter() as counter:
         patch.setattr(pipeline.Batches, "iterate", counting_iterate)
+        patch.setattr(trainer, "compiled_strategy", recording_strategy)
         trainer.train_and_evaluate(config, workdir)
     assert len(before_step) == 12, "the loop no longer draws its batches with Batches.iterate"
-    return Run(counter, before_step)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        logged = {row["step"]: row for row in map(json.loads, f)}
+    return Run(counter, before_step, start, step_metrics, reads_after, logged)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -124,3 +157,26 @@ def test_nothing_compiles_after_the_first_log_evaluation_and_checkpoint(runs, ru
     # checkpoint, 6 steps in) nothing compiles, across 2 more logs, evaluations and checkpoints:
     # the compilations of 12 steps are those of 7.
     assert run.before_step[7] == final
+
+
+@pytest.mark.parametrize(
+    "run, reads_after",
+    [
+        # logs at 4, 8, 12; evaluations and checkpoints at 6, 12 (and at the last step)
+        ("fresh, steps 1-12", {5, 6, 9, 12}),
+        ("resumed, steps 13-24", {17, 18, 21, 24}),
+    ],
+)
+def test_the_loop_reads_the_device_only_at_events_and_a_log_one_step_late(runs, run, reads_after):
+    assert runs[run].reads_after == reads_after
+
+
+@pytest.mark.parametrize("run", ["fresh, steps 1-12", "resumed, steps 13-24"])
+def test_a_deferred_log_row_holds_its_own_steps_metrics(runs, run):
+    run = runs[run]
+    for step in (run.start + 4, run.start + 8, run.start + 12):
+        own = jax.tree.map(np.asarray, run.step_metrics[step - run.start - 1])
+        row = run.logged[step]
+        assert set(own) <= set(row)
+        for name, value in own.items():
+            np.testing.assert_allclose(row[name], value, rtol=1e-6, err_msg=f"{name} @ {step}")
