@@ -1,23 +1,26 @@
 """Loop overhead: the trainer's images/s on the default main job vs its bare compiled step.
 
-Run: `.venv/bin/python benchmarks/loop_overhead.py [--steps 300] [--repeats 2] [--progress]`.
+Run: `.venv/bin/python benchmarks/loop_overhead.py [--steps 2000] [--segment 100] [--rounds 2]`.
 
-The trainer (`trainer.train_and_evaluate`) runs configs/dcgan_mnist.py for `--steps` steps with
-its log, evaluation and checkpoint intervals scaled by steps / train.steps (5000 -> 300: log
-every 6, sample grids and checkpoints every 60; scores off), in a fresh workdir, on bundled MNIST prepared
-beforehand in a temporary TFDS dir (unless $TFDS_DATA_DIR is set). The loop is not modified:
-`pipeline.Batches.iterate` is wrapped to read the clock as each batch is drawn, i.e. after the
-previous step's log (a host sync), evaluation and checkpoint. From those times: the median log
-interval without evaluation or checkpoint, the median extra time of one with them, and the
-wall-clock rate from the first log after the first evaluation cycle to the end of the run
-(start-up, compilation and the first sample-grid compilation left out).
+The trainer (`trainer.train_and_evaluate`) runs configs/dcgan_mnist.py at its own intervals (log
+every 100, sample grids and checkpoints every 1000; scores off: FID etc. is evaluation work a run
+asks for, not loop overhead) for `--steps` steps in a fresh workdir on bundled MNIST, prepared
+beforehand in a temporary TFDS dir (unless $TFDS_DATA_DIR is set).
 
-In the same process, interleaved with the trainer runs, chunks of `log_every` steps of
+This machine's speed drifts by +-15% over tens of seconds, more than the overhead measured, so
+the bare step is timed inside the trainer's run, interleaved with it. The loop is not modified:
+`pipeline.Batches.iterate` and `trainer.compiled_strategy` are wrapped, and every `--segment`
+steps, as the loop draws its next batch, the wrapper waits for the trainer's last step, closes
+the trainer's segment (its wall-clock time: data, dispatch, logs, and any evaluation or
+checkpoint in it), runs `--segment` steps of
 - the bare step: `jax.jit(steps.make_train_step(config), donate_argnums=0)` on a fixed batch,
-- the trainer's own compiled program (`make_strategy` + divergence guard, same placement),
-are dispatched asynchronously and waited for at the end of each chunk, as the loop does between
-logs. The last line is `loop_overhead=X%`: how much longer a steady-state trainer step (median
-log interval + evaluations and checkpoints at their interval) takes than a bare one (median chunk).
+- the trainer's own compiled program (`make_strategy` + divergence guard) on a fixed batch,
+each dispatched asynchronously and waited for at the end, then opens the next trainer segment.
+The first segment (compilation) is not counted; the last ends when `train_and_evaluate` returns
+(its final checkpoint written). A warm-up run first compiles the loop's programs.
+
+`loop_overhead=X%`, the last line: the trainer's time over all counted segments of all rounds
+over the bare step's time for as many steps, minus 1.
 """
 
 import argparse
@@ -56,117 +59,145 @@ def load_config(name: str, arg: str | None = None):
     return module.get_config(arg)
 
 
-def scaled_config(run_steps: int):
-    """configs/dcgan_mnist.py on one device with its intervals scaled to `run_steps` steps."""
+def main_job_config(run_steps: int):
+    """configs/dcgan_mnist.py on one device for `run_steps` steps at its own intervals."""
     config = load_config("dcgan_mnist")
-    scale = run_steps / config.train.steps
     config.train.steps = run_steps
-    for section, key in (("train", "log_every"), ("train", "checkpoint_every"), ("eval", "every")):
-        config[section][key] = max(1, round(config[section][key] * scale))
     config.parallel.num_devices = 1
-    # Scores (FID etc. on 1000 samples) are evaluation work a run asks for at `eval.every`, not
-    # loop overhead; scaled to 300 steps they would run every 60. Sample grids stay.
-    config.eval.scores = False
+    config.eval.scores = False  # FID etc.: evaluation a run asks for, not loop overhead
     return config
 
 
-class StepClock:
-    """Reads the clock each time the loop draws a batch from `pipeline.Batches.iterate`, i.e.
-    just before it dispatches that batch's step."""
-
-    def __init__(self):
-        self.times: list[float] = []
-        self._iterate = pipeline.Batches.iterate
-
-    def __enter__(self) -> Self:
-        iterate, times = self._iterate, self.times
-
-        def timed_iterate(batches, *args, **kwargs):
-            for batch in iterate(batches, *args, **kwargs):
-                times.append(time.perf_counter())
-                yield batch
-
-        pipeline.Batches.iterate = timed_iterate
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pipeline.Batches.iterate = self._iterate
-
-
-class TrainerRun(NamedTuple):
-    """One fresh trainer run, timed."""
-
-    steady: float  # images/s from the step after the first eval/checkpoint cycle to the end
-    whole: float  # images/s of the whole call, start-up included
-    plain: list[float]  # seconds of each log interval with no evaluation or checkpoint
-    events: list[float]  # seconds of each later log interval that starts with eval/checkpoint
-
-
-def trainer_run(config, progress: bool) -> TrainerRun:
-    """Trains `config` once in a fresh workdir and times it."""
-    workdir = tempfile.mkdtemp(prefix="genimg_loop_overhead_")
-    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
-    try:
-        with quiet, StepClock() as clock:
-            start = time.perf_counter()
-            jax.block_until_ready(trainer.train_and_evaluate(config, workdir))
-            end = time.perf_counter()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    total, batch, log = config.train.steps, config.train.batch_size, config.train.log_every
-    every = (config.eval.every, config.train.checkpoint_every)
-    assert len(clock.times) == total, "the loop no longer draws its batches with Batches.iterate"
-    # times[i]: batch i drawn, after step i's log (a host sync), evaluation and checkpoint
-    first = max(every) + log  # the first log after the first eval/checkpoint cycle
-    assert first < total, f"--steps {total} is too short for the intervals"
-    plain, events = [], []
-    for done in range(log, total - log + 1, log):  # the interval from this log to the next
-        seconds = (clock.times[done + log] if done + log < total else end) - clock.times[done]
-        if not any(done % e == 0 for e in every):
-            plain.append(seconds)
-        elif done > min(every):  # the first cycle also compiles the sample grids
-            events.append(seconds)
-    steady = (total - first) * batch / (end - clock.times[first])
-    return TrainerRun(steady, total * batch / (end - start), plain, events)
-
-
 class Chunks:
-    """A compiled step run in chunks of `n` asynchronously dispatched steps."""
+    """A compiled step run in chunks of `n` asynchronously dispatched steps on a fixed batch."""
 
-    def __init__(self, step, carry, batch, key, n: int, batch_size: int):
-        self.step, self.carry, self.batch, self.key = step, carry, batch, key
-        self.n, self.batch_size = n, batch_size
+    def __init__(self, step, carry, batch, key, n: int):
+        self.step, self.carry, self.batch, self.key, self.n = step, carry, batch, key, n
         self.run()  # compile and warm up
 
     def run(self) -> float:
-        """Images/s of one chunk."""
+        """Seconds of one chunk."""
         start = time.perf_counter()
         for _ in range(self.n):
             self.carry, metrics = self.step(self.carry, self.batch, self.key)
         jax.block_until_ready((self.carry, metrics))
-        return self.n * self.batch_size / (time.perf_counter() - start)
+        return time.perf_counter() - start
+
+
+class Segment(NamedTuple):
+    """`n` trainer steps from `first`, and `n` steps of each reference chunk timed right after."""
+
+    first: int
+    n: int
+    trainer: float
+    bare: float
+    guarded: float
+
+
+class Interleaved:
+    """While active, every `n` steps of a trainer run (as the loop draws batch k·n) waits for the
+    trainer's last step, closes its segment, times one chunk of each reference and opens the next
+    segment. `close()` ends the last segment."""
+
+    def __init__(self, bare: Chunks, guarded: Chunks, n: int):
+        self.bare, self.guarded, self.n = bare, guarded, n
+        self.segments: list[Segment] = []
+        self._last_outputs = None
+        self._open: tuple[int, float] | None = None  # (first step, start time) of the segment
+
+    def _close(self, step: int) -> None:
+        jax.block_until_ready(self._last_outputs)
+        now = time.perf_counter()
+        if self._open is not None:
+            first, began = self._open
+            if len(self.segments) % 2:  # alternate which reference runs first after a segment
+                bare, guarded = self.bare.run(), self.guarded.run()
+            else:
+                guarded, bare = self.guarded.run(), self.bare.run()
+            self.segments.append(Segment(first, step - first, now - began, bare, guarded))
+        self._open = (step, time.perf_counter())
+
+    def close(self, step: int) -> None:
+        self._close(step)
+        self._open = None
+
+    def __enter__(self) -> Self:
+        iterate, compiled_strategy = pipeline.Batches.iterate, trainer.compiled_strategy
+        self._restore = lambda: (
+            setattr(pipeline.Batches, "iterate", iterate),
+            setattr(trainer, "compiled_strategy", compiled_strategy),
+        )
+
+        def interleaved_iterate(batches, start, stop, *args, **kwargs):
+            for step, batch in enumerate(iterate(batches, start, stop, *args, **kwargs), start):
+                if step > start and (step - start) % self.n == 0:
+                    if step - start == self.n:  # the first segment compiled: not counted
+                        jax.block_until_ready(self._last_outputs)
+                        self._open = (step, time.perf_counter())
+                    else:
+                        self._close(step)
+                yield batch
+
+        def recording_strategy(*args) -> trainer.Strategy:
+            strategy = compiled_strategy(*args)
+
+            def step(*step_args):
+                self._last_outputs = strategy.step(*step_args)
+                return self._last_outputs
+
+            return strategy._replace(step=step)
+
+        pipeline.Batches.iterate = interleaved_iterate
+        trainer.compiled_strategy = recording_strategy
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
+def trainer_run(config, interleaved: Interleaved | None, progress: bool) -> None:
+    """Trains `config` once in a fresh workdir, interleaved with the references if given."""
+    workdir = tempfile.mkdtemp(prefix="genimg_loop_overhead_")
+    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
+    try:
+        with quiet, interleaved or contextlib.nullcontext():
+            state = trainer.train_and_evaluate(config, workdir)
+            if interleaved is not None:
+                interleaved._last_outputs = state
+                interleaved.close(config.train.steps)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def holds_event(segment: Segment, config) -> bool:
+    """Whether an evaluation or checkpoint is due at a step the segment completes."""
+    every = (config.eval.every, config.train.checkpoint_every)
+    last = segment.first + segment.n
+    return last == config.train.steps or any((last // e) > (segment.first // e) for e in every)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="trainer steps per run")
-    parser.add_argument("--repeats", type=int, default=2, help="trainer runs")
-    parser.add_argument("--chunks", type=int, default=8, help="step chunks between trainer runs")
+    parser.add_argument("--steps", type=int, default=2000, help="trainer steps per round")
+    parser.add_argument("--segment", type=int, default=100, help="steps per interleaved segment")
+    parser.add_argument("--rounds", type=int, default=2, help="trainer runs measured")
     parser.add_argument("--progress", action="store_true", help="show the trainer's progress bar")
     args = parser.parse_args()
 
     if not os.environ.get("TFDS_DATA_DIR"):  # a private data dir, removed at exit
         os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="genimg_tfds_")
         atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
-    config = scaled_config(args.steps)
+    config = main_job_config(args.steps)
+    assert args.steps >= 3 * args.segment, "--steps must span at least 3 segments"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         pipeline.prepare(config.data.name, config.data.data_dir)  # quietly: TFDS's progress
     b, s, c = config.train.batch_size, config.data.image_size, config.data.channels
     print(
-        f"configs/dcgan_mnist.py: {s}x{s}x{c}, batch {b}, {args.steps} steps per run, log every "
+        f"configs/dcgan_mnist.py: {s}x{s}x{c}, batch {b}, {args.steps} steps per round, log every "
         f"{config.train.log_every}, sample grids every {config.eval.every}, checkpoints every "
-        f"{config.train.checkpoint_every}; {jax.device_count()} {jax.default_backend()} device, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        f"{config.train.checkpoint_every}; segments of {args.segment} steps; "
+        f"{jax.device_count()} {jax.default_backend()} device, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -178,8 +209,7 @@ def main() -> None:
         trainer.initial_state(config, mesh),
         {"image": jax.device_put(images)},
         key,
-        config.train.log_every,
-        b,
+        args.segment,
     )
     strategy = trainer.make_strategy(
         config, mesh, lambda axis: guard_lib.guarded(steps.make_train_step(config, axis))
@@ -190,69 +220,53 @@ def main() -> None:
         strategy.place_state((trainer.initial_state(config, mesh), fresh_guard)),
         strategy.place_batch({"image": images}),
         parallel.replicate_global(key, mesh),
-        config.train.log_every,
-        b,
+        args.segment,
     )
 
-    rates = {"bare": [], "guarded": [], "trainer": [], "whole run": []}
-    plain, events = [], []
+    warm_up = main_job_config(2 * args.segment)  # compiles the step, the grids, a checkpoint
+    warm_up.eval.every = warm_up.train.checkpoint_every = args.segment
+    trainer_run(warm_up, None, args.progress)
+    segments: list[Segment] = []
+    for i in range(args.rounds):
+        interleaved = Interleaved(bare, guarded, args.segment)
+        trainer_run(config, interleaved, args.progress)
+        mine = interleaved.segments
+        segments += mine
+        ratio = sum(g.trainer for g in mine) / sum(g.bare for g in mine)
+        print(f"round {i + 1}: {len(mine)} segments, trainer / bare {ratio:.3f}x", flush=True)
 
-    def chunks() -> None:
-        for _ in range(args.chunks):
-            rates["bare"].append(bare.run())
-            rates["guarded"].append(guarded.run())
+    def total(kind: str, selected=segments) -> float:
+        """Seconds per step over the selected segments."""
+        return sum(getattr(g, kind) for g in selected) / sum(g.n for g in selected)
 
-    chunks()
-    for i in range(args.repeats):
-        run = trainer_run(config, args.progress)
-        rates["trainer"].append(run.steady)
-        rates["whole run"].append(run.whole)
-        plain += run.plain
-        events += run.events
-        print(
-            f"trainer run {i + 1}: {run.steady:.0f} images/s steady, {run.whole:.0f} whole run",
-            flush=True,
-        )
-        chunks()
+    def line(name: str, step_s: float, note: str = "") -> None:
+        print(f"{name:<36} {b / step_s:6.0f} images/s {step_s * 1e3:6.1f} ms/step {note}")
 
-    med = {name: float(np.median(values)) for name, values in rates.items()}
-    ms = {name: b / rate * 1e3 for name, rate in med.items()}  # per step
-    log = config.train.log_every
-    per_event = min(config.eval.every, config.train.checkpoint_every)
-    plain_ms = float(np.median(plain)) / log * 1e3
-    event_ms = (float(np.median(events)) - float(np.median(plain))) * 1e3 if events else 0.0
-    trainer_ms = plain_ms + event_ms / per_event  # the steady state, from medians
-
-    def line(name: str, step_ms: float, note: str = "") -> None:
-        print(f"{name:<36} {b / step_ms * 1e3:6.0f} images/s {step_ms:6.1f} ms/step {note}")
-
-    line("bare compiled step", ms["bare"], f"(median of {len(rates['bare'])} chunks of {log})")
+    plain = [g for g in segments if not holds_event(g, config)]
+    events = [g for g in segments if holds_event(g, config)]
+    bare_s = total("bare")
+    line("bare compiled step", bare_s, f"({len(segments)} segments of {args.segment} steps)")
     line(
-        "trainer's compiled program (guard)", ms["guarded"], f"({ms['guarded'] / ms['bare']:.3f}x)"
+        "trainer's compiled program (guard)",
+        total("guarded"),
+        f"({total('guarded') / bare_s:.3f}x)",
     )
+    plain_ratio = total("trainer", plain) / total("bare", plain)
     line(
         "trainer between evaluations",
-        plain_ms,
-        f"({plain_ms / ms['bare']:.3f}x; median log interval: data, a log every {log}, guard)",
+        bare_s * plain_ratio,
+        f"({plain_ratio:.3f}x; data, dispatch, logs, guard)",
     )
-    print(
-        f"{'one sample-grid eval + checkpoint':<36} {event_ms:+.0f} ms (median, every {per_event})"
-    )
-    line("trainer, steady state", trainer_ms, "(between evaluations + evaluations)")
-    line("trainer, steady state, wall mean", ms["trainer"], f"(median of {args.repeats} runs)")
-    line("trainer, whole run incl. start-up", ms["whole run"], "(compile, init, first grids)")
-    full = load_config("dcgan_mnist")
-    full_every = min(full.eval.every, full.train.checkpoint_every)
-    estimate = (plain_ms + event_ms / full_every) / ms["bare"] - 1
-    print(
-        f"at the config's own intervals (log every {full.train.log_every}, grids and checkpoints "
-        f"every {full_every}), estimated overhead <= {estimate:.1%} (with a log every {log})"
-    )
+    if events:
+        extra = np.median([g.trainer - g.bare * plain_ratio for g in events])
+        print(
+            f"{'a segment with grids + checkpoint':<36} {extra * 1e3:+.0f} ms "
+            f"(median of {len(events)}; one every {config.eval.every} steps)"
+        )
+    overall = total("trainer") / bare_s
+    line("trainer, all counted segments", total("trainer"), f"({overall:.3f}x)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(
-        f"trainer steady state: {b / trainer_ms * 1e3:.0f} images/s; bare step: {med['bare']:.0f}"
-    )
-    print(f"loop_overhead={100 * (trainer_ms / ms['bare'] - 1):.1f}%")
+    print(f"loop_overhead={100 * (overall - 1):.1f}%")
 
 
 if __name__ == "__main__":
