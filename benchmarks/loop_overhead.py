@@ -122,11 +122,8 @@ class Interleaved:
         self._open = None
 
     def __enter__(self) -> Self:
-        iterate, compiled_strategy = pipeline.Batches.iterate, trainer.compiled_strategy
-        self._restore = lambda: (
-            setattr(pipeline.Batches, "iterate", iterate),
-            setattr(trainer, "compiled_strategy", compiled_strategy),
-        )
+        self._originals = pipeline.Batches.iterate, trainer.compiled_strategy
+        iterate, compiled_strategy = self._originals
 
         def interleaved_iterate(batches, start, stop, *args, **kwargs):
             for step, batch in enumerate(iterate(batches, start, stop, *args, **kwargs), start):
@@ -152,7 +149,7 @@ class Interleaved:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
+        pipeline.Batches.iterate, trainer.compiled_strategy = self._originals
 
 
 def trainer_run(config, interleaved: Interleaved | None, progress: bool) -> None:
