@@ -117,7 +117,9 @@ class Interleaved:
             self.segments.append(Segment(first, step - first, now - began, bare, guarded))
         self._open = (step, time.perf_counter())
 
-    def close(self, step: int) -> None:
+    def close(self, step: int, outputs) -> None:
+        """Ends the open segment at `step`, once `outputs` (the run's result) are ready."""
+        self._last_outputs = outputs
         self._close(step)
         self._open = None
 
@@ -128,11 +130,7 @@ class Interleaved:
         def interleaved_iterate(batches, start, stop, *args, **kwargs):
             for step, batch in enumerate(iterate(batches, start, stop, *args, **kwargs), start):
                 if step > start and (step - start) % self.n == 0:
-                    if step - start == self.n:  # the first segment compiled: not counted
-                        jax.block_until_ready(self._last_outputs)
-                        self._open = (step, time.perf_counter())
-                    else:
-                        self._close(step)
+                    self._close(step)  # the first time, none is open: compilation not counted
                 yield batch
 
         def recording_strategy(*args) -> trainer.Strategy:
@@ -160,8 +158,7 @@ def trainer_run(config, interleaved: Interleaved | None, progress: bool) -> None
         with quiet, interleaved or contextlib.nullcontext():
             state = trainer.train_and_evaluate(config, workdir)
             if interleaved is not None:
-                interleaved._last_outputs = state
-                interleaved.close(config.train.steps)
+                interleaved.close(config.train.steps, state)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
