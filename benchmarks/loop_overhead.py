@@ -15,7 +15,7 @@ the trainer's segment (its wall-clock time: data, dispatch, logs, and any evalua
 checkpoint in it), runs `--segment` steps of
 - the bare step: `jax.jit(steps.make_train_step(config), donate_argnums=0)` on a fixed batch,
 - the trainer's own compiled program (`make_strategy` + divergence guard) on a fixed batch,
-each dispatched asynchronously and waited for at the end, then opens the next trainer segment.
+each dispatched back to back and waited for at the end, then opens the next trainer segment.
 The first segment (compilation) is not counted; the last ends when `train_and_evaluate` returns
 (its final checkpoint written). A warm-up run first compiles the loop's programs.
 
@@ -69,7 +69,7 @@ def main_job_config(run_steps: int):
 
 
 class Chunks:
-    """A compiled step run in chunks of `n` asynchronously dispatched steps on a fixed batch."""
+    """A compiled step run in chunks of `n` steps dispatched back to back on a fixed batch."""
 
     def __init__(self, step, carry, batch, key, n: int):
         self.step, self.carry, self.batch, self.key, self.n = step, carry, batch, key, n

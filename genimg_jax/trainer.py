@@ -238,7 +238,9 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     began, values_of_last_log = time.perf_counter(), {}
     # A log step's metrics and guard are read on the host after the next step is dispatched, so
     # the device works on that step while the host waits, writes the log and draws the next
-    # batch. The guard is copied: the next step takes the carry's buffers (donation).
+    # batch (where dispatch is asynchronous: accelerators and multi-device CPU programs; a
+    # single-device CPU program runs on this thread, see host_memory.py). The guard is copied:
+    # the next step takes the carry's buffers (donation).
     pending_log = None
 
     def write_pending_log() -> None:

@@ -24,7 +24,7 @@ YNN_FUSION_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 CPU_CONVOLUTIONS_ON_EIGEN = f"--{YNN_FUSION_FLAG}=-individual_convolution"
 
 
-def _backends_started() -> bool:
+def backends_started() -> bool:
     """Whether JAX has already initialised a backend (then XLA_FLAGS are read and fixed)."""
     try:
         from jax._src import xla_bridge
@@ -41,7 +41,7 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> bool:
     if YNN_FUSION_FLAG in flags:  # the user's choice wins (and is theirs to reproduce)
         return CPU_CONVOLUTIONS_ON_EIGEN in flags.split()
     environ["XLA_FLAGS"] = f"{flags} {CPU_CONVOLUTIONS_ON_EIGEN}".strip()
-    if environ is os.environ and _backends_started():
+    if environ is os.environ and backends_started():
         logging.getLogger("genimg_jax").warning(
             "JAX started its backends before `import genimg_jax`, so genimg's XLA:CPU flag "
             "%s does not apply in this process (CPU steps run slower, and numbers differ in "
