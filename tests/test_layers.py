@@ -295,6 +295,38 @@ def test_phase_forward_and_gradients_match_flax_for_all_k_and_s():
             np.testing.assert_allclose(phase_y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
 
 
+@pytest.mark.parametrize("by_padding", [False, True])
+def test_phases_interleave_pixel_by_pixel(by_padding):
+    """Both ways of interleaving (stacking; interior padding, used from PAD_INTERLEAVE_MIN_BYTES
+    of output) against NumPy's strided assignment."""
+    for sh, sw in [(2, 2), (3, 2), (1, 3)]:
+        phases = [[normal((2, 3, 4, 5), 10 * a + b) for b in range(sw)] for a in range(sh)]
+        expected = np.zeros((2, 3 * sh, 4 * sw, 5), np.float32)
+        for a in range(sh):
+            for b in range(sw):
+                expected[:, a::sh, b::sw] = phases[a][b]
+        phases = jax.tree.map(jnp.asarray, phases)
+        np.testing.assert_array_equal(layers.interleave_phases(phases, by_padding), expected)
+
+
+def test_phase_forward_interleaved_by_padding_matches_flax(monkeypatch):
+    """The phase forward as it runs for large outputs (the DCGANs' layers at batch 256)."""
+    monkeypatch.setattr(layers, "PAD_INTERLEAVE_MIN_BYTES", 0)
+    x = normal((2, 4, 5, 3), 0)
+    for kh, kw, sh, sw in [(4, 4, 2, 2), (3, 2, 2, 1), (5, 5, 3, 3)]:
+        kernel = normal((kh, kw, WIDE, 3), kh)
+        np.testing.assert_allclose(
+            layers._phase_transpose_of_strided_conv(x, kernel, (sh, sw)),
+            flax_conv_transpose(x, kernel, (sh, sw)),
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"k=({kh},{kw}) s=({sh},{sw})",
+        )
+    padded = jax.make_jaxpr(lambda v: layers._phase_transpose_of_strided_conv(v, kernel, (3, 3)))
+    pads = [e for e in all_eqns(padded(x).jaxpr) if e.primitive is jax.lax.pad_p]
+    assert len(pads) == 9  # one per phase: this test ran the padding path
+
+
 def test_phase_forward_has_no_dilated_conv_and_narrow_heads_keep_the_dilated_one():
     x = jnp.ones((2, 4, 4, 16))
 
