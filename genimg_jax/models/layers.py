@@ -17,9 +17,9 @@ Forward pass without dilation (sub-pixel / phase decomposition): f_W^T itself is
 conv, which XLA:CPU also runs off its fast path. Output pixel `s·m + a` (phase `a` in 0..s-1)
 only sees the kernel taps `t = s·d + a + lo` at input `m - d`, so each of the s·s output phases
 is a stride-1 "SAME"-like conv of x with a small sub-kernel (sliced from the flipped W, no
-zeros), and the phases interleave (`interleave_phases`). It needs k >= s (every phase has a tap) and is
-used for out_features >= `PHASE_MIN_FEATURES` (measured: an image head with 1 channel is faster
-on the dilated path).
+zeros), and the phases interleave (`interleave_phases`). It needs k >= s (every phase has a
+tap) and is used for out_features >= `PHASE_MIN_FEATURES` (measured: an image head with 1
+channel is faster on the dilated path).
 
 `Conv` is the matching drop-in for `flax.linen.Conv(..., padding="SAME")`: its forward is the same
 strided conv, and its custom VJP computes the input-gradient (autodiff makes that an
