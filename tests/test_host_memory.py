@@ -57,7 +57,7 @@ for call in range(8):
 """
 
 
-def _faults_per_step(probe: str = PROBE, **env) -> float:
+def _faults_per_call(probe: str = PROBE, **env) -> float:
     """The median over the probe's calls (after warm-up), run in a fresh process with `env`."""
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -77,8 +77,8 @@ def test_a_users_malloc_tunables_win():
 
 
 def test_a_donated_step_stops_faulting_its_buffers_in_at_every_call():
-    kept = _faults_per_step()
-    glibc_default = _faults_per_step(GLIBC_TUNABLES="glibc.malloc.mmap_max=65536")
+    kept = _faults_per_call()
+    glibc_default = _faults_per_call(GLIBC_TUNABLES="glibc.malloc.mmap_max=65536")
     # ~27,000 faults (4 KiB pages) per step with glibc's default on the benchmark machine; kept
     # in the process, none in most steps.
     assert glibc_default > 1000, glibc_default
@@ -88,8 +88,8 @@ def test_a_donated_step_stops_faulting_its_buffers_in_at_every_call():
 def test_a_buffer_over_a_thread_heaps_limit_stops_faulting_in_at_every_call():
     """...because the program runs on the calling thread, unless the user chose JAX's dispatch
     thread in the environment."""
-    kept = _faults_per_step(LARGE_BUFFER_PROBE)
-    dispatch_thread = _faults_per_step(LARGE_BUFFER_PROBE, JAX_CPU_ENABLE_ASYNC_DISPATCH="true")
+    kept = _faults_per_call(LARGE_BUFFER_PROBE)
+    dispatch_thread = _faults_per_call(LARGE_BUFFER_PROBE, JAX_CPU_ENABLE_ASYNC_DISPATCH="true")
     # JAX's dispatch thread maps the 96 MiB anew at every call: 24,578 faults here; none on
     # the calling thread, whose heap keeps it
     assert dispatch_thread > 20_000, dispatch_thread
