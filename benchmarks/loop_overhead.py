@@ -42,6 +42,7 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from genimg_jax import config as config_lib
 from genimg_jax import guard as guard_lib
 from genimg_jax import parallel, steps, trainer
 from genimg_jax.data import pipeline
@@ -51,12 +52,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_config(name: str, arg: str | None = None):
     """configs/<name>.py's get_config(arg)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_lib.from_file(os.path.join(REPO, "configs", f"{name}.py"), arg)
 
 
 def main_job_config(run_steps: int):

@@ -11,7 +11,6 @@ default (auto) mode over models and K: at most 1.0 means vectorizing never loses
 """
 
 import argparse
-import importlib.util
 import os
 import shutil
 import statistics
@@ -27,15 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genimg_jax import config as config_lib
 from genimg_jax import guard, parallel, steps, sweep, sweep_run, trainer, vectorized
 
 
 def load_config(name: str):
     """configs/<name>.py's get_config()."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return config_lib.from_file(os.path.join(REPO, "configs", f"{name}.py"))
 
 
 def model_config(family: str):

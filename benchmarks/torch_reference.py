@@ -338,13 +338,10 @@ def check_outputs(config, tol: float = 1e-4) -> float:
 
 def load_config(name: str, arg: str | None = None):
     """configs/<name>.py's get_config(arg)."""
-    import importlib.util
+    from genimg_jax import config as config_lib
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_lib.from_file(os.path.join(repo, "configs", f"{name}.py"), arg)
 
 
 def main() -> None:

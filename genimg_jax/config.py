@@ -1,9 +1,12 @@
 """Config defaults shared by every experiment, and validation of every field before anything is
 built or compiled."""
 
+import importlib.util
 import json
 import math
 import os
+import re
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -114,6 +117,26 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if "iwae_k" in c.eval:
         c.eval.iwae_k = 8
     return c
+
+
+def import_file(path: str) -> types.ModuleType:
+    """The config file at `path` imported as a module of its own; it must define
+    `get_config(arg=None)`."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist: give a path like configs/x.py")
+    name = "genimg_config_" + re.sub(r"\W", "_", os.path.abspath(path))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config file {path} has no get_config(arg=None): define it")
+    return module
+
+
+def from_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of the config file at `path`, e.g. `from_file("configs/vae_mnist.py",
+    "quick")`, as `--config=configs/vae_mnist.py:quick` gives it on the command line."""
+    return import_file(path).get_config(arg)
 
 
 def load_saved(path: str) -> ml_collections.ConfigDict:

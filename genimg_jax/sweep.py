@@ -8,7 +8,6 @@ A config file offers its sweep next to its config: `get_sweep(arg=None) -> Sweep
 """
 
 import copy
-import importlib.util
 import itertools
 import json
 import math
@@ -201,22 +200,10 @@ def split_config_arg(config_path: str) -> tuple[str, str | None]:
     return config_path, None
 
 
-def _import_file(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path} does not exist: give a path like configs/x.py")
-    name = "genimg_sweep_config_" + re.sub(r"\W", "_", os.path.abspath(path))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load(config_path: str) -> tuple[ml_collections.ConfigDict, list[Member]]:
     """The base config and the sweep's members of `path.py[:arg]`; every member is validated."""
     path, arg = split_config_arg(config_path)
-    module = _import_file(path)
-    if not callable(getattr(module, "get_config", None)):
-        raise ConfigError(f"config file {path} has no get_config(arg=None): define it")
+    module = config_lib.import_file(path)
     if not callable(getattr(module, "get_sweep", None)):
         raise ConfigError(
             f"config file {path} has no get_sweep(arg=None): define it to return a list of "

@@ -1,9 +1,13 @@
 """Config validation: every shipped config is valid; bad values name the field and the fix."""
 
-import pytest
-from conftest import load_config
+import os
 
-from genimg_jax.config import ConfigError, validate
+import pytest
+from absl import flags
+from conftest import REPO, load_config
+from ml_collections import config_flags
+
+from genimg_jax.config import ConfigError, from_file, validate
 
 CONFIGS = [
     "dcgan_mnist",
@@ -115,3 +119,22 @@ def test_missing_field_is_reported():
     del config.train["lr"]
     with pytest.raises(ConfigError, match="train.lr is missing"):
         validate(config)
+
+
+@pytest.mark.parametrize("arg", [None, "quick"])
+def test_from_file_gives_what_the_command_line_gives(arg):
+    path = os.path.join(REPO, "configs", "dcgan_mnist.py")
+    flag_values = flags.FlagValues()  # the CLI's parser (main.py), on its own flags
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values)
+    flag_values(["genimg", f"--config={path}" + (f":{arg}" if arg else "")])
+    assert from_file(path, arg).to_dict() == flag_values.config.to_dict()
+    assert from_file(path, arg).train.steps == (12 if arg == "quick" else 5000)
+
+
+def test_from_file_names_a_missing_file_or_get_config(tmp_path):
+    with pytest.raises(ConfigError, match="nope.py does not exist"):
+        from_file(str(tmp_path / "nope.py"))
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="empty.py has no get_config"):
+        from_file(str(empty))
