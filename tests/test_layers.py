@@ -73,30 +73,33 @@ CASES = [  # (batch, height, width, in_channels, features, kernel, stride)
 ]
 
 
-def test_params_outputs_and_gradients_match_flax():
-    data = []  # per case: x [B, H, W, I], probe [B, H*s, W*s, O], params
-    for i, (b, h, w, cin, cout, k, s) in enumerate(CASES):
+def assert_matches_flax(cases: list, ours, ref, out_size) -> None:
+    """For each case (batch, height, width, in, features, kernel, stride): `ours(features, kernel,
+    stride)` and flax's `ref(...)` initialise the same params (shapes and kernel), and with the
+    same random params give the same output and the same gradients (params and input) of a
+    random linear functional of it. `out_size(size, stride)` is an output side's length."""
+    data = []  # per case: x [B, H, W, I], probe shaped like the output, params
+    for i, (b, h, w, cin, cout, k, s) in enumerate(cases):
         x = normal((b, h, w, cin), 10 * i)
-        probe = normal((b, h * s, w * s, cout), 10 * i + 1)
-        data.append((x, probe, random_params(flax_layer(cout, k, s), x, 10 * i + 2)))
+        probe = normal((b, out_size(h, s), out_size(w, s), cout), 10 * i + 1)
+        data.append((x, probe, random_params(ref(cout, k, s), x, 10 * i + 2)))
 
     @jax.jit
     def run(key: Array, data: list) -> list[dict]:  # every case in one program
         outs = []
-        for (b, h, w, cin, cout, k, s), (x, probe, params) in zip(CASES, data):
-            ref, ours = flax_layer(cout, k, s), our_layer(cout, k, s)
-            out = {"init": (ours.init(key, x), ref.init(key, x))}
-            for name, layer in (("ours", ours), ("flax", ref)):
+        for (b, h, w, cin, cout, k, s), (x, probe, params) in zip(cases, data):
+            pair = {"ours": ours(cout, k, s), "flax": ref(cout, k, s)}
+            out = {"init": tuple(layer.init(key, x) for layer in pair.values())}
+            for name, layer in pair.items():
 
                 def functional(p: dict, v: Array, layer: nn.Module = layer, probe=probe) -> Array:
                     return jnp.vdot(probe, layer.apply(p, v))  # a random linear functional of y
 
-                grads = jax.grad(functional, argnums=(0, 1))(params, x)
-                out[name] = (layer.apply(params, x), grads)
+                out[name] = (layer.apply(params, x), jax.grad(functional, (0, 1))(params, x))
             outs.append(out)
         return outs
 
-    for (b, h, w, cin, cout, k, s), out in zip(CASES, run(jax.random.key(0), data)):
+    for (b, h, w, cin, cout, k, s), out in zip(cases, run(jax.random.key(0), data)):
         case = f"x {(b, h, w, cin)} -> {cout} features, kernel {k}, stride {s}"
         our_vars, ref_vars = out["init"]
         assert jax.tree.map(jnp.shape, our_vars) == jax.tree.map(jnp.shape, ref_vars), case
@@ -104,7 +107,7 @@ def test_params_outputs_and_gradients_match_flax():
             our_vars["params"]["kernel"], ref_vars["params"]["kernel"], err_msg=case
         )
         (y, (dp, dx)), (ref_y, (ref_dp, ref_dx)) = out["ours"], out["flax"]
-        assert y.shape == (b, h * s, w * s, cout), case
+        assert y.shape == (b, out_size(h, s), out_size(w, s), cout), case
         assert float(jnp.std(y)) > 0.1, case  # not trivially zero
         np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
         np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4, err_msg=case)
@@ -112,6 +115,10 @@ def test_params_outputs_and_gradients_match_flax():
             got, want = dp["params"][name], ref_dp["params"][name]
             assert got.dtype == want.dtype == jnp.float32, case
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"{case} d{name}")
+
+
+def test_params_outputs_and_gradients_match_flax():
+    assert_matches_flax(CASES, our_layer, flax_layer, lambda size, stride: size * stride)
 
 
 def test_pure_function_is_the_transpose_of_the_same_strided_conv_for_all_k_and_s():
@@ -368,41 +375,8 @@ CONV_CASES = [  # (batch, height, width, in_channels, features, kernel, stride)
 
 
 def test_conv_params_outputs_and_gradients_match_flax():
-    data = []
-    for i, (b, h, w, cin, cout, k, s) in enumerate(CONV_CASES):
-        x = normal((b, h, w, cin), 10 * i)
-        probe = normal((b, -(-h // s), -(-w // s), cout), 10 * i + 1)
-        data.append((x, probe, random_params(flax_conv(cout, k, s), x, 10 * i + 2)))
-
-    @jax.jit
-    def run(key: Array, data: list) -> list[dict]:
-        outs = []
-        for (b, h, w, cin, cout, k, s), (x, probe, params) in zip(CONV_CASES, data):
-            ref, ours = flax_conv(cout, k, s), layers.Conv(cout, (k, k), (s, s))
-            out = {"init": (ours.init(key, x), ref.init(key, x))}
-            for name, layer in (("ours", ours), ("flax", ref)):
-
-                def functional(p: dict, v: Array, layer: nn.Module = layer, probe=probe) -> Array:
-                    return jnp.vdot(probe, layer.apply(p, v))
-
-                out[name] = (layer.apply(params, x), jax.grad(functional, (0, 1))(params, x))
-            outs.append(out)
-        return outs
-
-    for (b, h, w, cin, cout, k, s), out in zip(CONV_CASES, run(jax.random.key(0), data)):
-        case = f"x {(b, h, w, cin)} -> {cout} features, kernel {k}, stride {s}"
-        our_vars, ref_vars = out["init"]
-        assert jax.tree.map(jnp.shape, our_vars) == jax.tree.map(jnp.shape, ref_vars), case
-        np.testing.assert_array_equal(
-            our_vars["params"]["kernel"], ref_vars["params"]["kernel"], err_msg=case
-        )
-        (y, (dp, dx)), (ref_y, (ref_dp, ref_dx)) = out["ours"], out["flax"]
-        assert y.shape == ref_y.shape, case
-        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5, err_msg=case)
-        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4, err_msg=case)
-        for name in ("kernel", "bias"):
-            got, want = dp["params"][name], ref_dp["params"][name]
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=f"{case} d{name}")
+    ours = lambda cout, k, s: layers.Conv(cout, (k, k), (s, s))
+    assert_matches_flax(CONV_CASES, ours, flax_conv, lambda size, stride: -(-size // stride))
 
 
 def test_conv_pure_function_matches_lax_for_all_k_and_s():
