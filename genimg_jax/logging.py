@@ -80,6 +80,24 @@ def run_record() -> dict:
     }
 
 
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a metrics.jsonl, in order (none when there is no file); a line cut short by
+    a killed run or a full disk is skipped."""
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and "step" in row:
+                    rows.append(row)
+    except OSError:
+        pass
+    return rows
+
+
 class MetricWriter:
     """Appends metric rows to `metrics.jsonl` and TensorBoard events under `tb/`."""
 
@@ -94,13 +112,14 @@ class MetricWriter:
         self.tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=start_step or None)
 
     def _drop_rows_after(self, step: int) -> None:
-        """On resume, forget rows logged after the checkpoint that the run restarts from."""
+        """On resume, forget rows logged after the checkpoint that the run restarts from, and a
+        row the stop cut short. The file is replaced whole: a kill here loses no row."""
         if not os.path.exists(self.path):
             return
-        with open(self.path) as f:
-            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        with open(self.path, "w") as f:
-            f.writelines(rows)
+        rows = [row for row in read_metrics(self.path) if row["step"] <= step]
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        os.replace(self.path + ".tmp", self.path)
 
     def write(self, step: int, metrics: dict) -> None:
         """One row of scalar metrics at `step`."""

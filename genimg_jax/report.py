@@ -20,6 +20,7 @@ import numpy as np
 from genimg_jax import config as config_lib
 from genimg_jax import sweep as sweep_lib
 from genimg_jax.errors import GenimgError, WorkdirError
+from genimg_jax.logging import read_metrics
 
 FINISHED, PARTIAL, NOT_STARTED = "finished", "partial", "not started"
 REPLICATE_FIELD = "seed"  # members that differ only in this field are averaged
@@ -89,23 +90,6 @@ def _read_json(path: str) -> Any:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def read_metrics(path: str) -> list[dict]:
-    """The rows of a metrics.jsonl; a line cut short by a killed run is skipped."""
-    rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict) and "step" in row:
-                    rows.append(row)
-    except OSError:
-        pass
-    return rows
 
 
 def _checkpoint_steps(member_dir: str) -> list[int]:

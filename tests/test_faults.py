@@ -20,6 +20,7 @@ from genimg_jax import parallel, trainer
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
 from genimg_jax.errors import CheckpointError, DivergenceError, WorkdirError
+from genimg_jax.logging import MetricWriter
 from genimg_jax.main import main as cli
 
 STEPS = 600  # long enough that a signal sent after the first log lands mid-run
@@ -126,6 +127,22 @@ def test_sigkill_at_any_moment_loses_only_unsaved_steps(uninterrupted, tmp_path)
         assert int(state.step) == latest
     resumed = trainer.train_and_evaluate(_config(), str(tmp_path))
     _assert_bitwise_equal(resumed, uninterrupted)
+
+
+def test_resume_drops_a_metrics_row_cut_short_and_the_rows_after_its_checkpoint(tmp_path):
+    writer = MetricWriter(str(tmp_path))
+    for step in (1, 2, 3, 4):
+        writer.write(step, {"loss": step / 3})
+    writer.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "loss": 1.6')  # a kill or a full disk in the middle of a row
+    resumed = MetricWriter(str(tmp_path), start_step=3)  # the run restarts from step 3
+    resumed.write(4, {"loss": 0.5})
+    resumed.close()
+    with open(tmp_path / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert rows == [{"step": s, "loss": s / 3} for s in (1, 2, 3)] + [{"step": 4, "loss": 0.5}]
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl", "tb"]
 
 
 @contextlib.contextmanager
