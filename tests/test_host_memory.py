@@ -15,7 +15,7 @@ from genimg_jax import host_memory
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 # Minor page faults of each of 12 calls of the donated 32x32 conv VAE step at batch 128 on one
-# device (benchmarks/steps.py's case: buffers of tens of MB), after 3 warm-up calls.
+# device (benchmarks/steps.py's case: buffers of tens of MB), after 10 warm-up calls (as below).
 PROBE = f"""
 import os, resource, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
@@ -31,10 +31,10 @@ images = np.random.default_rng(0).uniform(lo, hi, (128, 32, 32, 1)).astype(np.fl
 batch, key = {{"image": jax.device_put(images)}}, jax.random.PRNGKey(0)
 s = state.create_state(config, key)
 step = jax.jit(steps.make_train_step(config), donate_argnums=0)
-for call in range(15):
+for call in range(22):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     s = jax.block_until_ready(step(s, batch, key)[0])
-    if call >= 3:
+    if call >= 10:
         print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -60,10 +60,15 @@ for call in range(20):
 """
 
 
+# Every probe runs on 4 KiB pages whatever the host's transparent huge page setting (with THP
+# "always" the 96 MiB would take ~50 faults, not 24,578).
+SMALL_PAGES = "import ctypes; ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE\n"
+
+
 def _faults_per_call(probe: str = PROBE, **env) -> float:
     """The median over the probe's calls (after warm-up), run in a fresh process with `env`."""
     result = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", SMALL_PAGES + probe],
         check=False,
         env=dict(os.environ, **env),
         capture_output=True,
