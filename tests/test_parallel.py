@@ -105,9 +105,10 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
         os.environ,
         PROCESSES="2",
         DEVICES="2",
-        XLA_FLAGS="",
+        XLA_FLAGS="--xla_cpu_collective_call_terminate_timeout_seconds=900",  # as conftest's
         GENIMG=os.path.join(os.path.dirname(sys.executable), "genimg"),
     )
+    env.pop("PORT", None)  # local.sh picks a free port
     overrides = [
         "--config.train.steps=20",
         "--config.train.checkpoint_every=10",
