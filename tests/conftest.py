@@ -2,6 +2,7 @@
 small configs."""
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -15,7 +16,9 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # (a default of tens of seconds); 8 device threads on 2 loaded cores can take longer.
 if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=900"
-# Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets.
+# Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets;
+# one the session made is removed when it ends.
+OWN_DATA_DIR = "TFDS_DATA_DIR" not in os.environ
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="genimg_tfds_"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,6 +30,11 @@ def load_config(name: str, arg: str | None = "quick"):
     from genimg_jax import config as config_lib  # here: JAX starts after XLA_FLAGS are set
 
     return config_lib.from_file(os.path.join(REPO, "configs", f"{name}.py"), arg)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if OWN_DATA_DIR:
+        shutil.rmtree(os.environ["TFDS_DATA_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
