@@ -185,7 +185,8 @@ def test_d_step_adds_the_weighted_penalties(gan, name):
     np.testing.assert_allclose(
         both["d_loss"], plain["d_loss"] + 2.0 * both["d_r1"] + 10.0 * both["d_gp"], rtol=1e-5
     )
-    np.testing.assert_array_equal(both["d_real"], plain["d_real"])
+    # the same D outputs, from two programs that XLA may fuse differently
+    np.testing.assert_allclose(both["d_real"], plain["d_real"], rtol=1e-6)
 
 
 def test_r1_penalty_changes_the_d_update(gan):
