@@ -14,8 +14,9 @@ second or so of each other, which other processes' load changes less). The last 
 
 PyTorch's OpenMP threads busy-wait by default; when other processes share the cores that makes
 its eager step ~10x slower (measured here: 2.0 s vs 0.2 s per DCGAN step with two other busy
-processes on 2 cores). So this script sets `OMP_WAIT_POLICY=PASSIVE` unless you set it yourself
-(export OMP_WAIT_POLICY=ACTIVE for PyTorch's default on an idle machine).
+processes on 2 cores). So this script sets `OMP_WAIT_POLICY=PASSIVE` unless you set it yourself;
+PyTorch's step was no slower with it than with libgomp's default, and ACTIVE, 2-3% faster for
+PyTorch alone, makes its threads spin through our steps (benchmarks/README.md).
 """
 
 import argparse
