@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 
 import jax
@@ -80,22 +81,27 @@ def run_record() -> dict:
     }
 
 
-def read_metrics(path: str) -> list[dict]:
-    """The rows of a metrics.jsonl, in order (none when there is no file); a line cut short by
-    a killed run or a full disk is skipped."""
+def metric_rows(lines: Iterable[str]) -> list[dict]:
+    """The rows among a metrics.jsonl's lines, in order; a line cut short by a killed run or a
+    full disk is skipped."""
     rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a metrics.jsonl; none when it cannot be read."""
     try:
         with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict) and "step" in row:
-                    rows.append(row)
+            return metric_rows(f)
     except OSError:
-        pass
-    return rows
+        return []
 
 
 class MetricWriter:
@@ -116,7 +122,8 @@ class MetricWriter:
         row the stop cut short. The file is replaced whole: a kill here loses no row."""
         if not os.path.exists(self.path):
             return
-        rows = [row for row in read_metrics(self.path) if row["step"] <= step]
+        with open(self.path) as f:  # unreadable: fail, rather than write an empty file
+            rows = [row for row in metric_rows(f) if row["step"] <= step]
         with open(self.path + ".tmp", "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
         os.replace(self.path + ".tmp", self.path)
