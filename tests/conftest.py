@@ -19,7 +19,8 @@ if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets;
 # one the session made is removed when it ends.
 OWN_DATA_DIR = "TFDS_DATA_DIR" not in os.environ
-os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="genimg_tfds_"))
+if OWN_DATA_DIR:
+    os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="genimg_tfds_")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
