@@ -55,12 +55,14 @@ class Case:
     image_size: int
     overrides: dict = field(default_factory=dict)  # model.* fields
     extra: bool = False  # the 28x28 default-config rows
+    d_steps: int = 1  # one D and one G update per GAN step (the PyTorch twins' step)
 
 
 CASES = [
     Case("dcgan 32x32x1 ngf=ndf=64", "dcgan_mnist", 64, 32, {"g_width": 64, "d_width": 64}),
     Case("dcgan 32x32x1 ngf=ndf=64", "dcgan_mnist", 256, 32, {"g_width": 64, "d_width": 64}),
     Case("conv_vae 32x32x1 w32 h256 z16", "vae_mnist", 128, 32, {"width": 32, "hidden": 256}),
+    Case("sngan resnet 32x32x3 w64", "sngan_cifar10", 64, 32, {"g_width": 64, "d_width": 64}),
     Case("dcgan_mnist default 28x28", "dcgan_mnist", 64, 28, extra=True),
     Case("vae_mnist default 28x28", "vae_mnist", 128, 28, extra=True),
 ]
@@ -74,6 +76,8 @@ def case_config(case: Case):
     config.parallel.num_devices = 1
     for key, value in case.overrides.items():
         config.model[key] = value
+    if "d_steps" in config.train:
+        config.train.d_steps = case.d_steps
     if case.config == "vae_mnist":
         config.model.latent_dim = 16
     return config
@@ -94,7 +98,8 @@ class Ours:
         mesh = parallel.make_mesh(1)
         self.state = trainer.initial_state(config, mesh)
         lo, hi = models.value_range(config)
-        shape = (config.train.batch_size, config.data.image_size, config.data.image_size, 1)
+        size = config.data.image_size
+        shape = (config.train.batch_size, size, size, config.data.channels)
         images = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
         self.batch = {"image": jax.device_put(images)}
         self.key = jax.random.PRNGKey(0)

@@ -1,7 +1,8 @@
-"""PyTorch twins of genimg_jax's DCGAN and conv VAE, and their training steps (benchmark only).
+"""PyTorch twins of genimg_jax's DCGAN, ResNet GAN and conv VAE, and their training steps
+(benchmark only).
 
-The modules reproduce `genimg_jax/models/{dcgan,conv_vae,common}.py` layer for layer, with the
-same parameter counts (checked against the Flax models by `check_param_counts`):
+The modules reproduce `genimg_jax/models/{dcgan,resnet_gan,conv_vae,common}.py` layer for layer,
+with the same parameter counts (checked against the Flax models by `check_param_counts`):
 
 - DownStack: 4x4 stride-2 "SAME" convs with bias (PyTorch `padding=1` is XLA's SAME here);
 - UpStack: 4x4 stride-2 transposed convs, out = 2·in (PyTorch `padding=1`), BatchNorm (no conv
@@ -9,12 +10,16 @@ same parameter counts (checked against the Flax models by `check_param_counts`):
 - G: Linear(Z, s·s·w0, no bias) -> [w0, s, s] -> BatchNorm (momentum 0.9 in Flax = 0.1 here)
   -> ReLU -> UpStack -> tanh; D: DownStack with LeakyReLU(0.2) -> Linear(1);
 - VAE: DownStack(ReLU) -> Linear(hidden) ReLU -> Linear(2Z) | Linear(hidden) ReLU ->
-  Linear(s·s·w0) ReLU -> [w0, s, s] -> UpStack (no BatchNorm) -> pixel logits.
+  Linear(s·s·w0) ReLU -> [w0, s, s] -> UpStack (no BatchNorm) -> pixel logits;
+- ResNet GAN (SN-GAN's CIFAR ResNet, unconditional): G's up-blocks BatchNorm, ReLU, nearest 2x,
+  3x3 conv, BatchNorm, ReLU, 3x3 conv, + 1x1 conv of the input then 2x; D's blocks with 3x3
+  convs, 2x2 average pooling and 1x1 shortcuts, every conv and the last Linear under
+  `torch.nn.utils.parametrizations.spectral_norm` (one power iteration per training-mode call).
 
 The steps do the same work as `genimg_jax.steps`: a GAN step is one D update on real and
 (detached) fake images, two D passes as in ours, then one G update on fresh latents through D
 with D's parameters frozen (`requires_grad=False`, so no D weight gradients are computed), then
-G's EMA; a VAE step is one Adam update of the Bernoulli negative ELBO. Activations are NCHW
+G's EMA, with the config's loss (non-saturating or hinge); a VAE step is one Adam update of the Bernoulli negative ELBO. Activations are NCHW
 (PyTorch's default layout); ours are NHWC. Install: `.venv/bin/pip install torch==2.13.0`.
 
 Run `.venv/bin/python benchmarks/torch_reference.py` to check parameter counts against ours.
@@ -93,6 +98,86 @@ class Discriminator(nn.Module):
         return self.body(x)[:, 0]
 
 
+class ResGBlock(nn.Module):
+    """SN-GAN's up-ResBlock: [B, C, H, W] -> [B, width, 2H, 2W]."""
+
+    def __init__(self, cin: int, width: int):
+        super().__init__()
+        self.norm0 = nn.BatchNorm2d(cin, momentum=0.1, eps=1e-5)
+        self.conv0 = nn.Conv2d(cin, width, 3, 1, 1)
+        self.norm1 = nn.BatchNorm2d(width, momentum=0.1, eps=1e-5)
+        self.conv1 = nn.Conv2d(width, width, 3, 1, 1)
+        self.shortcut = nn.Conv2d(cin, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = lambda a: F.interpolate(a, scale_factor=2, mode="nearest")
+        h = self.conv0(up(F.relu(self.norm0(x))))
+        h = self.conv1(F.relu(self.norm1(h)))
+        return h + up(self.shortcut(x))
+
+
+class ResGenerator(nn.Module):
+    """z: [B, Z] -> image [B, C, S, S] in [-1, 1] (unconditional)."""
+
+    def __init__(self, image_size: int, channels: int, width: int, latent_dim: int):
+        super().__init__()
+        start, doublings = SIZES[image_size]
+        self.shape = (width, start, start)
+        self.project = nn.Linear(latent_dim, start * start * width)
+        self.blocks = nn.Sequential(*[ResGBlock(width, width) for _ in range(doublings)])
+        self.norm = nn.BatchNorm2d(width, momentum=0.1, eps=1e-5)
+        self.out = nn.Conv2d(width, channels, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.project(z).view(z.shape[0], *self.shape))
+        return torch.tanh(self.out(F.relu(self.norm(h))))
+
+
+def _sn(module: nn.Module) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(module)
+
+
+class ResDBlock(nn.Module):
+    """SN-GAN's D ResBlock (`optimized`: the first one, on images)."""
+
+    def __init__(self, cin: int, width: int, down: bool, optimized: bool = False):
+        super().__init__()
+        self.down, self.optimized = down, optimized
+        self.conv0, self.conv1 = (
+            _sn(nn.Conv2d(cin, width, 3, 1, 1)),
+            _sn(nn.Conv2d(width, width, 3, 1, 1)),
+        )
+        self.shortcut = _sn(nn.Conv2d(cin, width, 1)) if optimized or down or cin != width else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = lambda a: F.avg_pool2d(a, 2)
+        h = self.conv0(x if self.optimized else F.relu(x))
+        h = self.conv1(F.relu(h))
+        h = pool(h) if self.down else h
+        if self.optimized:
+            return h + self.shortcut(pool(x))
+        if self.shortcut is None:
+            return h + x
+        shortcut = self.shortcut(x)
+        return h + (pool(shortcut) if self.down else shortcut)
+
+
+class ResDiscriminator(nn.Module):
+    """image [B, C, S, S] -> logits [B] (unconditional)."""
+
+    def __init__(self, image_size: int, channels: int, width: int, plain_blocks: int = 2):
+        super().__init__()
+        _, doublings = SIZES[image_size]
+        blocks = [ResDBlock(channels, width, down=True, optimized=True)]
+        blocks += [ResDBlock(width, width, down=True) for _ in range(doublings - 2)]
+        blocks += [ResDBlock(width, width, down=False) for _ in range(plain_blocks)]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = _sn(nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.blocks(x)).sum(dim=(2, 3)))[:, 0]
+
+
 class VAE(nn.Module):
     """x [B, C, S, S], eps [B, Z] -> (logits [B, C, S, S], mean [B, Z], logvar [B, Z])."""
 
@@ -134,6 +219,15 @@ def _adam(params, lr: float, b1: float, b2: float = 0.999) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=(b1, b2), foreach=True)
 
 
+GAN_LOSSES = {  # name -> (L_D(real logits, fake logits), L_G(fake logits)), as genimg's losses
+    "non_saturating": (
+        lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
+        lambda f: F.softplus(-f).mean(),
+    ),
+    "hinge": (lambda r, f: F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean(), lambda f: -f.mean()),
+}
+
+
 class GANStep:
     """One D update (real + detached fake) then one G update against a frozen D, then G's EMA,
     as `genimg_jax.steps.gan.train_step` with d_steps=1. `compile=True` wraps G, D and both
@@ -141,17 +235,23 @@ class GANStep:
 
     def __init__(
         self,
-        g: Generator,
-        d: Discriminator,
+        g: nn.Module,
+        d: nn.Module,
         latent_dim: int,
-        lr: float = 2e-4,
-        b1: float = 0.5,
+        g_lr: float = 2e-4,
+        d_lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
         ema_decay: float = 0.999,
+        loss: str = "non_saturating",
         compile: bool = False,
     ):
         self.g, self.d, self.latent_dim, self.ema_decay = g, d, latent_dim, ema_decay
+        self.d_loss, self.g_loss = GAN_LOSSES[loss]
         g.train(), d.train()
-        self.opt_g, self.opt_d = _adam(g.parameters(), lr, b1), _adam(d.parameters(), lr, b1)
+        self.opt_g, self.opt_d = (
+            _adam(g.parameters(), g_lr, *betas),
+            _adam(d.parameters(), d_lr, *betas),
+        )
         self.g_params, self.d_params = list(g.parameters()), list(d.parameters())
         self.ema = [p.detach().clone() for p in self.g_params]
         self.g_fn, self.d_fn = g, d
@@ -168,14 +268,14 @@ class GANStep:
             fake = self.g_fn(torch.randn(batch, self.latent_dim))
         self.opt_d.zero_grad(set_to_none=True)
         real_logits, fake_logits = self.d_fn(real), self.d_fn(fake)
-        d_loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        d_loss = self.d_loss(real_logits, fake_logits)
         d_loss.backward()
         self.opt_d_step()
         # G update through a frozen D: gradients flow to D's input only.
         for p in self.d_params:
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss = F.softplus(-self.d_fn(self.g_fn(torch.randn(batch, self.latent_dim)))).mean()
+        g_loss = self.g_loss(self.d_fn(self.g_fn(torch.randn(batch, self.latent_dim))))
         g_loss.backward()
         self.opt_g_step()
         for p in self.d_params:
@@ -210,15 +310,23 @@ class VAEStep:
         return {"loss": loss.detach()}
 
 
+GAN_FAMILIES = {"dcgan": (Generator, Discriminator), "resnet_gan": (ResGenerator, ResDiscriminator)}
+
+
 def build_step(config, compile: bool = False) -> tuple[Callable, dict[str, int]]:
     """The PyTorch step for a genimg_jax config (family, sizes, widths, learning rates) and the
     parameter count of each network, keyed like `ours_param_counts`."""
     torch.manual_seed(config.seed)
     data, m, t = config.data, config.model, config.train
-    if m.family == "dcgan":
-        g = Generator(data.image_size, data.channels, m.g_width, m.latent_dim)
-        d = Discriminator(data.image_size, data.channels, m.d_width)
-        step = GANStep(g, d, m.latent_dim, t.g_lr, t.b1, t.ema_decay, compile=compile)
+    if m.family in GAN_FAMILIES:
+        if t.d_steps != 1 or m.get("num_classes", 0):
+            raise ValueError("the PyTorch GAN twins do one D update per step, unconditionally")
+        g_class, d_class = GAN_FAMILIES[m.family]
+        g = g_class(data.image_size, data.channels, m.g_width, m.latent_dim)
+        d = d_class(data.image_size, data.channels, m.d_width)
+        step = GANStep(
+            g, d, m.latent_dim, t.g_lr, t.d_lr, (t.b1, t.b2), t.ema_decay, t.loss, compile
+        )
         return step, {"g": param_count(g), "d": param_count(d)}
     vae = VAE(data.image_size, data.channels, m.width, m.latent_dim, m.hidden)
     step = VAEStep(vae, m.latent_dim, t.lr, m.beta, compile=compile)
@@ -257,15 +365,41 @@ def _copy_dense(linear: nn.Linear, p, in_chw=None, out_chw=None) -> None:
     if out_chw:
         c, h, w = out_chw
         k = k.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(k.shape[0], -1)
-    linear.weight.copy_(torch.from_numpy(k.T.copy()))
+    _weight(linear).copy_(torch.from_numpy(k.T.copy()))
     if linear.bias is not None:
-        linear.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+        b = np.array(p["bias"])
+        if out_chw:
+            b = b.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+        linear.bias.copy_(torch.from_numpy(b.copy()))
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """The weight parameter itself (under a spectral-norm parametrization: the original)."""
+    if hasattr(module, "parametrizations"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def _copy_power_iteration(module: nn.Module, kernel, u) -> None:
+    """Sets a spectral-norm parametrization's (u, v) so that its eval-mode sigma equals Flax's
+    SpectralNorm read without update: one power iteration from the stored u [1, out] over the
+    kernel as a [-1, out] matrix (v = unit(u W^T), u' = unit(v W), sigma = u'·W v)."""
+    kernel = np.asarray(kernel, np.float64)
+    value = kernel.reshape(-1, kernel.shape[-1])
+    unit = lambda a: a / max(np.linalg.norm(a), 1e-12)
+    v = unit(np.asarray(u, np.float64)[0] @ value.T)
+    u_new = unit(v @ value)
+    if kernel.ndim == 4:  # Flax's rows are (kh, kw, in); PyTorch flattens a conv as (in, kh, kw)
+        v = v.reshape(kernel.shape[:3]).transpose(2, 0, 1).reshape(-1)
+    sn = module.parametrizations.weight[0]
+    sn._u.copy_(torch.from_numpy(u_new.astype("f4")))
+    sn._v.copy_(torch.from_numpy(v.astype("f4")))
 
 
 def _copy_conv(conv: nn.Module, p) -> None:
     """Conv [kh, kw, in, out] -> Conv2d [out, in, kh, kw]; ours ConvTranspose [kh, kw, out, in]
     -> ConvTranspose2d [in, out, kh, kw]: the same permutation."""
-    conv.weight.copy_(torch.from_numpy(np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy()))
+    _weight(conv).copy_(torch.from_numpy(np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy()))
     if conv.bias is not None:
         conv.bias.copy_(torch.from_numpy(np.array(p["bias"])))
 
@@ -312,6 +446,31 @@ def check_outputs(config, tol: float = 1e-4) -> float:
         fake, _ = state.g.apply_fn(state.g.variables(), z, train=True, mutable=["batch_stats"])
         pairs.append((np.asarray(fake).transpose(0, 3, 1, 2), g.train()(torch.from_numpy(z))))
         pairs.append((np.asarray(state.d.apply_fn(state.d.variables(), x)), d(x_t)))
+    elif m.family == "resnet_gan":
+        g = ResGenerator(data.image_size, data.channels, m.g_width, m.latent_dim)
+        d = ResDiscriminator(data.image_size, data.channels, m.d_width)
+        gp, dp, stats = state.g.params, state.d.params, state.d.batch_stats
+        _copy_dense(g.project, gp["Dense_0"], out_chw=g.shape)
+        for i, block in enumerate(g.blocks):
+            bp = gp[f"GBlock_{i}"]
+            _copy_stack([block.conv0, block.conv1, block.shortcut], bp, "Conv")
+            for j, norm in enumerate((block.norm0, block.norm1)):
+                _copy_stack([norm], bp[f"ConditionalBatchNorm_{j}"], "Conv")
+        _copy_stack([g.norm, g.out], gp, "Conv")
+        for i, block in enumerate(d.blocks):  # DBlock_i: Conv_j under SpectralNorm_j
+            bp, bs = dp[f"DBlock_{i}"], stats[f"DBlock_{i}"]
+            convs = [c for c in (block.conv0, block.conv1, block.shortcut) if c is not None]
+            for j, conv in enumerate(convs):
+                _copy_conv(conv, bp[f"Conv_{j}"])
+                u = bs[f"SpectralNorm_{j}"][f"Conv_{j}/kernel/u"]
+                _copy_power_iteration(conv, bp[f"Conv_{j}"]["kernel"], u)
+        _copy_dense(d.out, dp["Dense_0"])
+        u = stats["SpectralNorm_0"]["Dense_0/kernel/u"]
+        _copy_power_iteration(d.out, dp["Dense_0"]["kernel"], u)
+        z = rng.standard_normal((8, m.latent_dim)).astype("f4")
+        fake, _ = state.g.apply_fn(state.g.variables(), z, train=True, mutable=["batch_stats"])
+        pairs.append((np.asarray(fake).transpose(0, 3, 1, 2), g.train()(torch.from_numpy(z))))
+        pairs.append((np.asarray(state.d.apply_fn(state.d.variables(), x)), d.eval()(x_t)))
     else:
         vae = VAE(data.image_size, data.channels, m.width, m.latent_dim, m.hidden)
         enc, dec = state.params["encoder"], state.params["decoder"]
@@ -347,10 +506,15 @@ def load_config(name: str, arg: str | None = None):
 def main() -> None:
     """Checks parameter counts of every benchmarked architecture against ours."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for name in ("dcgan_mnist", "vae_mnist"):
-        for size in (28, 32, 64):
+    for name, sizes in (
+        ("dcgan_mnist", (28, 32, 64)),
+        ("vae_mnist", (28, 32, 64)),
+        ("sngan_cifar10", (32,)),
+    ):
+        for size in sizes:
             config = load_config(name)
             config.data.image_size = size
+            config.train.d_steps = 1  # the twins' step (SN-GAN's config has 5)
             _, counts = build_step(config)
             check_param_counts(config, counts)
             error = check_outputs(config)
