@@ -55,7 +55,6 @@ class Case:
     image_size: int
     overrides: dict = field(default_factory=dict)  # model.* fields
     extra: bool = False  # the 28x28 default-config rows
-    d_steps: int = 1  # one D and one G update per GAN step (the PyTorch twins' step)
 
 
 CASES = [
@@ -76,8 +75,8 @@ def case_config(case: Case):
     config.parallel.num_devices = 1
     for key, value in case.overrides.items():
         config.model[key] = value
-    if "d_steps" in config.train:
-        config.train.d_steps = case.d_steps
+    if "d_steps" in config.train:  # GANs: one D and one G update, the PyTorch twins' step
+        config.train.d_steps = 1
     if case.config == "vae_mnist":
         config.model.latent_dim = 16
     return config

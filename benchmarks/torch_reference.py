@@ -19,8 +19,8 @@ with the same parameter counts (checked against the Flax models by `check_param_
 The steps do the same work as `genimg_jax.steps`: a GAN step is one D update on real and
 (detached) fake images, two D passes as in ours, then one G update on fresh latents through D
 with D's parameters frozen (`requires_grad=False`, so no D weight gradients are computed), then
-G's EMA, with the config's loss (non-saturating or hinge); a VAE step is one Adam update of the Bernoulli negative ELBO. Activations are NCHW
-(PyTorch's default layout); ours are NHWC. Install: `.venv/bin/pip install torch==2.13.0`.
+G's EMA, with the config's loss (non-saturating or hinge); a VAE step is one Adam update of the
+Bernoulli negative ELBO. Activations are NCHW (PyTorch's default layout); ours are NHWC. Install: `.venv/bin/pip install torch==2.13.0`.
 
 Run `.venv/bin/python benchmarks/torch_reference.py` to check parameter counts against ours.
 """
@@ -35,6 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # image size -> (start size, doublings), as ours
+
+
+def _batch_norm(features: int) -> nn.BatchNorm2d:
+    """Flax's BatchNorm(momentum=0.9): PyTorch's momentum is the other side, 0.1."""
+    return nn.BatchNorm2d(features, momentum=0.1, eps=1e-5)
 
 
 def _widths(base: int, doublings: int) -> list[int]:
@@ -54,7 +59,7 @@ def _up_stack(cin: int, widths: list[int], out_channels: int, batch_norm: bool) 
     for width in widths:
         layers.append(nn.ConvTranspose2d(cin, width, 4, 2, 1, bias=not batch_norm))
         if batch_norm:
-            layers.append(nn.BatchNorm2d(width, momentum=0.1, eps=1e-5))
+            layers.append(_batch_norm(width))
         layers.append(nn.ReLU())
         cin = width
     layers.append(nn.ConvTranspose2d(cin, out_channels, 4, 2, 1))
@@ -71,7 +76,7 @@ class Generator(nn.Module):
         self.shape = (stack[0], start, start)
         self.project = nn.Linear(latent_dim, start * start * stack[0], bias=False)
         self.body = nn.Sequential(
-            nn.BatchNorm2d(stack[0], momentum=0.1, eps=1e-5),
+            _batch_norm(stack[0]),
             nn.ReLU(),
             *_up_stack(stack[0], stack[1:], channels, batch_norm=True),
             nn.Tanh(),
@@ -103,9 +108,9 @@ class ResGBlock(nn.Module):
 
     def __init__(self, cin: int, width: int):
         super().__init__()
-        self.norm0 = nn.BatchNorm2d(cin, momentum=0.1, eps=1e-5)
+        self.norm0 = _batch_norm(cin)
         self.conv0 = nn.Conv2d(cin, width, 3, 1, 1)
-        self.norm1 = nn.BatchNorm2d(width, momentum=0.1, eps=1e-5)
+        self.norm1 = _batch_norm(width)
         self.conv1 = nn.Conv2d(width, width, 3, 1, 1)
         self.shortcut = nn.Conv2d(cin, width, 1)
 
@@ -125,7 +130,7 @@ class ResGenerator(nn.Module):
         self.shape = (width, start, start)
         self.project = nn.Linear(latent_dim, start * start * width)
         self.blocks = nn.Sequential(*[ResGBlock(width, width) for _ in range(doublings)])
-        self.norm = nn.BatchNorm2d(width, momentum=0.1, eps=1e-5)
+        self.norm = _batch_norm(width)
         self.out = nn.Conv2d(width, channels, 3, 1, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -416,6 +421,45 @@ def _copy_stack(modules: list[nn.Module], params, conv_prefix: str) -> None:
         norm.bias.copy_(torch.from_numpy(np.array(params[f"BatchNorm_{i}"]["bias"])))
 
 
+def _copy_dcgan(g: Generator, d: Discriminator, state, config) -> None:
+    """Our DCGAN's parameters into the twins."""
+    gp, dp = state.g.params, state.d.params
+    start, doublings = SIZES[config.data.image_size]
+    _copy_dense(g.project, gp["Dense_0"], out_chw=g.shape)
+    _copy_stack([g.body[0]], gp, "Conv")  # G's first BatchNorm
+    _copy_stack(list(g.body)[2:], gp["UpStack_0"], "ConvTranspose")
+    _copy_stack(list(d.body), dp["DownStack_0"], "Conv")
+    last = _widths(config.model.d_width, doublings)[-1]
+    _copy_dense(d.body[-1], dp["Dense_0"], in_chw=(last, start, start))
+
+
+def _copy_resnet_gan(g: ResGenerator, d: ResDiscriminator, state, config) -> None:
+    """Our ResNet GAN's parameters into the twins, and D's spectral-norm vectors."""
+    del config
+    gp, dp, stats = state.g.params, state.d.params, state.d.batch_stats
+    _copy_dense(g.project, gp["Dense_0"], out_chw=g.shape)
+    for i, block in enumerate(g.blocks):
+        bp = gp[f"GBlock_{i}"]
+        _copy_stack([block.conv0, block.conv1, block.shortcut], bp, "Conv")
+        for j, norm in enumerate((block.norm0, block.norm1)):
+            _copy_stack([norm], bp[f"ConditionalBatchNorm_{j}"], "Conv")
+    _copy_stack([g.norm, g.out], gp, "Conv")
+    for i, block in enumerate(d.blocks):  # DBlock_i: Conv_j under SpectralNorm_j
+        bp, bs = dp[f"DBlock_{i}"], stats[f"DBlock_{i}"]
+        convs = [c for c in (block.conv0, block.conv1, block.shortcut) if c is not None]
+        for j, conv in enumerate(convs):
+            _copy_conv(conv, bp[f"Conv_{j}"])
+            u = bs[f"SpectralNorm_{j}"][f"Conv_{j}/kernel/u"]
+            _copy_power_iteration(conv, bp[f"Conv_{j}"]["kernel"], u)
+    _copy_dense(d.out, dp["Dense_0"])
+    _copy_power_iteration(
+        d.out, dp["Dense_0"]["kernel"], stats["SpectralNorm_0"]["Dense_0/kernel/u"]
+    )
+
+
+COPY_GAN_WEIGHTS = {"dcgan": _copy_dcgan, "resnet_gan": _copy_resnet_gan}
+
+
 @torch.no_grad()
 def check_outputs(config, tol: float = 1e-4) -> float:
     """Loads our initial parameters into the PyTorch twins and compares their outputs (training
@@ -427,53 +471,24 @@ def check_outputs(config, tol: float = 1e-4) -> float:
 
     state = state_lib.create_state(config, jax.random.PRNGKey(0))
     data, m = config.data, config.model
-    start, doublings = SIZES[data.image_size]
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (8, data.image_size, data.image_size, data.channels)).astype("f4")
     x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     pairs = []  # (ours NHWC/NC, theirs NCHW/NC)
-    if m.family == "dcgan":
-        g = Generator(data.image_size, data.channels, m.g_width, m.latent_dim)
-        d = Discriminator(data.image_size, data.channels, m.d_width)
-        gp, dp = state.g.params, state.d.params
-        _copy_dense(g.project, gp["Dense_0"], out_chw=g.shape)
-        _copy_stack([g.body[0]], gp, "Conv")  # G's first BatchNorm
-        _copy_stack(list(g.body)[2:], gp["UpStack_0"], "ConvTranspose")
-        _copy_stack(list(d.body), dp["DownStack_0"], "Conv")
-        last = _widths(m.d_width, doublings)[-1]
-        _copy_dense(d.body[-1], dp["Dense_0"], in_chw=(last, start, start))
+    if m.family in GAN_FAMILIES:
+        g_class, d_class = GAN_FAMILIES[m.family]
+        g = g_class(data.image_size, data.channels, m.g_width, m.latent_dim)
+        d = d_class(data.image_size, data.channels, m.d_width)
+        COPY_GAN_WEIGHTS[m.family](g, d, state, config)
         z = rng.standard_normal((8, m.latent_dim)).astype("f4")
         fake, _ = state.g.apply_fn(state.g.variables(), z, train=True, mutable=["batch_stats"])
         pairs.append((np.asarray(fake).transpose(0, 3, 1, 2), g.train()(torch.from_numpy(z))))
-        pairs.append((np.asarray(state.d.apply_fn(state.d.variables(), x)), d(x_t)))
-    elif m.family == "resnet_gan":
-        g = ResGenerator(data.image_size, data.channels, m.g_width, m.latent_dim)
-        d = ResDiscriminator(data.image_size, data.channels, m.d_width)
-        gp, dp, stats = state.g.params, state.d.params, state.d.batch_stats
-        _copy_dense(g.project, gp["Dense_0"], out_chw=g.shape)
-        for i, block in enumerate(g.blocks):
-            bp = gp[f"GBlock_{i}"]
-            _copy_stack([block.conv0, block.conv1, block.shortcut], bp, "Conv")
-            for j, norm in enumerate((block.norm0, block.norm1)):
-                _copy_stack([norm], bp[f"ConditionalBatchNorm_{j}"], "Conv")
-        _copy_stack([g.norm, g.out], gp, "Conv")
-        for i, block in enumerate(d.blocks):  # DBlock_i: Conv_j under SpectralNorm_j
-            bp, bs = dp[f"DBlock_{i}"], stats[f"DBlock_{i}"]
-            convs = [c for c in (block.conv0, block.conv1, block.shortcut) if c is not None]
-            for j, conv in enumerate(convs):
-                _copy_conv(conv, bp[f"Conv_{j}"])
-                u = bs[f"SpectralNorm_{j}"][f"Conv_{j}/kernel/u"]
-                _copy_power_iteration(conv, bp[f"Conv_{j}"]["kernel"], u)
-        _copy_dense(d.out, dp["Dense_0"])
-        u = stats["SpectralNorm_0"]["Dense_0/kernel/u"]
-        _copy_power_iteration(d.out, dp["Dense_0"]["kernel"], u)
-        z = rng.standard_normal((8, m.latent_dim)).astype("f4")
-        fake, _ = state.g.apply_fn(state.g.variables(), z, train=True, mutable=["batch_stats"])
-        pairs.append((np.asarray(fake).transpose(0, 3, 1, 2), g.train()(torch.from_numpy(z))))
+        # eval: spectral norm uses the (u, v) set by the copy, without a power iteration
         pairs.append((np.asarray(state.d.apply_fn(state.d.variables(), x)), d.eval()(x_t)))
     else:
         vae = VAE(data.image_size, data.channels, m.width, m.latent_dim, m.hidden)
         enc, dec = state.params["encoder"], state.params["decoder"]
+        start, doublings = SIZES[data.image_size]
         stack = _widths(m.width, doublings)
         _copy_stack(list(vae.encoder), enc["DownStack_0"], "Conv")
         _copy_dense(vae.encoder[-3], enc["Dense_0"], in_chw=(stack[-1], start, start))
