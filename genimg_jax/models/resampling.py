@@ -108,12 +108,11 @@ def _as_conv_hook(op: Callable[[Array, Array], Array]) -> Callable[..., Array]:
         precision=None,
     ) -> Array:
         del dimension_numbers  # nn.Conv's are channels-last, as `op` expects
-        ones = (None, (1, 1))
+        undilated = lambda dilation: dilation is None or tuple(dilation) == (1, 1)
         if (
             tuple(window_strides) != (1, 1)
             or padding != "SAME"
-            or (lhs_dilation if lhs_dilation is None else tuple(lhs_dilation)) not in ones
-            or (rhs_dilation if rhs_dilation is None else tuple(rhs_dilation)) not in ones
+            or not (undilated(lhs_dilation) and undilated(rhs_dilation))
             or feature_group_count != 1
             or precision is not None
             or lhs.ndim != 4
