@@ -56,14 +56,15 @@ def test_conv_downsample_is_the_pooled_conv(kh, kw, height, width):
     _assert_same_function(resampling.conv_downsample, literal_conv_downsample, x, kernel)
 
 
-@pytest.mark.parametrize(
-    "op,reference",
-    [
-        (resampling.upsample_conv, literal_upsample_conv),
-        (resampling.conv_downsample, literal_conv_downsample),
-    ],
-)
-def test_folded_forms_take_under_half_the_flops(op, reference):
+# (folded op, its nn.Conv hook, the literal form)
+FOLDED = [
+    (resampling.upsample_conv, resampling.UPSAMPLE_CONV, literal_upsample_conv),
+    (resampling.conv_downsample, resampling.CONV_DOWNSAMPLE, literal_conv_downsample),
+]
+
+
+@pytest.mark.parametrize("op,_,reference", FOLDED)
+def test_folded_forms_take_under_half_the_flops(op, _, reference):
     """The point of the module: a 3x3 kernel costs 4/9 of the literal form (XLA's count)."""
     x, kernel = _inputs((4, 16, 16, 32), (3, 3, 32, 32))
 
@@ -75,14 +76,8 @@ def test_folded_forms_take_under_half_the_flops(op, reference):
     assert flops(op) < 0.5 * flops(reference)
 
 
-@pytest.mark.parametrize(
-    "hook,reference",
-    [
-        (resampling.UPSAMPLE_CONV, literal_upsample_conv),
-        (resampling.CONV_DOWNSAMPLE, literal_conv_downsample),
-    ],
-)
-def test_nn_conv_hook_keeps_the_variables_of_a_plain_conv(hook, reference):
+@pytest.mark.parametrize("_,hook,reference", FOLDED)
+def test_nn_conv_hook_keeps_the_variables_of_a_plain_conv(_, hook, reference):
     x, _ = _inputs((2, 8, 8, 3), (3, 3, 3, 5))
     plain = nn.Conv(5, (3, 3), padding="SAME")
     hooked = nn.Conv(5, (3, 3), padding="SAME", conv_general_dilated=hook)

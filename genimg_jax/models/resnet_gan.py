@@ -38,6 +38,14 @@ RESIDUAL_INIT = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")  # G
 SHORTCUT_INIT = nn.initializers.xavier_uniform()
 
 
+def same_conv(features: int, k: int, init, dtype: Any, op=None) -> nn.Conv:
+    """A k x k stride-1 "SAME" `nn.Conv`; `op`, a `resampling` hook, makes it compute
+    conv(upsample(x)) or downsample(conv(x)) with the same variables."""
+    return nn.Conv(
+        features, (k, k), padding="SAME", kernel_init=init, dtype=dtype, conv_general_dilated=op
+    )
+
+
 class ConditionalBatchNorm(nn.Module):
     """BatchNorm whose scale and shift are looked up per class (labels int32 [B]); a plain
     BatchNorm when `labels` is None."""
@@ -75,14 +83,7 @@ class GBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, labels: Array | None, train: bool) -> Array:
         norm = lambda: ConditionalBatchNorm(self.num_classes, self.dtype, self.axis_name)
-        conv = lambda k, init, op=None: nn.Conv(
-            self.features,
-            (k, k),
-            padding="SAME",
-            kernel_init=init,
-            dtype=self.dtype,
-            conv_general_dilated=op,
-        )
+        conv = lambda k, init, op=None: same_conv(self.features, k, init, self.dtype, op)
         h = nn.relu(norm()(x, labels, train))
         h = conv(3, RESIDUAL_INIT, UPSAMPLE_CONV)(h)  # conv(upsample(h)), at 4/9 of the cost
         h = nn.relu(norm()(h, labels, train))
@@ -132,14 +133,7 @@ class DBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, update_stats: bool) -> Array:
         def conv(k: int, init, h: Array, op=None) -> Array:
-            layer = nn.Conv(
-                self.features,
-                (k, k),
-                padding="SAME",
-                kernel_init=init,
-                dtype=self.dtype,
-                conv_general_dilated=op,
-            )
+            layer = same_conv(self.features, k, init, self.dtype, op)
             return nn.SpectralNorm(layer)(h, update_stats=update_stats)
 
         h = x if self.optimized else nn.relu(x)
