@@ -5,8 +5,8 @@ shortcut 1x1 conv of the upsampled input) -> BN, ReLU, 3x3 conv, tanh. D: an opt
 down-block, down-blocks (2x2 average pooling), two plain blocks, ReLU, global sum pooling,
 Dense(1), with spectral normalisation on every conv and dense layer (and on the class
 embedding). Upsampling followed by a conv, and a conv followed by pooling, each run as one
-cheaper convolution with the same weights (`resampling`). Sizes follow `common.spatial_plan`: for 32x32, G goes 4 -> 8 -> 16 -> 32 and D
-32 -> 16 -> 8.
+cheaper convolution with the same weights (`resampling`). Sizes follow `common.spatial_plan`:
+for 32x32, G goes 4 -> 8 -> 16 -> 32 and D 32 -> 16 -> 8.
 
 Spectral norm's power-iteration vectors (`u`, and the last `sigma`) live in D's `batch_stats`
 collection: D called with `update_stats=True` and `mutable=["batch_stats"]` advances them one
