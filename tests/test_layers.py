@@ -446,3 +446,66 @@ def test_conv_no_batch_dims_vmap_and_bfloat16():
         assert g16["params"][name].dtype == jnp.float32
         rel = float(jnp.linalg.norm(g16["params"][name] - g32["params"][name]))
         assert rel < 0.05 * float(jnp.linalg.norm(g32["params"][name])), name
+
+
+# materialize: an identity that XLA:CPU computes once, so the transposes feeding weight
+# gradients read a buffer instead of recomputing bias, BatchNorm and ReLU inside themselves.
+
+SPECIAL_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, 3e38, -3e38, 1e-40, -1e-45, np.inf, -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_materialize_returns_its_input_bit_for_bit(dtype):
+    values = np.concatenate([np.array(SPECIAL_VALUES, np.float32), normal((500,), 0, 100.0)])
+    x = jnp.asarray(values, dtype)
+    y = jax.jit(layers.materialize)(x)
+    assert y.dtype == x.dtype
+    # XLA:CPU flushes subnormals to zero in every arithmetic op (the ReLU or bias add that
+    # made one would too): those come back as zeros of their sign, everything else unchanged
+    x = np.asarray(x.astype(jnp.float32))
+    expected = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.copysign(0.0, x), x)
+    as_bits = lambda a: np.asarray(a, np.float32).view(np.uint32)
+    np.testing.assert_array_equal(as_bits(y.astype(jnp.float32)), as_bits(expected))
+
+
+def test_materialize_passes_gradients_through_unchanged():
+    x, w = normal((3, 4), 0), normal((3, 4), 1)
+    loss = lambda v: jnp.sum(jnp.sin(layers.materialize(v)) * w)
+    grad, hessian_diag = jax.jit(
+        lambda v: (jax.grad(loss)(v), jax.grad(lambda u: jnp.sum(jax.grad(loss)(u)))(v))
+    )(x)
+    np.testing.assert_allclose(grad, np.cos(x) * w, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(hessian_diag, -np.sin(x) * w, rtol=1e-6, atol=1e-6)
+
+
+def test_materialize_divides_on_cpu_only():
+    x = jnp.ones((4,))
+    lowered = lambda platform: (
+        jax.jit(layers.materialize).trace(x).lower(lowering_platforms=(platform,)).as_text()
+    )
+    assert "divide" in lowered("cpu")
+    assert "divide" not in lowered("cuda") and "divide" not in lowered("tpu")
+
+
+def test_materialized_inputs_keep_elementwise_ops_out_of_the_weight_gradient_transposes():
+    # conv -> bias + ReLU -> conv: XLA:CPU transposes the second conv's input for its weight
+    # gradient; unmaterialized, it recomputes the bias and ReLU inside that transpose (the slow
+    # fused form), materialized it transposes a plain buffer.
+    x, w1, w2, b = (
+        normal((8, 8, 8, 4), 0),
+        normal((3, 3, 4, 16), 1),
+        normal((3, 3, 16, 16), 2),
+        normal((16,), 3),
+    )
+
+    def fused_transposes(between) -> list[str]:
+        def loss(w1: Array, w2: Array, b: Array) -> Array:
+            h = jax.nn.relu(layers.conv(x, w1) + b)
+            return jnp.sum(layers.conv(between(h), w2) ** 2)
+
+        hlo = jax.jit(jax.grad(loss, (0, 1, 2))).lower(w1, w2, b).compile().as_text()
+        bodies = hlo.split("\n}\n")  # one computation each
+        return [c for c in bodies if " transpose(" in c and " maximum(" in c]
+
+    assert fused_transposes(lambda h: h)  # the premise: XLA fuses the ReLU into a transpose
+    assert not fused_transposes(layers.materialize)

@@ -24,6 +24,8 @@ channel is faster on the dilated path).
 `Conv` is the matching drop-in for `flax.linen.Conv(..., padding="SAME")`: its forward is the same
 strided conv, and its custom VJP computes the input-gradient (autodiff makes that an
 lhs-dilated conv too) as `f_W^T(g)` by the phase decomposition above.
+
+Both layers convolve `materialize(inputs)`: see there.
 """
 
 from collections.abc import Callable, Sequence
@@ -40,6 +42,34 @@ Array = jax.Array
 Initializer = Callable[..., Array]
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def _divided_by_one(x: Array) -> Array:
+    """x / d with d = min(|x|, 1) * 0 + 1, which is exactly 1 for every x but NaN (infinities
+    and signed zeros included; NaN / NaN is NaN), so the result is x bit for bit (subnormals
+    aside: XLA:CPU flushes them to zero in every arithmetic op). XLA cannot fold d to a
+    constant (0 * v is not 0 for every float v)."""
+    return x / (jnp.minimum(jnp.abs(x), 1) * 0 + 1)
+
+
+@jax.custom_jvp
+def materialize(x: Array) -> Array:
+    """x, unchanged bit for bit, computed once into a buffer of its own on XLA:CPU (elsewhere
+    plain x). Convolution inputs go through it.
+
+    Why: a conv's weight gradient reads its input batch-minor ([C, H, W, B]), so XLA:CPU
+    transposes the input first. It also copies cheap elementwise producers (bias add,
+    BatchNorm, ReLU) into every consumer, that transpose included, and a transpose fused with
+    broadcasts runs on its generic loop emitter, ~10x slower than its tiled plain transpose
+    (2.1 against 0.2 ms for [128, 16, 16, 32] here). A float division is an op XLA:CPU never
+    copies into a second consumer, so an input that ends in one is computed once, with its
+    producers, and the forward conv and the transposes all read that buffer. Measured on the
+    2-core benchmark machine: the conv VAE and SN-GAN ResNet steps of `benchmarks/steps.py`
+    ran 10-12% faster (benchmarks/README.md). The gradient passes through unchanged."""
+    return lax.platform_dependent(x, cpu=_divided_by_one, default=lambda v: v)
+
+
+materialize.defjvps(lambda tangent, _, x: tangent)
 
 
 def same_padding(kernel_size: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -300,8 +330,8 @@ def _apply_kernel_op(
     op: Callable[[Array, Array], Array],
 ) -> Array:
     """The body both layers share: creates `layer`'s "kernel" [kh, kw, *kernel_dims] and optional
-    "bias" [features] params, runs `op(x [B, H, W, C], kernel)` in the compute dtype over the
-    flattened batch dims of `inputs` [*batch, H, W, C], and adds the bias."""
+    "bias" [features] params, runs `op(materialize(x) [B, H, W, C], kernel)` in the compute
+    dtype over the flattened batch dims of `inputs` [*batch, H, W, C], and adds the bias."""
     batch_shape = inputs.shape[:-3]
     x = inputs.reshape((-1,) + inputs.shape[-3:])  # [B, H, W, C]
     kernel_shape = _pair(layer.kernel_size) + tuple(kernel_dims)
@@ -312,7 +342,7 @@ def _apply_kernel_op(
         else None
     )
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=layer.dtype)
-    y = op(x, kernel)  # [B, H', W', features]
+    y = op(materialize(x), kernel)  # [B, H', W', features]
     if bias is not None:
         y = y + bias
     return y.reshape(batch_shape + y.shape[1:])

@@ -19,7 +19,8 @@ For k = 3 both do 4/9 of the literal form's multiply-adds (the 32x32 SN-GAN step
 `benchmarks/steps.py` went from ~470 to ~370 ms). The results equal the literal forms up to
 float rounding. The weights stay W, so a Flax `nn.Conv` computes either op through its
 `conv_general_dilated` hook (`UPSAMPLE_CONV`, `CONV_DOWNSAMPLE`) with the same variables as the
-literal form, spectral normalisation included.
+literal form, spectral normalisation included. `SAME_CONV` is the plain stride-1 conv as a hook.
+Every hook convolves `layers.materialize(x)`, as `layers.Conv` does.
 """
 
 from collections.abc import Callable
@@ -29,7 +30,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from genimg_jax.models.layers import DIMENSION_NUMBERS, conv, interleave_phases, same_padding
+from genimg_jax.models.layers import (
+    DIMENSION_NUMBERS,
+    conv,
+    interleave_phases,
+    materialize,
+    same_padding,
+)
 
 Array = jax.Array
 
@@ -93,8 +100,9 @@ def conv_downsample(x: Array, kernel: Array) -> Array:
 
 
 def _as_conv_hook(op: Callable[[Array, Array], Array]) -> Callable[..., Array]:
-    """`op(x, kernel)` with the signature of `nn.Conv`'s `conv_general_dilated` hook, for an
-    `nn.Conv(features, kernel_size, padding="SAME")` (stride 1, no dilation, no groups)."""
+    """`op(materialize(x), kernel)` with the signature of `nn.Conv`'s `conv_general_dilated`
+    hook, for an `nn.Conv(features, kernel_size, padding="SAME")` (stride 1, no dilation, no
+    groups)."""
 
     def conv_general_dilated(
         lhs: Array,
@@ -124,10 +132,11 @@ def _as_conv_hook(op: Callable[[Array, Array], Array]) -> Callable[..., Array]:
                 f"{rhs_dilation}, groups {feature_group_count}, precision {precision}, "
                 f"input {lhs.shape}"
             )
-        return op(lhs, rhs)
+        return op(materialize(lhs), rhs)
 
     return conv_general_dilated
 
 
+SAME_CONV = _as_conv_hook(_same_conv)
 UPSAMPLE_CONV = _as_conv_hook(upsample_conv)  # nn.Conv(..., conv_general_dilated=UPSAMPLE_CONV)
 CONV_DOWNSAMPLE = _as_conv_hook(conv_downsample)

@@ -30,7 +30,13 @@ from genimg_jax.models.common import (
     labels_or_default,
     spatial_plan,
 )
-from genimg_jax.models.resampling import CONV_DOWNSAMPLE, UPSAMPLE_CONV, downsample, upsample
+from genimg_jax.models.resampling import (
+    CONV_DOWNSAMPLE,
+    SAME_CONV,
+    UPSAMPLE_CONV,
+    downsample,
+    upsample,
+)
 
 Array = jax.Array
 PLAIN_D_BLOCKS = 2  # blocks at D's coarsest size, after the down-blocks (SN-GAN's CIFAR D)
@@ -38,9 +44,10 @@ RESIDUAL_INIT = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")  # G
 SHORTCUT_INIT = nn.initializers.xavier_uniform()
 
 
-def same_conv(features: int, k: int, init, dtype: Any, op=None) -> nn.Conv:
-    """A k x k stride-1 "SAME" `nn.Conv`; `op`, a `resampling` hook, makes it compute
-    conv(upsample(x)) or downsample(conv(x)) with the same variables."""
+def same_conv(features: int, k: int, init, dtype: Any, op=SAME_CONV) -> nn.Conv:
+    """A k x k stride-1 "SAME" `nn.Conv` that convolves `layers.materialize(x)`; `op`, another
+    `resampling` hook, makes it compute conv(upsample(x)) or downsample(conv(x)) with the same
+    variables."""
     return nn.Conv(
         features, (k, k), padding="SAME", kernel_init=init, dtype=dtype, conv_general_dilated=op
     )
@@ -83,7 +90,7 @@ class GBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, labels: Array | None, train: bool) -> Array:
         norm = lambda: ConditionalBatchNorm(self.num_classes, self.dtype, self.axis_name)
-        conv = lambda k, init, op=None: same_conv(self.features, k, init, self.dtype, op)
+        conv = lambda k, init, op=SAME_CONV: same_conv(self.features, k, init, self.dtype, op)
         h = nn.relu(norm()(x, labels, train))
         h = conv(3, RESIDUAL_INIT, UPSAMPLE_CONV)(h)  # conv(upsample(h)), at 4/9 of the cost
         h = nn.relu(norm()(h, labels, train))
@@ -113,9 +120,7 @@ class Generator(nn.Module):
         for _ in range(doublings):
             h = GBlock(self.width, self.num_classes, self.dtype, self.axis_name)(h, labels, train)
         h = nn.relu(batch_norm(train, self.dtype, self.axis_name)(h))
-        out = nn.Conv(
-            self.channels, (3, 3), padding="SAME", kernel_init=SHORTCUT_INIT, dtype=self.dtype
-        )
+        out = same_conv(self.channels, 3, SHORTCUT_INIT, self.dtype)
         return jnp.tanh(out(h).astype(jnp.float32))
 
 
@@ -132,14 +137,14 @@ class DBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, update_stats: bool) -> Array:
-        def conv(k: int, init, h: Array, op=None) -> Array:
+        def conv(k: int, init, h: Array, op=SAME_CONV) -> Array:
             layer = same_conv(self.features, k, init, self.dtype, op)
             return nn.SpectralNorm(layer)(h, update_stats=update_stats)
 
         h = x if self.optimized else nn.relu(x)
         h = conv(3, RESIDUAL_INIT, h)
         # downsample(conv(h)) as one stride-2 conv, at 4/9 of the cost
-        h = conv(3, RESIDUAL_INIT, nn.relu(h), CONV_DOWNSAMPLE if self.down else None)
+        h = conv(3, RESIDUAL_INIT, nn.relu(h), CONV_DOWNSAMPLE if self.down else SAME_CONV)
         if self.down or x.shape[-1] != self.features:
             # a 1x1 conv commutes with average pooling: pooling first costs 1/4
             shortcut = conv(1, SHORTCUT_INIT, downsample(x) if self.down else x)
