@@ -1,6 +1,6 @@
 """The folded resampling convolutions against their literal forms (lax conv + nearest upsampling
 by `jnp.repeat`, + 2x2 average pooling by `nn.avg_pool`): outputs and gradients for several
-kernel sizes and odd map sizes, XLA's FLOP count, and the nn.Conv hook."""
+kernel sizes and odd map sizes, XLA's FLOP count, and the nn.Conv hooks (with the plain conv's)."""
 
 import flax.linen as nn
 import jax
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from genimg_jax.models import resampling
+from genimg_jax.models import layers, resampling
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -76,8 +76,12 @@ def test_folded_forms_take_under_half_the_flops(op, _, reference):
     assert flops(op) < 0.5 * flops(reference)
 
 
-@pytest.mark.parametrize("_,hook,reference", FOLDED)
-def test_nn_conv_hook_keeps_the_variables_of_a_plain_conv(_, hook, reference):
+# (nn.Conv hook, the literal form it computes)
+HOOKS = [(resampling.SAME_CONV, literal_conv)] + [(hook, ref) for _, hook, ref in FOLDED]
+
+
+@pytest.mark.parametrize("hook,reference", HOOKS)
+def test_nn_conv_hook_keeps_the_variables_of_a_plain_conv(hook, reference):
     x, _ = _inputs((2, 8, 8, 3), (3, 3, 3, 5))
     plain = nn.Conv(5, (3, 3), padding="SAME")
     hooked = nn.Conv(5, (3, 3), padding="SAME", conv_general_dilated=hook)
@@ -88,6 +92,20 @@ def test_nn_conv_hook_keeps_the_variables_of_a_plain_conv(_, hook, reference):
     params = variables["params"]
     expected = reference(x, params["kernel"]) + params["bias"]
     np.testing.assert_allclose(hooked.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Conv(4, (3, 3), padding="SAME", conv_general_dilated=hook) for hook, _ in HOOKS]
+    + [layers.Conv(4, (4, 4), (2, 2)), layers.ConvTranspose(4)],
+)
+def test_every_conv_layer_convolves_a_materialized_input(layer):
+    """The hooks and genimg's layers pass their input through `layers.materialize` (a division
+    on CPU); Flax's own nn.Conv has none."""
+    x = jnp.ones((2, 8, 8, 3))
+    lowered = lambda m: jax.jit(m.apply).lower(m.init(jax.random.key(0), x), x).as_text()
+    assert "stablehlo.divide" in lowered(layer)
+    assert "stablehlo.divide" not in lowered(nn.Conv(4, (3, 3), padding="SAME"))
 
 
 def test_nn_conv_hook_rejects_what_it_does_not_compute():
