@@ -20,7 +20,8 @@ The steps do the same work as `genimg_jax.steps`: a GAN step is one D update on 
 (detached) fake images, two D passes as in ours, then one G update on fresh latents through D
 with D's parameters frozen (`requires_grad=False`, so no D weight gradients are computed), then
 G's EMA, with the config's loss (non-saturating or hinge); a VAE step is one Adam update of the
-Bernoulli negative ELBO. Activations are NCHW (PyTorch's default layout); ours are NHWC. Install: `.venv/bin/pip install torch==2.13.0`.
+Bernoulli negative ELBO. Activations are NCHW (PyTorch's default layout); ours are NHWC.
+Install: `.venv/bin/pip install torch==2.13.0`.
 
 Run `.venv/bin/python benchmarks/torch_reference.py` to check parameter counts against ours.
 """

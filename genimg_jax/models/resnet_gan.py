@@ -44,12 +44,13 @@ RESIDUAL_INIT = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")  # G
 SHORTCUT_INIT = nn.initializers.xavier_uniform()
 
 
-def same_conv(features: int, k: int, init, dtype: Any, op=SAME_CONV) -> nn.Conv:
-    """A k x k stride-1 "SAME" `nn.Conv` that convolves `layers.materialize(x)`; `op`, another
-    `resampling` hook, makes it compute conv(upsample(x)) or downsample(conv(x)) with the same
-    variables."""
+def same_conv(features: int, k: int, init, dtype: Any, op=None) -> nn.Conv:
+    """A k x k stride-1 "SAME" `nn.Conv` that convolves `layers.materialize(x)` (through the
+    `SAME_CONV` hook); `op`, another `resampling` hook, makes it compute conv(upsample(x)) or
+    downsample(conv(x)) with the same variables."""
+    hook = op or SAME_CONV
     return nn.Conv(
-        features, (k, k), padding="SAME", kernel_init=init, dtype=dtype, conv_general_dilated=op
+        features, (k, k), padding="SAME", kernel_init=init, dtype=dtype, conv_general_dilated=hook
     )
 
 
@@ -90,7 +91,7 @@ class GBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, labels: Array | None, train: bool) -> Array:
         norm = lambda: ConditionalBatchNorm(self.num_classes, self.dtype, self.axis_name)
-        conv = lambda k, init, op=SAME_CONV: same_conv(self.features, k, init, self.dtype, op)
+        conv = lambda k, init, op=None: same_conv(self.features, k, init, self.dtype, op)
         h = nn.relu(norm()(x, labels, train))
         h = conv(3, RESIDUAL_INIT, UPSAMPLE_CONV)(h)  # conv(upsample(h)), at 4/9 of the cost
         h = nn.relu(norm()(h, labels, train))
@@ -137,14 +138,14 @@ class DBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, update_stats: bool) -> Array:
-        def conv(k: int, init, h: Array, op=SAME_CONV) -> Array:
+        def conv(k: int, init, h: Array, op=None) -> Array:
             layer = same_conv(self.features, k, init, self.dtype, op)
             return nn.SpectralNorm(layer)(h, update_stats=update_stats)
 
         h = x if self.optimized else nn.relu(x)
         h = conv(3, RESIDUAL_INIT, h)
         # downsample(conv(h)) as one stride-2 conv, at 4/9 of the cost
-        h = conv(3, RESIDUAL_INIT, nn.relu(h), CONV_DOWNSAMPLE if self.down else SAME_CONV)
+        h = conv(3, RESIDUAL_INIT, nn.relu(h), CONV_DOWNSAMPLE if self.down else None)
         if self.down or x.shape[-1] != self.features:
             # a 1x1 conv commutes with average pooling: pooling first costs 1/4
             shortcut = conv(1, SHORTCUT_INIT, downsample(x) if self.down else x)
