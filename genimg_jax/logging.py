@@ -1,6 +1,7 @@
 """Where a run reports: metrics as JSONL and TensorBoard events, image grids as PNG, and the
 run's record (resolved config, package versions, git commit). Only process 0 writes."""
 
+import contextlib
 import functools
 import json
 import os
@@ -119,14 +120,21 @@ class MetricWriter:
 
     def _drop_rows_after(self, step: int) -> None:
         """On resume, forget rows logged after the checkpoint that the run restarts from, and a
-        row the stop cut short. The file is replaced whole: a kill here loses no row."""
+        row the stop cut short. The file is replaced whole: a kill here loses no row, and a
+        failed rewrite (a full disk) leaves the old file and no partial copy."""
         if not os.path.exists(self.path):
             return
         with open(self.path) as f:  # unreadable: fail, rather than write an empty file
             rows = [row for row in metric_rows(f) if row["step"] <= step]
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-        os.replace(self.path + ".tmp", self.path)
+        partial = self.path + ".tmp"
+        try:
+            with open(partial, "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+            os.replace(partial, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise
 
     def write(self, step: int, metrics: dict) -> None:
         """One row of scalar metrics at `step`."""

@@ -185,6 +185,26 @@ def test_full_disk_during_a_save_fails_clearly_and_keeps_earlier_checkpoints(tmp
         assert int(state.step) == 12
 
 
+def test_full_disk_when_a_resume_rewrites_the_metrics_keeps_them_and_leaves_no_partial_copy(
+    tmp_path,
+):
+    with _small_filesystem(tmp_path / "fs", size="1m") as fs:
+        writer = MetricWriter(fs)
+        for step in range(1, 2001):
+            writer.write(step, {"loss": step / 3})
+        writer.close()
+        with open(os.path.join(fs, "metrics.jsonl"), "rb") as f:
+            logged = f.read()
+        stats = os.statvfs(fs)
+        with open(os.path.join(fs, "filler"), "wb") as f, contextlib.suppress(OSError):
+            f.write(b"\0" * (stats.f_bavail * stats.f_frsize))  # the disk to its last block
+        with pytest.raises(OSError, match="No space left on device"):
+            MetricWriter(fs, start_step=1000)  # a resume from step 1000 rewrites the file
+        with open(os.path.join(fs, "metrics.jsonl"), "rb") as f:
+            assert f.read() == logged
+        assert not os.path.exists(os.path.join(fs, "metrics.jsonl.tmp"))
+
+
 def test_read_only_workdir_fails_before_training(tmp_path):
     with _small_filesystem(tmp_path / "fs") as fs:
         workdir = os.path.join(fs, "run")
