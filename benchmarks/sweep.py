@@ -118,7 +118,8 @@ def whole_sweep_seconds(k: int, steps_per_member: int) -> tuple[float, float]:
             "    c.parallel.num_devices = 1\n"
             "    return c\n"
             "def get_sweep(arg=None):\n"
-            f"    return product(axis('train.lr', [1e-3, 3e-3]), axis('seed', list(range({k // 2}))))\n"
+            "    return product(axis('train.lr', [1e-3, 3e-3]), "
+            f"axis('seed', list(range({k // 2}))))\n"
         )
     try:
         start = time.perf_counter()

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import REPO, load_config
 
 from genimg_jax import main, trainer
 from genimg_jax.config import validate
@@ -159,7 +159,7 @@ def test_train_classifier_command_writes_the_cached_classifier(tmp_path, capsys)
     argv = [
         "genimg",
         "train-classifier",
-        f"--config={os.path.join(os.path.dirname(__file__), '..', 'configs', 'dcgan_mnist.py')}:quick",
+        f"--config={os.path.join(REPO, 'configs', 'dcgan_mnist.py')}:quick",
         "--config.eval.classifier_steps=40",
     ]
     assert main.main(argv) == 0
