@@ -53,6 +53,16 @@ class Strategy(NamedTuple):
     step: Callable  # (placed state, placed batch, key) -> (placed state, metrics)
     gather_state: Callable[[Any], Any]  # the step's layout -> replicated global state
     host_metrics: Callable[[Any], dict]  # metrics -> NumPy scalars
+    compile: Callable[..., float]  # (placed state, placed batch, key) -> seconds compiling step
+
+
+def timed_compile(step: Callable, *args: Any) -> float:
+    """Compiles the jitted or pmapped `step` for `args` ahead of its first call, which then runs
+    the same executable; returns the seconds that took (near 0 where this process had compiled
+    it already, as for the later runs of an in-process sweep)."""
+    start = time.perf_counter()
+    step.lower(*args).compile()
+    return time.perf_counter() - start
 
 
 def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callable) -> Strategy:
@@ -67,6 +77,7 @@ def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callab
             step=step,
             gather_state=lambda s: s,
             host_metrics=parallel.to_host,
+            compile=functools.partial(timed_compile, step),
         )
     step = jax.pmap(
         step_fn(parallel.AXIS),
@@ -81,6 +92,7 @@ def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callab
         step=step,
         gather_state=functools.partial(parallel.pmap_unreplicate, mesh=mesh),
         host_metrics=lambda m: jax.tree.map(lambda x: np.asarray(x[0]), m),
+        compile=functools.partial(timed_compile, step),
     )
 
 
@@ -117,18 +129,27 @@ def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def write_summary(
-    workdir: str, step: int, seconds: float, metrics: dict, scores: dict | None = None
+    workdir: str,
+    step: int,
+    seconds: float,
+    metrics: dict,
+    scores: dict | None = None,
+    compile_seconds: float | None = None,
 ) -> None:
     """`summary.json`: the finished run's last metrics, its last scores (with the best
-    checkpoint's step and score) and its wall time, summed over resumes."""
+    checkpoint's step and score), its wall time and the part of it spent compiling the training
+    step (`compile_seconds`, where the loop timed it), both summed over resumes."""
     path = os.path.join(workdir, "summary.json")
-    before = 0.0
+    before = {}
     if os.path.exists(path):
         with open(path) as f:
-            before = json.load(f).get("wall_time_sec", 0.0)
+            before = json.load(f)
+    times = {"wall_time_sec": before.get("wall_time_sec", 0.0) + seconds}
+    if compile_seconds is not None or "compile_sec" in before:
+        times["compile_sec"] = before.get("compile_sec", 0.0) + (compile_seconds or 0.0)
     summary = {
         "step": step,
-        "wall_time_sec": before + seconds,
+        **times,
         "metrics": {k: float(v) for k, v in metrics.items()},
         **({"eval": scores} if scores else {}),
     }
@@ -242,6 +263,7 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
     # single-device CPU program runs on this thread, see host_memory.py). The guard is copied:
     # the next step takes the carry's buffers (donation).
     pending_log = None
+    compile_sec = None  # the step is compiled ahead of its first call, timed apart from it
 
     def write_pending_log() -> None:
         nonlocal pending_log, last_time, last_step, values_of_last_log
@@ -260,7 +282,12 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
 
     try:
         for step, local_batch in enumerate(batches.iterate(start, total), start=start):
-            carry, metrics = strategy.step(carry, strategy.place_batch(local_batch), keys["train"])
+            batch = strategy.place_batch(local_batch)
+            if compile_sec is None:
+                compile_sec = strategy.compile(carry, batch, keys["train"])
+                if is_writer:
+                    progress.write(f"compiled the training step in {compile_sec:.1f} s")
+            carry, metrics = strategy.step(carry, batch, keys["train"])
             if one_step_in_flight:
                 jax.block_until_ready(carry)
             write_pending_log()  # the previous log step's, now that this step is queued
@@ -287,7 +314,12 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
                     tracker.close()
                 if is_writer:
                     write_summary(
-                        workdir, done, time.perf_counter() - began, values_of_last_log, last_scores
+                        workdir,
+                        done,
+                        time.perf_counter() - began,
+                        values_of_last_log,
+                        last_scores,
+                        compile_sec,
                     )
                 raise Preempted(
                     f"stopped by {signal.Signals(stopping).name} after step {done}; checkpoint "
@@ -299,7 +331,12 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
             tracker.close()
         if is_writer:
             write_summary(
-                workdir, total, time.perf_counter() - began, values_of_last_log, last_scores
+                workdir,
+                total,
+                time.perf_counter() - began,
+                values_of_last_log,
+                last_scores,
+                compile_sec,
             )
     finally:
         progress.close()

@@ -86,6 +86,7 @@ class Run(NamedTuple):
     step_metrics: list  # per dispatched step: the metrics it returned (device arrays)
     reads_after: set[int]  # steps (1-based, global) dispatched when the loop read from the device
     logged: dict[int, dict]  # metrics.jsonl's rows by step
+    summary: dict  # summary.json as the run left it
 
 
 def _run(name: str, workdir: str, steps: int) -> Run:
@@ -129,7 +130,9 @@ def _run(name: str, workdir: str, steps: int) -> Run:
     assert len(before_step) == 12, "the loop no longer draws its batches with Batches.iterate"
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         logged = {row["step"]: row for row in map(json.loads, f)}
-    return Run(counter, before_step, start, step_metrics, reads_after, logged)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    return Run(counter, before_step, start, step_metrics, reads_after, logged, summary)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -180,3 +183,11 @@ def test_a_deferred_log_row_holds_its_own_steps_metrics(runs, run):
         assert set(own) <= set(row)
         for name, value in own.items():
             np.testing.assert_allclose(row[name], value, rtol=1e-6, err_msg=f"{name} @ {step}")
+
+
+def test_the_summary_reports_the_seconds_spent_compiling_the_step(runs):
+    fresh, resumed = runs["fresh, steps 1-12"].summary, runs["resumed, steps 13-24"].summary
+    # each run compiled its step once from cold caches: seconds of its wall time (summed over
+    # the resume, as the wall time is)
+    assert 0.2 < fresh["compile_sec"] < fresh["wall_time_sec"]
+    assert fresh["compile_sec"] + 0.2 < resumed["compile_sec"] < resumed["wall_time_sec"]
