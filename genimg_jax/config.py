@@ -27,6 +27,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.deterministic = True  # XLA's deterministic-ops flag on GPU (CPU always is)
+    # compiled programs kept on disk for the next run: "auto" (JAX's own setting, else
+    # ~/.cache/genimg_jax/xla), a directory, or "" (off); see compile_cache.py
+    c.compile_cache_dir = "auto"
 
     c.model = ml_collections.ConfigDict()
     c.model.family = "dcgan" if kind == "gan" else "conv_vae"
@@ -235,6 +238,10 @@ def _rules(
         "parallel.num_processes": _at_least(0),
         "parallel.process_id": _at_least(-1),
         "deterministic": _one_of((False, True)),
+        "compile_cache_dir": (
+            (lambda v: isinstance(v, str)),
+            "a directory, 'auto' (the default place) or '' (no cache)",
+        ),
         "train.skip_nonfinite": _one_of((False, True)),
         "eval.every": _positive(),
         "eval.num_samples": _positive(),

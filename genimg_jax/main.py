@@ -159,12 +159,14 @@ def cmd_eval() -> None:
 
 
 def cmd_train_classifier() -> None:
+    from genimg_jax import compile_cache
     from genimg_jax import config as config_lib
     from genimg_jax.evaluate import feature_nets
 
     if _CONFIG.value is None:
         raise UsageError("--config is required")
     config = config_lib.validate(_CONFIG.value)
+    compile_cache.use(config.compile_cache_dir)
     _, accuracy, path = feature_nets.train_domain_classifier(config)
     print(
         f"domain classifier for {config.data.name}: test accuracy {accuracy:.4f}, saved to {path}"

@@ -7,9 +7,9 @@ import ml_collections
 import numpy as np
 
 from genimg_jax import checkpoint as checkpoint_lib
+from genimg_jax import compile_cache, models, parallel, sampling, trainer
 from genimg_jax import config as config_lib
 from genimg_jax import logging as log_lib
-from genimg_jax import models, parallel, sampling, trainer
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import CheckpointError
 
@@ -18,6 +18,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "lates
     """The run's latest checkpointed state, or with which="best" the best-scored one
     (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set)."""
     config_lib.validate(config)
+    compile_cache.use(config.compile_cache_dir)
     if which not in ("latest", "best"):
         raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
     folder = checkpoint_lib.LATEST if which == "latest" else checkpoint_lib.BEST

@@ -19,10 +19,10 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm import tqdm
 
+from genimg_jax import compile_cache, models, parallel, sampling, signals, steps
 from genimg_jax import config as config_lib
 from genimg_jax import guard as guard_lib
 from genimg_jax import logging as log_lib
-from genimg_jax import models, parallel, sampling, signals, steps
 from genimg_jax import state as state_lib
 from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
@@ -172,6 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     naming the cause and the fix when the run cannot go on; checkpoints already written stay."""
     config_lib.validate(config)
     parallel.set_deterministic_gpu_ops(config.deterministic)
+    compile_cache.use(config.compile_cache_dir)
     parallel.initialize_distributed(config.parallel)
     mesh = parallel.make_mesh(config.parallel.num_devices)
     parallel.check_batch_size(config.train.batch_size, mesh)
@@ -284,9 +285,11 @@ def _train(config, workdir: str, mesh: Mesh, stop: signals.StopRequest) -> Any:
         for step, local_batch in enumerate(batches.iterate(start, total), start=start):
             batch = strategy.place_batch(local_batch)
             if compile_sec is None:
+                hits = compile_cache.hits()
                 compile_sec = strategy.compile(carry, batch, keys["train"])
                 if is_writer:
-                    progress.write(f"compiled the training step in {compile_sec:.1f} s")
+                    cached = " (cached)" if compile_cache.hits() > hits else ""
+                    progress.write(f"compiled the training step in {compile_sec:.1f} s{cached}")
             carry, metrics = strategy.step(carry, batch, keys["train"])
             if one_step_in_flight:
                 jax.block_until_ready(carry)

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genimg_jax import compile_cache, models, parallel, signals, steps, sweep, trainer
 from genimg_jax import guard as guard_lib
 from genimg_jax import logging as log_lib
-from genimg_jax import models, parallel, signals, steps, sweep, trainer
 from genimg_jax import state as state_lib
 from genimg_jax import workdir as workdir_lib
 from genimg_jax.checkpoint import Checkpoints
@@ -108,6 +108,7 @@ def train_members(
     Members resumed at different steps are trained in groups of equal start step."""
     configs = [sweep.apply(base, m.overrides) for m in members]
     check_vectorizable(configs)
+    compile_cache.use(base.compile_cache_dir)
     mode = resolve_mode(mode)
     dirs = [sweep.member_dir(workdir, m) for m in members]
     mesh = parallel.make_mesh(1)

@@ -22,6 +22,14 @@ OWN_DATA_DIR = "TFDS_DATA_DIR" not in os.environ
 if OWN_DATA_DIR:
     os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="genimg_tfds_")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One persistent compilation cache for the suite run (its subprocesses too), so that tests that
+# train the same config compile its programs once: a private directory, removed at the end, so
+# each run starts cold like CI. JAX_COMPILATION_CACHE_DIR set beforehand is used and kept (a
+# warm suite). Programs are cached however quickly they compiled.
+OWN_CACHE_DIR = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if OWN_CACHE_DIR:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="genimg_xla_cache_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,6 +44,8 @@ def load_config(name: str, arg: str | None = "quick"):
 def pytest_sessionfinish(session, exitstatus):
     if OWN_DATA_DIR:
         shutil.rmtree(os.environ["TFDS_DATA_DIR"], ignore_errors=True)
+    if OWN_CACHE_DIR:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

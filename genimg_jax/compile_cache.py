@@ -1,0 +1,76 @@
+"""JAX's persistent compilation cache, as genimg runs use it: compiled programs are kept on disk,
+so a second run of a config, a resume, or the next member of a sweep in another process loads
+its training step instead of compiling it again.
+
+`compile_cache_dir` (a config field) picks the directory:
+- "auto" (default): the directory JAX is already configured with (`JAX_COMPILATION_CACHE_DIR`
+  or `jax.config.update("jax_compilation_cache_dir", ...)`), else `~/.cache/genimg_jax/xla`
+  (`$XDG_CACHE_HOME/genimg_jax/xla` where that is set);
+- a path: that directory;
+- "": no persistent cache.
+
+JAX keys every entry on the program itself (its StableHLO without source locations, so every
+shape, dtype and static field is in it), the jaxlib version, the backend and its version,
+`XLA_FLAGS`, the compile options and the devices: a changed shape, flag or version is a new
+key and compiles anew, and a hit runs the very executable the miss compiled
+(tests/test_compile_cache.py checks both). JAX writes programs that took at least
+`jax_persistent_cache_min_compile_time_secs` (1 s by default; `JAX_PERSISTENT_CACHE_MIN_COMPILE_
+TIME_SECS` sets it) to compile. The directory grows by a few MB per distinct config and can be
+deleted at any time. Anyone who can write to it can run code in your runs: keep it private.
+"""
+
+import os
+
+import jax
+import jax.monitoring
+from jax.experimental.compilation_cache import compilation_cache as _jax_cache
+
+AUTO = "auto"
+HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+_hits = 0
+_listening = False
+_jax_own: list[str | None] = []  # JAX's setting before genimg first changed it (env or user)
+
+
+def default_dir() -> str:
+    """`$XDG_CACHE_HOME/genimg_jax/xla`, else `~/.cache/genimg_jax/xla`."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "genimg_jax", "xla")
+
+
+def resolve(setting: str) -> str | None:
+    """The directory a `compile_cache_dir` setting names (None: no persistent cache)."""
+    if not setting:
+        return None
+    if setting == AUTO:
+        own = _jax_own[0] if _jax_own else jax.config.jax_compilation_cache_dir
+        return own or default_dir()
+    return os.path.abspath(os.path.expanduser(setting))
+
+
+def use(setting: str) -> str | None:
+    """Makes this process's compilations read and write the cache that `setting` names (see the
+    module docstring); returns its directory, or None where the setting turns it off."""
+    global _listening
+    directory = resolve(setting)
+    if not _jax_own:
+        _jax_own.append(jax.config.jax_compilation_cache_dir)
+    if jax.config.jax_compilation_cache_dir != directory:
+        _jax_cache.reset_cache()  # JAX opens its cache once; reopen it at the new place
+        jax.config.update("jax_compilation_cache_dir", directory)
+    if not _listening:  # listeners cannot be removed: one per process
+        jax.monitoring.register_event_listener(_count_hit)
+        _listening = True
+    return directory
+
+
+def hits() -> int:
+    """Programs this process has loaded from the persistent cache so far (since `use`)."""
+    return _hits
+
+
+def _count_hit(event: str, **kwargs) -> None:
+    global _hits
+    if event == HIT_EVENT:
+        _hits += 1
