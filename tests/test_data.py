@@ -1,5 +1,7 @@
 """The input pipeline: deterministic, every example once per epoch, images fitted and scaled."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,17 @@ def test_batches_on_bundled_mnist_are_deterministic_and_sharded_by_process(mnist
 def test_standard_data_set_that_cannot_be_prepared_says_how(tmp_path):
     with pytest.raises(pipeline.DataError, match="genimg prepare --data mnist"):
         pipeline.load_split("mnist", "train", str(tmp_path))
+
+
+def test_a_split_is_decoded_once_per_process_and_again_when_its_files_change(tmp_path):
+    data_dir = str(tmp_path)
+    first = pipeline.load_split("bundled_mnist", "test", data_dir)
+    assert pipeline.load_split("bundled_mnist", "test", data_dir) is first  # kept, not re-read
+    assert not first.images.flags.writeable  # shared: nobody may change it for the others
+    assert pipeline.load_split("bundled_mnist", "train", data_dir) is not first
+    (prepared,) = {d for d, _, files in os.walk(data_dir) if "dataset_info.json" in files}
+    record = next(f for f in os.listdir(prepared) if "test.array_record" in f)
+    os.utime(os.path.join(prepared, record))  # the data set rewritten in place
+    again = pipeline.load_split("bundled_mnist", "test", data_dir)
+    assert again is not first
+    np.testing.assert_array_equal(again.images, first.images)

@@ -6,6 +6,7 @@ is epoch e's permutation: every example is seen once per epoch, and nothing is c
 steps, so a resumed run reads exactly the batches an uninterrupted one would have read.
 """
 
+import collections
 import fcntl
 import functools
 import os
@@ -23,6 +24,7 @@ from genimg_jax.data import builders
 from genimg_jax.errors import GenimgError
 
 IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
+KEEP_DECODED = 4  # decoded splits kept per process, for the next run of an in-process sweep
 STANDARD_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 
 
@@ -44,6 +46,9 @@ class ArraySource:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None):
         self.images, self.labels = images, labels  # [N, H, W, C] uint8, [N] int
+        for array in (images, labels):  # shared by every run of the process that reads it
+            if array is not None:
+                array.flags.writeable = False
 
     def __len__(self) -> int:
         return len(self.images)
@@ -139,8 +144,14 @@ def _prepare_locked(builder, name: str, data_dir: str) -> tfds.core.DatasetBuild
     return builder
 
 
+_decoded: collections.OrderedDict[tuple, ArraySource] = collections.OrderedDict()
+
+
 def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSource:
-    """The split as an ImageSource, preparing the data set first when needed."""
+    """The split as an ImageSource, preparing the data set first when needed. A split that fits
+    in memory is decoded once per process while its files stay the same (the runs of an
+    in-process sweep, a run's training and evaluation share it; a rewritten data set is read
+    again)."""
     builder = prepare(name, data_dir)
     features = builder.info.features
     if "image" not in features:
@@ -149,6 +160,10 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
         raise DataError(
             f"data split {split!r} does not exist in {name!r}; splits: {list(builder.info.splits)}"
         )
+    key = (str(builder.data_dir), split, _files_signature(str(builder.data_dir)))
+    if key in _decoded:
+        _decoded.move_to_end(key)
+        return _decoded[key]
     source = tfds.data_source(
         name, split=split, data_dir=default_data_dir(data_dir), download=False
     )
@@ -166,7 +181,18 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
             f"{str(e).splitlines()[0][:200]}); delete {builder.data_dir} and run again "
             f"(`genimg prepare --data {name}` rebuilds it)"
         ) from None
-    return ArraySource(everything["image"], everything.get("label"))
+    _decoded[key] = ArraySource(everything["image"], everything.get("label"))
+    while len(_decoded) > KEEP_DECODED:
+        _decoded.popitem(last=False)
+    return _decoded[key]
+
+
+def _files_signature(directory: str) -> tuple:
+    """(name, size, mtime) of every file of a prepared data set: changes when it is rewritten."""
+    with os.scandir(directory) as entries:
+        return tuple(
+            sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+        )
 
 
 @functools.lru_cache(maxsize=4)
