@@ -20,9 +20,18 @@ def _summary(workdir, name):
         return json.load(f)
 
 
-def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(tmp_path):
+@pytest.fixture(scope="module")
+def solo_sweep(tmp_path_factory):
+    """The quick 2x2 β-VAE sweep run in-process once, from no compiled step in this process:
+    its workdir, the members it ran, and the strategies (compiled steps) the process then held."""
+    workdir = tmp_path_factory.mktemp("solo")
     trainer._STRATEGIES.clear()
-    ran = sweep_run.run(BETA_QUICK, str(tmp_path))
+    ran = sweep_run.run(BETA_QUICK, str(workdir))
+    return workdir, ran, list(trainer._STRATEGIES.values())
+
+
+def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(solo_sweep):
+    tmp_path, ran, strategies = solo_sweep
     assert [m.name for m in ran] == [
         "000_beta=1_seed=0",
         "001_beta=1_seed=1",
@@ -33,7 +42,7 @@ def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(tmp_path):
     with open(tmp_path / "001_beta=1_seed=1" / "config.json") as f:
         saved = json.load(f)
     assert saved["model"]["beta"] == 1.0 and saved["seed"] == 1
-    ((strategy),) = trainer._STRATEGIES.values()  # one program for the four members...
+    ((strategy),) = strategies  # one program for the four members...
     assert strategy.step._cache_size() == 1  # ...compiled once, by the first member
     first, *later = [_summary(tmp_path, m.name)["compile_sec"] for m in ran]
     assert max(later) < 0.2 * first, (first, later)
@@ -78,9 +87,8 @@ def _rows(folder):
 
 
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
-def test_vectorized_sweep_matches_its_solo_runs(mode, tmp_path):
-    solo = tmp_path / "solo"
-    sweep_run.run(BETA_QUICK, str(solo))
+def test_vectorized_sweep_matches_its_solo_runs(mode, solo_sweep, tmp_path):
+    solo = solo_sweep[0]
     vectorized = tmp_path / "vectorized"
     ran = sweep_run.run(BETA_QUICK, str(vectorized), vectorize=True, vectorize_mode=mode)
     assert len(ran) == 4

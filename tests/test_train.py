@@ -79,8 +79,10 @@ def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
 
 
 def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_path):
+    """...also when that process loads its training step from the compilation cache that the
+    in-process run filled (the suite shares one, tests/conftest.py)."""
     name, config, workdir, final = uninterrupted
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -94,7 +96,10 @@ def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_pa
         check=True,
         cwd=REPO,
         capture_output=True,
+        text=True,
     )
+    assert "compiled the training step in" in done.stdout
+    assert "(cached)" in done.stdout, done.stdout[-1000:]
     restored = Checkpoints(str(tmp_path), 3).restore(
         trainer.initial_state(config, trainer.parallel.make_mesh())
     )
