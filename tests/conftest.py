@@ -16,6 +16,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # (a default of tens of seconds); 8 device threads on 2 loaded cores can take longer.
 if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=900"
+# What `genimg train` adds for `deterministic=True` before JAX starts (parallel.py), set here
+# before any test starts JAX: the suite's programs then compile with the options of the CLI
+# processes it spawns, and share their compilation-cache entries (XLA reads the flags into the
+# compile options when the backend starts, whatever is added to XLA_FLAGS later).
+if "xla_gpu_deterministic_ops" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_gpu_deterministic_ops=true"
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets;
 # one the session made is removed when it ends.
 OWN_DATA_DIR = "TFDS_DATA_DIR" not in os.environ
