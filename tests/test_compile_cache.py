@@ -66,3 +66,22 @@ def test_the_cache_dir_setting_names_the_directory(tmp_path, monkeypatch):
         compile_cache.use("auto")
     assert previous == str(tmp_path / "mine")
     assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
+
+
+def test_every_program_is_cached_unless_the_user_set_a_minimum_compile_time(monkeypatch):
+    option = "jax_persistent_cache_min_compile_time_secs"
+    before = getattr(jax.config, option)
+    try:
+        monkeypatch.delenv(compile_cache.MIN_COMPILE_TIME_VAR, raising=False)
+        jax.config.update(option, compile_cache.JAX_MIN_COMPILE_TIME)  # JAX's default
+        compile_cache.use("auto")
+        assert getattr(jax.config, option) == 0.0
+        jax.config.update(option, 2.5)  # the user's own, from their script
+        compile_cache.use("auto")
+        assert getattr(jax.config, option) == 2.5
+        monkeypatch.setenv(compile_cache.MIN_COMPILE_TIME_VAR, "1")  # ...or from the environment
+        jax.config.update(option, 1.0)
+        compile_cache.use("auto")
+        assert getattr(jax.config, option) == 1.0
+    finally:
+        jax.config.update(option, before)
