@@ -3,11 +3,13 @@
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
 genimg sample  --workdir runs/vae --num 64 --out grid.png
 genimg prepare --data bundled_mnist [--data_dir DIR]
-genimg sweep   --sweep configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
+genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
 genimg eval    --workdir runs/vae [--checkpoint latest|best] [--examples 1000] [--iwae_k 100]
 genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
+
+`genimg COMMAND --help` lists the flags of COMMAND.
 """
 
 import os
@@ -39,7 +41,10 @@ flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAG
 flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "sweep", None, "sweep: config file `path.py[:arg]` with get_sweep().", flag_values=FLAGS
+    "sweep",
+    None,
+    "sweep: config file `path.py[:arg]` with get_sweep() (also given as --config).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer("member", None, "sweep: run only this member.", flag_values=FLAGS)
 flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.", flag_values=FLAGS)
@@ -93,6 +98,7 @@ def load_config(workdir: str | None):
 
 
 def cmd_train() -> None:
+    """Trains a config in a workdir, or resumes the run the workdir holds."""
     from genimg_jax import trainer
 
     workdir = _require("workdir")
@@ -100,6 +106,7 @@ def cmd_train() -> None:
 
 
 def cmd_sample() -> None:
+    """Writes a grid of samples from a run's latest (or best) checkpoint."""
     from genimg_jax import sample
 
     workdir = _require("workdir")
@@ -111,6 +118,7 @@ def cmd_sample() -> None:
 
 
 def cmd_prepare() -> None:
+    """Prepares a data set as array_record in its TFDS data dir."""
     from genimg_jax.data import pipeline
 
     builder = pipeline.prepare(_require("data"), FLAGS.data_dir)
@@ -118,6 +126,7 @@ def cmd_prepare() -> None:
 
 
 def cmd_sweep() -> None:
+    """Runs the members of a sweep (a config file with get_sweep()), or one of them."""
     from genimg_jax import sweep_run
 
     ran = sweep_run.run(
@@ -133,6 +142,7 @@ def cmd_sweep() -> None:
 
 
 def cmd_report() -> None:
+    """Writes a sweep's summary table and plots (usage: genimg report SWEEP_WORKDIR)."""
     from genimg_jax import report
 
     workdir = FLAGS.workdir or (_POSITIONAL[0] if _POSITIONAL else None)
@@ -143,6 +153,7 @@ def cmd_report() -> None:
 
 
 def cmd_eval() -> None:
+    """Scores a run's latest (or best) checkpoint and writes eval_<step>.json."""
     import json
 
     from genimg_jax.evaluate import run as evaluate
@@ -159,6 +170,7 @@ def cmd_eval() -> None:
 
 
 def cmd_train_classifier() -> None:
+    """Trains (and caches) the domain classifier that GAN scores use as features."""
     from genimg_jax import compile_cache
     from genimg_jax import config as config_lib
     from genimg_jax.evaluate import feature_nets
@@ -185,16 +197,63 @@ COMMANDS = {
 }
 
 
+# The flags each command takes (absl parses them all; `main` refuses the others by name).
+TAKES = {
+    "train": ("config", "workdir"),
+    "sample": ("config", "workdir", "checkpoint", "num", "out", "seed"),
+    "prepare": ("data", "data_dir"),
+    "sweep": ("sweep", "workdir", "member", "launcher", "workers", "vectorize", "vectorize_mode"),
+    "report": ("workdir",),
+    "eval": ("config", "workdir", "checkpoint", "examples", "iwae_k"),
+    "train-classifier": ("config",),
+}
+HELP = ("--help", "-h", "--helpfull", "-help")
+
+
+def command_help(command: str) -> str:
+    """`genimg COMMAND --help`: what the command does and the flags it takes."""
+    lines = [f"genimg {command}: {COMMANDS[command].__doc__.strip()}", "", "flags:"]
+    for name in TAKES[command]:
+        flag = FLAGS[name]
+        default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+        lines.append(f"  --{name}: {flag.help}{default}")
+    if "config" in TAKES[command]:
+        lines.append("  --config.FIELD=VALUE: override any config field, e.g. --config.model.beta=4")
+    return "\n".join(lines)
+
+
+def _sweep_config_as_sweep_flag(args: list[str]) -> list[str]:
+    """`genimg sweep --config FILE` means `--sweep FILE` (the flag `train` takes)."""
+    return ["--sweep" + a[len("--config") :] if a.split("=")[0] == "--config" else a for a in args]
+
+
 def main(argv: list[str]) -> int:
     """Runs `genimg <command> [flags]`; returns the exit status."""
+    if len(argv) >= 2 and argv[1] in HELP + ("help",):
+        print(USAGE)
+        return 0
     if len(argv) < 2 or argv[1] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
-    saved_argv, sys.argv = sys.argv, [argv[0]] + argv[2:]  # config_flags reads sys.argv too
+    command, args = argv[1], argv[2:]
+    if any(a in HELP for a in args):
+        print(command_help(command))
+        return 0
+    if command == "sweep":
+        args = _sweep_config_as_sweep_flag(args)
+    saved_argv, sys.argv = sys.argv, [argv[0]] + args  # config_flags reads sys.argv too
     try:
         FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
         _POSITIONAL[:] = FLAGS(sys.argv)[1:]
-        COMMANDS[argv[1]]()
+        foreign = [
+            f"--{n}" for n in FLAGS if FLAGS[n].present and n.split(".")[0] not in TAKES[command]
+        ]
+        if foreign:
+            raise UsageError(
+                f"genimg {command} does not take {', '.join(sorted(foreign))}; its flags: "
+                f"{', '.join('--' + n for n in TAKES[command])} (genimg {command} --help)"
+            )
+        COMMANDS[command]()
     except flags.Error as e:
         return _fail(f"bad flag: {e}")
     except AttributeError as e:  # lock_config: an override names a field that does not exist
