@@ -218,7 +218,9 @@ def command_help(command: str) -> str:
         default = "" if flag.default is None else f" (default: {flag.default_as_str})"
         lines.append(f"  --{name}: {flag.help}{default}")
     if "config" in TAKES[command]:
-        lines.append("  --config.FIELD=VALUE: override any config field, e.g. --config.model.beta=4")
+        lines.append(
+            "  --config.FIELD=VALUE: override any config field, e.g. --config.model.beta=4"
+        )
     return "\n".join(lines)
 
 
