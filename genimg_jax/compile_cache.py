@@ -19,7 +19,7 @@ JAX writes only programs that took at least `jax_persistent_cache_min_compile_ti
 compile, 1 s by default; genimg lowers that to 0 unless you set it (the environment variable
 `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, or `jax.config.update`): the main job's
 initialisation, sampling and scoring programs compile in under a second each, and caching them
-too took a second run from 6.6 s to 3.1 s between process start and the first step. The
+too took a second run from 6.5-6.7 s to 2.9-3.1 s between process start and its first step. The
 directory grows by about 1 MB per distinct config and can be deleted at any time. Anyone who can
 write to it can run code in your runs: keep it private.
 """
@@ -66,17 +66,13 @@ def use(setting: str) -> str | None:
     if jax.config.jax_compilation_cache_dir != directory:
         _jax_cache.reset_cache()  # JAX opens its cache once; reopen it at the new place
         jax.config.update("jax_compilation_cache_dir", directory)
-    chosen = MIN_COMPILE_TIME_VAR in os.environ
-    if directory and not chosen and _min_compile_time() == JAX_MIN_COMPILE_TIME:
+    jax_default = jax.config.jax_persistent_cache_min_compile_time_secs == JAX_MIN_COMPILE_TIME
+    if directory and jax_default and MIN_COMPILE_TIME_VAR not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # cache every program
     if not _listening:  # listeners cannot be removed: one per process
         jax.monitoring.register_event_listener(_count_hit)
         _listening = True
     return directory
-
-
-def _min_compile_time() -> float:
-    return jax.config.jax_persistent_cache_min_compile_time_secs
 
 
 def hits() -> int:
