@@ -43,9 +43,8 @@ def test_a_cache_hit_trains_bitwise_like_the_miss_and_a_changed_field_or_flag_co
         section, key = field.split(".")
         changed[section][key] = value
         assert "(cached)" not in _train(changed, tmp_path / field, capsys)[0], field
-    with (
-        pytest.MonkeyPatch.context() as patch
-    ):  # a flag XLA:CPU ignores, but a new key all the same
+    # a flag XLA:CPU ignores here, but a new key all the same
+    with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"] + " --xla_cpu_enable_fast_math=false")
         assert "(cached)" not in _train(config, tmp_path / "flags", capsys)[0]
     assert "(cached)" in _train(config, tmp_path / "same again", capsys)[0]
