@@ -44,6 +44,22 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "lates
     return state
 
 
+def draw(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    num: int,
+    seed: int = 0,
+    which: str = "latest",
+) -> np.ndarray:
+    """`num` images [num, H, W, C] in the data's value range, drawn from the latents of seed
+    `seed` with the run's latest (or best) checkpoint (EMA weights for GANs)."""
+    state = restore(config, workdir, which)
+    kind = models.get_family(config.model.family).kind
+    z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
+    draw_fn = sampling.gan_samples if kind == "gan" else sampling.vae_prior_samples
+    return np.asarray(jax.jit(draw_fn)(state, z))
+
+
 def sample_to_png(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -52,12 +68,7 @@ def sample_to_png(
     seed: int = 0,
     which: str = "latest",
 ) -> np.ndarray:
-    """Draws `num` images from the prior/latents of seed `seed` with the latest (or best)
-    checkpoint's state and writes them as a grid."""
-    state = restore(config, workdir, which)
-    kind = models.get_family(config.model.family).kind
-    z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
-    draw = sampling.gan_samples if kind == "gan" else sampling.vae_prior_samples
-    images = np.asarray(jax.jit(draw)(state, z))
+    """Draws `num` images (see `draw`) and writes them as a grid to `out`."""
+    images = draw(config, workdir, num, seed, which)
     log_lib.save_png(log_lib.image_grid(images, models.value_range(config)), out)
     return images
