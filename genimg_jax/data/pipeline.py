@@ -190,9 +190,8 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
 def _files_signature(directory: str) -> tuple:
     """(name, size, mtime) of every file of a prepared data set: changes when it is rewritten."""
     with os.scandir(directory) as entries:
-        return tuple(
-            sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
-        )
+        stats = {e.name: e.stat() for e in entries if e.is_file()}
+    return tuple(sorted((name, s.st_size, s.st_mtime_ns) for name, s in stats.items()))
 
 
 @functools.lru_cache(maxsize=4)
