@@ -9,7 +9,7 @@ beforehand in a temporary TFDS dir (unless $TFDS_DATA_DIR is set).
 
 This machine's speed drifts by +-15% over tens of seconds, more than the overhead measured, so
 the bare step is timed inside the trainer's run, interleaved with it. The loop is not modified:
-`pipeline.Batches.iterate` and `trainer.compiled_strategy` are wrapped, and every `--segment`
+`pipeline.Batches.iterate` and `programs.compiled_strategy` are wrapped, and every `--segment`
 steps, as the loop draws its next batch, the wrapper waits for the trainer's last step, closes
 the trainer's segment (its wall-clock time: data, dispatch, logs, and any evaluation or
 checkpoint in it), runs `--segment` steps of
@@ -42,9 +42,14 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from genimg_jax import cpu_tuning
+
+cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+
 from genimg_jax import config as config_lib
 from genimg_jax import guard as guard_lib
-from genimg_jax import parallel, steps, trainer
+from genimg_jax import parallel, programs, steps, trainer
+from genimg_jax import state as state_lib
 from genimg_jax.data import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +125,7 @@ class Interleaved:
         self._open = None
 
     def __enter__(self) -> Self:
-        self._originals = pipeline.Batches.iterate, trainer.compiled_strategy
+        self._originals = pipeline.Batches.iterate, programs.compiled_strategy
         iterate, compiled_strategy = self._originals
 
         def interleaved_iterate(batches, start, stop, *args, **kwargs):
@@ -129,7 +134,7 @@ class Interleaved:
                     self._close(step)  # the first time, none is open: compilation not counted
                 yield batch
 
-        def recording_strategy(*args) -> trainer.Strategy:
+        def recording_strategy(*args) -> programs.Strategy:
             strategy = compiled_strategy(*args)
 
             def step(*step_args):
@@ -139,11 +144,11 @@ class Interleaved:
             return strategy._replace(step=step)
 
         pipeline.Batches.iterate = interleaved_iterate
-        trainer.compiled_strategy = recording_strategy
+        programs.compiled_strategy = recording_strategy
         return self
 
     def __exit__(self, *exc) -> None:
-        pipeline.Batches.iterate, trainer.compiled_strategy = self._originals
+        pipeline.Batches.iterate, programs.compiled_strategy = self._originals
 
 
 def trainer_run(config, interleaved: Interleaved | None, progress: bool) -> None:
@@ -196,18 +201,18 @@ def main() -> None:
     key = jax.random.PRNGKey(0)
     bare = Chunks(
         jax.jit(steps.make_train_step(config), donate_argnums=0),
-        trainer.initial_state(config, mesh),
+        state_lib.initial_state(config, mesh),
         {"image": jax.device_put(images)},
         key,
         args.segment,
     )
-    strategy = trainer.make_strategy(
-        config, mesh, lambda axis: guard_lib.guarded(steps.make_train_step(config, axis))
+    strategy = programs.make_strategy(
+        config, mesh, lambda axis: programs.guarded_step(config, axis)
     )
     fresh_guard = parallel.replicate_global(guard_lib.fresh(), mesh)  # placed as step outputs
     guarded = Chunks(
         strategy.step,
-        strategy.place_state((trainer.initial_state(config, mesh), fresh_guard)),
+        strategy.place_state((state_lib.initial_state(config, mesh), fresh_guard)),
         strategy.place_batch({"image": images}),
         parallel.replicate_global(key, mesh),
         args.segment,

@@ -40,9 +40,14 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from genimg_jax import cpu_tuning
+
+cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+
 import torch_reference as ref
 
-from genimg_jax import models, parallel, steps, trainer
+from genimg_jax import family, parallel, steps
+from genimg_jax import state as state_lib
 
 
 @dataclass
@@ -95,8 +100,8 @@ class Ours:
 
     def __init__(self, config):
         mesh = parallel.make_mesh(1)
-        self.state = trainer.initial_state(config, mesh)
-        lo, hi = models.value_range(config)
+        self.state = state_lib.initial_state(config, mesh)
+        lo, hi = family.of(config).value_range
         size = config.data.image_size
         shape = (config.train.batch_size, size, size, config.data.channels)
         images = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
@@ -119,7 +124,7 @@ class Torch:
     def __init__(self, config, compile: bool):
         self.step, self.counts = ref.build_step(config, compile=compile)
         ref.check_param_counts(config, self.counts)
-        lo, hi = models.value_range(config)
+        lo, hi = family.of(config).value_range
         size, b = config.data.image_size, config.train.batch_size
         self.x = torch.rand(b, config.data.channels, size, size) * (hi - lo) + lo
         self.compile_s = float("nan")

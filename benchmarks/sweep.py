@@ -5,8 +5,8 @@ same process, plus a whole short sweep in-process vs as K separate `genimg train
     python benchmarks/sweep.py --quick    # fewer repeats, K = 8 only for the process comparison
 
 Prints, per model and K: one solo step (ms), K sequential solo steps (ms), the K-member
-vectorized step in the backend's mode ("map" on CPU, "vmap" on accelerators) and in the other
-mode, and their ratios. The last line is `vectorized_over_sequential=X`, the worst ratio of the
+vectorized step in the backend's mode ("sequential" on CPU, "vmap" on accelerators) and in the
+other modes, and their ratios (`programs.for_members`, the trainer's own code path). The last line is `vectorized_over_sequential=X`, the worst ratio of the
 default (auto) mode over models and K: at most 1.0 means vectorizing never loses.
 """
 
@@ -27,7 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from genimg_jax import config as config_lib
-from genimg_jax import guard, parallel, steps, sweep, sweep_run, trainer, vectorized
+from genimg_jax import cpu_tuning, parallel, programs, sweep, sweep_run
+from genimg_jax import state as state_lib
+
+cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 
 def load_config(name: str):
@@ -61,18 +64,17 @@ def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
 def step_times(config, k: int, repeats: int, modes: tuple[str, ...]) -> dict[str, float]:
     """ms for one solo step, K solo steps in sequence, and the K-member step in each mode."""
     mesh = parallel.make_mesh(1)
-    members = []
+    states = []
     for i in range(k):
         c = sweep.apply(config, {"seed": i, "train.lr": 1e-3 * (1 + i % 3)})
-        members.append((trainer.initial_state(c, mesh), guard.fresh()))
+        states.append(state_lib.initial_state(c, mesh))
     b = config.train.batch_size
     shape = (b, config.data.image_size, config.data.image_size, config.data.channels)
     rng = np.random.default_rng(0)
     batches = [{"image": rng.uniform(0, 1, shape).astype(np.float32)} for _ in range(k)]
     keys = [jax.random.PRNGKey(i) for i in range(k)]
-    stacked = vectorized.stack(members)  # copied before any step donates the members
-    solo = jax.jit(guard.guarded(steps.make_train_step(config)), donate_argnums=0)
-    carries = list(members)
+    solo = jax.jit(programs.guarded_step(config), donate_argnums=0)
+    carries = programs.SoloSteps(config, mesh).place([jax.tree.map(jnp.copy, s) for s in states])
 
     def one():
         carries[0], m = solo(carries[0], batches[0], keys[0])
@@ -84,17 +86,13 @@ def step_times(config, k: int, repeats: int, modes: tuple[str, ...]) -> dict[str
         jax.block_until_ready(m)
 
     fns = {"solo": one, "sequential": sequential}
-    for mode in modes:
-        step = vectorized.compiled_step(config, mode)
-        if mode == "sequential":  # lists, as the driver keeps them
-            holder = [[vectorized.unstack(stacked, i) for i in range(k)]]
-            args = (batches, keys)
-        else:
-            holder = [jax.tree.map(jnp.copy, stacked)]
-            args = (vectorized.stack(batches), vectorized.stack(keys))
+    for mode in modes:  # the trainer's own programs (programs.for_members)
+        program = programs.for_members(config, mesh, k, mode)
+        holder = [program.place([jax.tree.map(jnp.copy, s) for s in states])]
+        args = (program.place_batch(batches), program.place_keys(keys))
 
-        def run(step=step, holder=holder, args=args):
-            holder[0], m = step(holder[0], *args)
+        def run(program=program, holder=holder, args=args):
+            holder[0], m = program.step(holder[0], *args)
             jax.block_until_ready(m)
 
         fns[f"vectorized_{mode}"] = run
@@ -155,7 +153,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    auto = vectorized.resolve_mode("auto")
+    auto = programs.resolve_mode("auto")
     print(f"backend={jax.default_backend()} devices={jax.device_count()} auto_mode={auto}")
     modes = ("sequential", "vmap", "unroll") + (() if args.quick else ("map",))
     names = [f"vectorized_{m}" for m in modes]

@@ -8,7 +8,7 @@ from genimg_jax.config import base_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):
-    c = base_config("vae")
+    c = base_config("conv_vae")
     c.data.name = "shapes"
     c.data.image_size = 64
     c.model.latent_dim = 10

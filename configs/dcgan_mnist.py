@@ -8,7 +8,7 @@ from genimg_jax.config import base_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):
-    c = base_config("gan")
+    c = base_config("dcgan")
     c.data.name = "bundled_mnist"
     c.data.image_size = 28
     c.model.latent_dim = 64

@@ -14,7 +14,7 @@ from genimg_jax.config import base_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):
-    c = base_config("gan")
+    c = base_config("dcgan")
     c.model.family = "resnet_gan"
     c.model.latent_dim = 128
     c.model.g_width = 256  # SN-GAN's CIFAR G: 256 channels throughout

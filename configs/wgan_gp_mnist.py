@@ -9,7 +9,7 @@ from genimg_jax.config import base_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):
-    c = base_config("gan")
+    c = base_config("dcgan")
     c.model.family = "dcgan"
     c.data.name = "bundled_mnist"
     c.data.image_size = 28

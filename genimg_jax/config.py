@@ -12,18 +12,20 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax import losses, models, parallel
+from genimg_jax import family as family_lib
+from genimg_jax import parallel
 from genimg_jax.errors import ConfigError
-from genimg_jax.evaluate import best
-from genimg_jax.evaluate.feature_nets import FEATURE_NETS
 from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
-from genimg_jax.state import OPTIMIZERS
+
+OPTIMIZERS = ("adam", "adamw")
 
 SCHEDULES = ("constant", "cosine")
 
 
-def base_config(kind: str) -> ml_collections.ConfigDict:
-    """Fields every config shares; `kind` ("gan" | "vae") adds that kind's fields."""
+def base_config(family: str, family_module: str = "") -> ml_collections.ConfigDict:
+    """Fields every config shares, and those of the model family registered as `family` (e.g.
+    "dcgan", "conv_vae"; a family of your own code: `family_module` names the module that
+    registers it, see genimg_jax.family)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.deterministic = True  # XLA's deterministic-ops flag on GPU (CPU always is)
@@ -32,7 +34,8 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.compile_cache_dir = "auto"
 
     c.model = ml_collections.ConfigDict()
-    c.model.family = "dcgan" if kind == "gan" else "conv_vae"
+    c.model.family = family
+    c.model.family_module = family_module  # the module registering a family defined outside
     c.model.latent_dim = 64
 
     c.data = ml_collections.ConfigDict()
@@ -74,30 +77,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     c.eval.scores = True  # score the model at each evaluation (below); False: grids only
     c.eval.examples = 1000  # test images scored (VAE), or samples vs test images (GAN)
 
-    if kind == "gan":
-        c.model.g_width = 64
-        c.model.d_width = 64
-        c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
-        c.train.loss = "non_saturating"
-        c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
-        c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
-        c.train.g_lr = 2e-4
-        c.train.d_lr = 2e-4
-        c.train.b1 = 0.5
-        c.train.d_steps = 1  # D updates per G update
-        c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
-        c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
-        c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
-        c.eval.classifier_steps = 600  # training steps of the domain classifier
-        c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
-    else:
-        c.model.width = 32
-        c.model.hidden = 256
-        c.model.beta = 1.0
-        c.train.reconstruction = "bernoulli"
-        c.train.lr = 1e-3
-        c.eval.iwae_k = 100  # importance samples of the IWAE bound
-        c.eval.best_metric = "neg_elbo"  # keep the best checkpoint by this score; "" = don't
+    try:
+        family_lib.get(family, family_module).add_defaults(c)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return c
 
 
@@ -147,10 +130,19 @@ def load_saved(path: str) -> ml_collections.ConfigDict:
     existed resumes with that field's default."""
     with open(path) as f:
         saved = json.load(f)
-    kind = models.get_family(saved.get("model", {}).get("family", "")).kind
-    config = base_config(kind)
+    model = saved.get("model", {})
+    config = base_config(model.get("family", ""), model.get("family_module", ""))
     _merge(config, saved)
     return config
+
+
+def saved_config_hint(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """For a checkpoint that does not fit: which fields differ from the run's saved config."""
+    saved = os.path.join(workdir, "config.json")
+    if not os.path.exists(saved):
+        return ""
+    changed = differences(load_saved(saved), config)
+    return f" (fields that differ from {saved}: {'; '.join(changed)})" if changed else ""
 
 
 def differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
@@ -186,94 +178,68 @@ def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
 # Validation: a table of (field, check, what is allowed).
 
 
-def _one_of(allowed: Iterable[Any]) -> tuple[Callable[[Any], bool], str]:
+def one_of(allowed: Iterable[Any]) -> tuple[Callable[[Any], bool], str]:
     allowed = sorted(allowed)
     return (lambda v: v in allowed), f"one of {allowed}"
 
 
-def _positive() -> tuple[Callable[[Any], bool], str]:
+def positive() -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v > 0 and math.isfinite(v)), "a finite number > 0"
 
 
-def _at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
+def at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= lo and math.isfinite(v)), f"a finite number >= {lo}"
 
 
-def _count() -> tuple[Callable[[Any], bool], str]:
+def count() -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), "an integer >= 0"
 
 
-def _in_unit(closed_top: bool = False) -> tuple[Callable[[Any], bool], str]:
+def in_unit(closed_top: bool = False) -> tuple[Callable[[Any], bool], str]:
     if closed_top:
         return (lambda v: 0 <= v <= 1), "a number in [0, 1]"
     return (lambda v: 0 <= v < 1), "a number in [0, 1)"
 
 
-def _rules(
-    kind: str, config: ml_collections.ConfigDict
-) -> dict[str, tuple[Callable[[Any], bool], str]]:
-    rules = {
+def _rules(config: ml_collections.ConfigDict) -> family_lib.Rules:
+    family = family_lib.of(config)
+    return {
         "seed": ((lambda v: v >= 0), "an integer >= 0"),
-        "model.latent_dim": _positive(),
+        "model.latent_dim": positive(),
         "data.name": ((lambda v: bool(v)), "a TFDS data set name, e.g. 'bundled_mnist'"),
-        "data.image_size": _one_of(SUPPORTED_IMAGE_SIZES),
-        "data.channels": _one_of((1, 3)),
-        "data.binarize": _one_of((False, True)),
-        "train.steps": _positive(),
-        "train.batch_size": _positive(),
-        "train.log_every": _positive(),
-        "train.checkpoint_every": _positive(),
-        "train.keep_checkpoints": _positive(),
-        "train.optimizer": _one_of(OPTIMIZERS),
-        "train.b1": _in_unit(),
-        "train.b2": _in_unit(),
-        "train.weight_decay": _at_least(0),
-        "train.schedule": _one_of(SCHEDULES),
-        "train.warmup_steps": _at_least(0),
-        "train.grad_clip_norm": _at_least(0),
-        "train.compute_dtype": _one_of(COMPUTE_DTYPES),
-        "parallel.strategy": _one_of(parallel.STRATEGIES),
-        "parallel.num_devices": _at_least(0),
-        "parallel.multihost": _one_of(parallel.MULTIHOST),
-        "parallel.num_processes": _at_least(0),
-        "parallel.process_id": _at_least(-1),
-        "deterministic": _one_of((False, True)),
+        "data.image_size": one_of(SUPPORTED_IMAGE_SIZES),
+        "data.channels": one_of((1, 3)),
+        "data.binarize": one_of((False, True)),
+        "train.steps": positive(),
+        "train.batch_size": positive(),
+        "train.log_every": positive(),
+        "train.checkpoint_every": positive(),
+        "train.keep_checkpoints": positive(),
+        "train.optimizer": one_of(OPTIMIZERS),
+        "train.b1": in_unit(),
+        "train.b2": in_unit(),
+        "train.weight_decay": at_least(0),
+        "train.schedule": one_of(SCHEDULES),
+        "train.warmup_steps": at_least(0),
+        "train.grad_clip_norm": at_least(0),
+        "train.compute_dtype": one_of(COMPUTE_DTYPES),
+        "parallel.strategy": one_of(parallel.STRATEGIES),
+        "parallel.num_devices": at_least(0),
+        "parallel.multihost": one_of(parallel.MULTIHOST),
+        "parallel.num_processes": at_least(0),
+        "parallel.process_id": at_least(-1),
+        "deterministic": one_of((False, True)),
         "compile_cache_dir": (
             (lambda v: isinstance(v, str)),
             "a directory, 'auto' (the default place) or '' (no cache)",
         ),
-        "train.skip_nonfinite": _one_of((False, True)),
-        "eval.every": _positive(),
-        "eval.num_samples": _positive(),
-        "eval.scores": _one_of((False, True)),
-        "eval.examples": _at_least(2),
-        "eval.best_metric": _one_of(("", *best.score_modes(kind, config.data))),
-    }
-    if kind == "gan":
-        rules |= {
-            "model.g_width": _positive(),
-            "model.d_width": _positive(),
-            "model.num_classes": _count(),
-            "train.loss": _one_of(losses.GAN_LOSSES),
-            "train.r1_gamma": _at_least(0),
-            "train.gp_weight": _at_least(0),
-            "train.g_lr": _positive(),
-            "train.d_lr": _positive(),
-            "train.d_steps": _positive(),
-            "train.ema_decay": _in_unit(),
-            "eval.feature_net": _one_of(FEATURE_NETS),
-            "eval.classifier_steps": _positive(),
-        }
-    else:
-        rules |= {
-            "model.width": _positive(),
-            "model.hidden": _positive(),
-            "model.beta": _at_least(0),
-            "train.reconstruction": _one_of(losses.RECONSTRUCTION_LOSSES),
-            "train.lr": _positive(),
-            "eval.iwae_k": _positive(),
-        }
-    return rules
+        "train.skip_nonfinite": one_of((False, True)),
+        "eval.every": positive(),
+        "eval.num_samples": positive(),
+        "eval.scores": one_of((False, True)),
+        "eval.examples": at_least(2),
+        "eval.best_metric": one_of(("", *family.score_modes(config.data))),
+    } | family.rules(config)
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:
@@ -288,10 +254,10 @@ def _get(config: ml_collections.ConfigDict, field: str) -> Any:
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks every field; raises ConfigError naming the first bad field, its value and the fix."""
     try:
-        kind = models.get_family(_get(config, "model.family")).kind
-    except ValueError as e:
+        rules = _rules(config)
+    except ValueError as e:  # an unknown family
         raise ConfigError(str(e)) from None
-    for field, (ok, allowed) in _rules(kind, config).items():
+    for field, (ok, allowed) in rules.items():
         value = _get(config, field)
         try:
             good = ok(value)
@@ -299,13 +265,4 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             good = False
         if not good:
             raise ConfigError(f"config field {field}={value!r} is invalid: use {allowed}")
-    ev = config.eval
-    inception = kind == "gan" and ev.scores and ev.feature_net == "inception"
-    if inception and not os.path.isfile(os.path.expanduser(ev.inception_weights)):
-        raise ConfigError(
-            f"config field eval.inception_weights={ev.inception_weights!r} is not a file; "
-            f"eval.feature_net='inception' reads its weights from a local .npz that "
-            f"docs/inception_weights.md says how to make (nothing is downloaded), or use "
-            f"eval.feature_net='classifier'"
-        )
     return config

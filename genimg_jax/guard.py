@@ -5,8 +5,6 @@ checking every step on the host."""
 import jax
 import jax.numpy as jnp
 
-from genimg_jax.state import networks
-
 MAX_WATCHED = 31  # watched quantities are bits of one int32
 
 
@@ -15,20 +13,25 @@ def fresh() -> dict[str, jax.Array]:
     return {"step": jnp.int32(-1), "mask": jnp.int32(0)}
 
 
-def watched_names(state, metric_names: list[str], watch_metrics: bool) -> list[str]:
-    """Names of the quantities the guard's mask bits stand for, in bit order."""
-    weights = [f"weights of the {name}" for name in networks(state)]
-    return (list(metric_names) if watch_metrics else []) + weights
+def watched_names(network_names, metric_names: list[str], watch_metrics: bool) -> list[str]:
+    """Names of the quantities the guard's mask bits stand for, in bit order (`network_names`:
+    the family's names of the state's networks)."""
+    weights = [f"weights of the {name}" for name in network_names]
+    return (sorted(metric_names) if watch_metrics else []) + weights
 
 
-def guarded(step_fn, watch_metrics: bool = True):
+def guarded(step_fn, networks, watch_metrics: bool = True):
     """(state, batch, key) -> (state, metrics) becomes ((state, guard), batch, key) ->
-    ((state, guard), metrics); `watch_metrics=False` (skip_nonfinite) watches weights only."""
+    ((state, guard), metrics); `networks(state)`: {name: TrainState} (the family's);
+    `watch_metrics=False` (skip_nonfinite) watches weights only."""
 
     def step(carry, batch, key):
         state, guard = carry
         new_state, metrics = step_fn(state, batch, key)
-        flags = [~jnp.all(jnp.isfinite(v)) for v in metrics.values()] if watch_metrics else []
+        # metrics by sorted name: the order the host reads them back in (jax sorts dict keys)
+        flags = (
+            [~jnp.all(jnp.isfinite(metrics[k])) for k in sorted(metrics)] if watch_metrics else []
+        )
         flags += [
             ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(net.params)]))
             for net in networks(new_state).values()

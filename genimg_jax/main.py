@@ -18,6 +18,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from genimg_jax import cpu_tuning
 from genimg_jax.errors import GenimgError
 
 USAGE = __doc__
@@ -67,7 +68,7 @@ flags.DEFINE_bool("vectorize", False, "sweep: train the members as one program."
 flags.DEFINE_string(
     "vectorize_mode",
     "auto",
-    "sweep: auto (vmap on GPU/TPU, map on CPU) | vmap | map.",
+    "sweep: auto (vmap on GPU/TPU, sequential on CPU) | sequential | vmap | map | unroll.",
     flag_values=FLAGS,
 )
 
@@ -156,7 +157,7 @@ def cmd_eval() -> None:
     """Scores a run's latest (or best) checkpoint and writes eval_<step>.json."""
     import json
 
-    from genimg_jax.evaluate import run as evaluate
+    from genimg_jax import eval_workdir
 
     workdir = _require("workdir")
     config = load_config(workdir)
@@ -165,20 +166,18 @@ def cmd_eval() -> None:
             config.eval.examples = FLAGS.examples
         if FLAGS.iwae_k is not None and "iwae_k" in config.eval:
             config.eval.iwae_k = FLAGS.iwae_k
-    scores = evaluate.evaluate_workdir(config, workdir, FLAGS.checkpoint)
+    scores = eval_workdir.evaluate_workdir(config, workdir, FLAGS.checkpoint)
     print(json.dumps(scores, indent=2))
 
 
 def cmd_train_classifier() -> None:
     """Trains (and caches) the domain classifier that GAN scores use as features."""
-    from genimg_jax import compile_cache
-    from genimg_jax import config as config_lib
+    from genimg_jax import trainer
     from genimg_jax.evaluate import feature_nets
 
     if _CONFIG.value is None:
         raise UsageError("--config is required")
-    config = config_lib.validate(_CONFIG.value)
-    compile_cache.use(config.compile_cache_dir)
+    config = trainer.start_up(_CONFIG.value)
     _, accuracy, path = feature_nets.train_domain_classifier(config)
     print(
         f"domain classifier for {config.data.name}: test accuracy {accuracy:.4f}, saved to {path}"
@@ -277,7 +276,9 @@ def _fail(message: str, exit_code: int = 2) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the CPU settings (cpu_tuning.py) when the run will be on
+    CPU, before anything starts JAX; then the command."""
+    cpu_tuning.tune_if_cpu()
     sys.exit(main(sys.argv))
 
 

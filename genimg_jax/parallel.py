@@ -89,12 +89,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """Raises ParallelError unless the global batch splits evenly over the mesh's devices."""
-    if batch_size % mesh.size:
+def check_batch_size(batch_size: int, devices: int) -> None:
+    """Raises ParallelError unless the global batch splits evenly over `devices` devices."""
+    if batch_size % devices:
         raise ParallelError(
-            f"train.batch_size={batch_size} is not divisible by the {mesh.size} devices; "
-            f"use a multiple of {mesh.size}"
+            f"train.batch_size={batch_size} is not divisible by the {devices} devices; "
+            f"use a multiple of {devices}"
         )
 
 

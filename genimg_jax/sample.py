@@ -7,9 +7,10 @@ import ml_collections
 import numpy as np
 
 from genimg_jax import checkpoint as checkpoint_lib
-from genimg_jax import compile_cache, models, parallel, sampling, trainer
 from genimg_jax import config as config_lib
+from genimg_jax import family, parallel, sampling, trainer
 from genimg_jax import logging as log_lib
+from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import CheckpointError
 
@@ -17,8 +18,7 @@ from genimg_jax.errors import CheckpointError
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
     """The run's latest checkpointed state, or with which="best" the best-scored one
     (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set)."""
-    config_lib.validate(config)
-    compile_cache.use(config.compile_cache_dir)
+    trainer.start_up(config)
     if which not in ("latest", "best"):
         raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
     folder = checkpoint_lib.LATEST if which == "latest" else checkpoint_lib.BEST
@@ -34,8 +34,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "lates
         )
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, folder)
     try:
-        template = trainer.initial_state(config, parallel.make_mesh())
-        hint = trainer.config_hint(config, workdir)
+        template = state_lib.initial_state(config, parallel.make_mesh())
+        hint = config_lib.saved_config_hint(config, workdir)
         state, step = checkpoints.restore_latest_good(template, hint)  # BEST holds one save
         if step == 0:
             raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
@@ -54,10 +54,8 @@ def draw(
     """`num` images [num, H, W, C] in the data's value range, drawn from the latents of seed
     `seed` with the run's latest (or best) checkpoint (EMA weights for GANs)."""
     state = restore(config, workdir, which)
-    kind = models.get_family(config.model.family).kind
     z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
-    draw_fn = sampling.gan_samples if kind == "gan" else sampling.vae_prior_samples
-    return np.asarray(jax.jit(draw_fn)(state, z))
+    return np.asarray(jax.jit(family.of(config).samples)(state, z))
 
 
 def sample_to_png(
@@ -70,5 +68,5 @@ def sample_to_png(
 ) -> np.ndarray:
     """Draws `num` images (see `draw`) and writes them as a grid to `out`."""
     images = draw(config, workdir, num, seed, which)
-    log_lib.save_png(log_lib.image_grid(images, models.value_range(config)), out)
+    log_lib.save_png(log_lib.image_grid(images, family.of(config).value_range), out)
     return images

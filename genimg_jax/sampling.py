@@ -29,13 +29,3 @@ def vae_reconstructions(state: TrainState, x: jax.Array) -> jax.Array:
 def latents(key: jax.Array, num: int, latent_dim: int) -> jax.Array:
     """Fixed z ~ N(0, I) for sample grids: [num, latent_dim]."""
     return jax.random.normal(key, (num, latent_dim))
-
-
-def sample_grids(state, kind: str, z: jax.Array, x: jax.Array | None) -> dict[str, jax.Array]:
-    """The images a run shows at evaluation: {name: [N, H, W, C]}."""
-    if kind == "gan":
-        return {"samples": gan_samples(state, z)}
-    grids = {"prior_samples": vae_prior_samples(state, z)}
-    if x is not None:
-        grids["reconstructions"] = vae_reconstructions(state, x)
-    return grids

@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
-from genimg_jax import models
+from genimg_jax import config as config_lib
+from genimg_jax import family, parallel
 
 PyTree = Any
 
@@ -44,13 +46,6 @@ class GANState:
         return self.g.step
 
 
-def networks(state: "GANState | TrainState") -> dict[str, TrainState]:
-    """The state of each network by the name a message should use."""
-    if isinstance(state, GANState):
-        return {"generator (G)": state.g, "discriminator (D)": state.d}
-    return {"VAE": state}
-
-
 def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None:
     """lr(t) / lr for `train.schedule` ("constant" or "cosine") after a linear warm-up of
     `train.warmup_steps`; None when it is 1 throughout."""
@@ -66,7 +61,7 @@ def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None
     return optax.join_schedules([warmup, decay], [train.warmup_steps])
 
 
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
+OPTIMIZERS = {name: getattr(optax, name) for name in config_lib.OPTIMIZERS}
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -93,15 +88,9 @@ def with_learning_rate(state: TrainState, lr: float | jax.Array) -> TrainState:
 
 
 def apply_hparams(state, config: ml_collections.ConfigDict):
-    """The config's learning rates and β written into a (restored) state: the config is the
-    truth when a run resumes with overrides."""
-    if isinstance(state, GANState):
-        return state.replace(
-            g=with_learning_rate(state.g, config.train.g_lr),
-            d=with_learning_rate(state.d, config.train.d_lr),
-        )
-    state = with_learning_rate(state, config.train.lr)
-    return state.replace(hparams={**state.hparams, "beta": jnp.float32(config.model.beta)})
+    """The config's hyperparameters (learning rates, β) written into a (restored) state: the
+    config is the truth when a run resumes with overrides."""
+    return family.of(config).apply_hparams(state, config)
 
 
 def skipped_updates(state: TrainState) -> jax.Array | None:
@@ -115,13 +104,13 @@ def _static_parts(key: str) -> tuple[Any, optax.GradientTransformation]:
     runs that differ only in seed, learning rates or β share these objects, hence the treedef
     of their states, hence one compiled step."""
     config = ml_collections.ConfigDict(json.loads(key))
-    return models.get_family(config.model.family).build(config), make_optimizer(config.train)
+    return family.of(config).build(config), make_optimizer(config.train)
 
 
 def static_key(config: ml_collections.ConfigDict) -> str:
     """`config` as JSON without its hyperparameters: equal for runs that can share programs."""
     values = json.loads(config.to_json_best_effort())
-    for field in HYPERPARAMETERS:
+    for field in hyperparameters(config):
         section, _, key = field.rpartition(".")
         (values[section] if section else values).pop(key, None)
     return json.dumps(values, sort_keys=True)
@@ -132,10 +121,17 @@ def static_parts(config: ml_collections.ConfigDict) -> tuple[Any, optax.Gradient
     return _static_parts(static_key(config))
 
 
-HYPERPARAMETERS = ("seed", "model.beta", "train.lr", "train.g_lr", "train.d_lr")
+def hyperparameters(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The fields runs may differ in and still share one compiled step: the seed and the
+    family's traced hyperparameters."""
+    return ("seed", *family.of(config).hyperparameters)
 
 
-def _create(module, tx, lr: float, rng, *inputs, ema: bool = False, **hparams) -> TrainState:
+def create_train_state(
+    module, tx, lr: float, rng, *inputs, ema: bool = False, **hparams
+) -> TrainState:
+    """A fresh TrainState of `module` initialised on `inputs`, learning rate `lr` (traced), an
+    EMA copy of the weights when `ema`, and `hparams` as traced float32 values."""
     variables = module.init(rng, *inputs)
     params = variables["params"]
     state = TrainState.create(
@@ -154,27 +150,19 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     return (config.data.image_size, config.data.image_size, config.data.channels)
 
 
-def create_gan_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
-    """Fresh G (with EMA) and D states for a GAN family."""
-    (g, d), tx = static_parts(config)
-    g_rng, d_rng = jax.random.split(rng)
-    z = jnp.zeros((1, config.model.latent_dim))
-    x = jnp.zeros((1, *image_shape(config)))
-    return GANState(
-        g=_create(g, tx, config.train.g_lr, g_rng, z, ema=config.train.ema_decay > 0),
-        d=_create(d, tx, config.train.d_lr, d_rng, x),
-    )
-
-
-def create_vae_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
-    """A fresh VAE state; β lives in `hparams` as a traced value."""
-    vae, tx = static_parts(config)
-    x = jnp.zeros((1, *image_shape(config)))
-    eps = jnp.zeros((1, config.model.latent_dim))
-    return _create(vae, tx, config.train.lr, rng, x, eps, beta=config.model.beta)
-
-
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> GANState | TrainState:
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
     """The initial state of the family named in `config.model.family`."""
-    kind = models.get_family(config.model.family).kind
-    return create_gan_state(config, rng) if kind == "gan" else create_vae_state(config, rng)
+    return family.of(config).create_state(config, rng)
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+    """Independent keys (raw uint32 [2], easy to move between hosts) for initialisation,
+    training steps and sample grids."""
+    init, train, sample = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return {"init": init, "train": train, "sample": sample}
+
+
+def initial_state(config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
+    """The freshly initialised state as global arrays replicated over the mesh: the layout that
+    checkpoints are written and restored in, whatever the strategy or device count."""
+    return parallel.replicate_global(create_state(config, run_keys(config.seed)["init"]), mesh)

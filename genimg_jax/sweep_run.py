@@ -13,7 +13,9 @@ import subprocess
 import sys
 from concurrent import futures
 
-from genimg_jax import sweep
+import ml_collections
+
+from genimg_jax import cpu_tuning, sweep, trainer
 from genimg_jax.errors import ConfigError
 
 LAUNCHERS = ("inprocess", "local", "submitit")
@@ -45,13 +47,29 @@ def pending(config_path: str, workdir: str, member: int | None = None) -> list[s
 
 def train_member(config_path: str, workdir: str, index: int) -> str:
     """Trains member `index` of the sweep in its folder (in this process); returns the folder."""
-    from genimg_jax import trainer
-
     base, found = sweep.load(config_path)
     member = found[index]
     folder = sweep.member_dir(workdir, member)
     trainer.train_and_evaluate(sweep.apply(base, member.overrides), folder)
     return folder
+
+
+def _train_member_in_job(config_path: str, workdir: str, index: int) -> str:
+    """`train_member` in a fresh job process, with the CPU settings `genimg train` applies."""
+    cpu_tuning.tune_if_cpu()
+    return train_member(config_path, workdir, index)
+
+
+def train_vectorized(
+    base: ml_collections.ConfigDict, workdir: str, members: list[sweep.Member], mode: str = "auto"
+) -> None:
+    """Trains `members` of a sweep as one program (`programs.for_members` in `mode`), each into
+    its folder under `workdir`."""
+    trainer.train(
+        [sweep.apply(base, m.overrides) for m in members],
+        [sweep.member_dir(workdir, m) for m in members],
+        mode,
+    )
 
 
 def _train_in_subprocess(config_path: str, workdir: str, member: sweep.Member) -> None:
@@ -94,7 +112,7 @@ def run(
 ) -> list[sweep.Member]:
     """Runs the sweep of `config_path` (`path.py[:arg]` with `get_sweep`) into `workdir`;
     returns the members that were run. `vectorize`: the pending members train as one program
-    (see `genimg_jax.vectorized`)."""
+    (see `genimg_jax.programs`)."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher={launcher!r}; use one of {list(LAUNCHERS)}")
     path, arg = sweep.split_config_arg(config_path)
@@ -106,9 +124,7 @@ def run(
     if vectorize:
         if launcher != "inprocess":
             raise ConfigError("--vectorize trains the members in this process; drop --launcher")
-        from genimg_jax import vectorized
-
-        vectorized.train_members(sweep.load(config_path)[0], workdir, todo, vectorize_mode)
+        train_vectorized(sweep.load(config_path)[0], workdir, todo, vectorize_mode)
     elif launcher == "inprocess":
         for m in todo:
             train_member(config_path, workdir, m.index)
@@ -127,7 +143,10 @@ def _submitit(config_path: str, workdir: str, todo: list[sweep.Member], workers:
     executor = submitit.AutoExecutor(folder=os.path.join(workdir, "submitit", "%j"))
     executor.update_parameters(timeout_min=24 * 60, slurm_array_parallelism=workers or 64)
     jobs = executor.map_array(
-        train_member, [config_path] * len(todo), [workdir] * len(todo), [m.index for m in todo]
+        _train_member_in_job,
+        [config_path] * len(todo),
+        [workdir] * len(todo),
+        [m.index for m in todo],
     )
     for job in jobs:
         job.result()  # re-raises a member's failure with its traceback

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import compile_cache, trainer
+from genimg_jax import compile_cache, programs, trainer
 
 COMPILED = "compiled the training step in"
 
@@ -19,7 +19,7 @@ def _train(config, workdir, capsys):
     """Trains `config` for two steps in-process with its training step built anew (as in a new
     process, only the persistent cache can supply the executable); returns the trainer's line
     about compiling the step and the final state."""
-    trainer._STRATEGIES.clear()
+    programs._STRATEGIES.clear()
     config.train.steps = 2
     state = jax.device_get(trainer.train_and_evaluate(config, str(workdir)))
     (line,) = [x for x in capsys.readouterr().out.splitlines() if COMPILED in x]

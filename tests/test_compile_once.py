@@ -24,12 +24,12 @@ import pytest
 from conftest import load_config
 
 from genimg_jax import guard as guard_lib
-from genimg_jax import trainer
+from genimg_jax import programs, trainer
 from genimg_jax.data import pipeline
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 # The loop jits `guard.guarded(step)`: the name JAX logs for the training step.
-STEP_NAME = guard_lib.guarded(lambda state, batch, key: (state, {})).__name__
+STEP_NAME = guard_lib.guarded(lambda state, batch, key: (state, {}), dict).__name__
 COMPILING = re.compile(r"Compiling jit\((?P<name>[^)]*)\)")
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -101,14 +101,14 @@ def _run(name: str, workdir: str, steps: int) -> Run:
     step_metrics: list = []
     reads_after: set[int] = set()
     iterate = pipeline.Batches.iterate
-    compiled_strategy = trainer.compiled_strategy
+    compiled_strategy = programs.compiled_strategy
 
     def counting_iterate(self, *args, **kwargs):
         for batch in iterate(self, *args, **kwargs):
             before_step.append(counter.snapshot())
             yield batch
 
-    def recording_strategy(*args) -> trainer.Strategy:
+    def recording_strategy(*args) -> programs.Strategy:
         strategy = compiled_strategy(*args)
 
         def step(*step_args):
@@ -125,7 +125,7 @@ def _run(name: str, workdir: str, steps: int) -> Run:
     jax.clear_caches()
     with pytest.MonkeyPatch.context() as patch, CompileCounter() as counter:
         patch.setattr(pipeline.Batches, "iterate", counting_iterate)
-        patch.setattr(trainer, "compiled_strategy", recording_strategy)
+        patch.setattr(programs, "compiled_strategy", recording_strategy)
         trainer.train_and_evaluate(config, workdir)
     assert len(before_step) == 12, "the loop no longer draws its batches with Batches.iterate"
     with open(os.path.join(workdir, "metrics.jsonl")) as f:

@@ -35,7 +35,7 @@ def test_fixed_labels_cycle_through_the_classes_in_order():
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def conditional(request):
     config = _conditional(FAMILIES[request.param])
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     return request.param, config, s
 
 
@@ -51,7 +51,7 @@ def test_conditional_d_output_changes_with_the_label(conditional):
 
 def test_unconditional_models_have_no_class_parameters():
     for name in FAMILIES.values():
-        s = state.create_gan_state(load_config(name), jax.random.key(0))
+        s = state.create_state(load_config(name), jax.random.key(0))
         paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]
         assert not [p for p in paths if "Embed" in p], name
 
@@ -137,7 +137,7 @@ def test_conditional_d_step_under_pmap_equals_jit():
     n, b = 4, 8
     if len(jax.local_devices()) < n:
         pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     batch = {
         "image": jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1),
         "label": jnp.arange(b, dtype=jnp.int32) % 10,
@@ -152,7 +152,7 @@ def test_conditional_d_step_under_pmap_equals_jit():
     rng = jax.random.key(5)
     single, m1 = jax.jit(step)(s, batch, rng)
     config.parallel.strategy = "pmap"  # G's BatchNorm takes statistics over all devices
-    s_pmap = state.create_gan_state(config, jax.random.key(0))
+    s_pmap = state.create_state(config, jax.random.key(0))
     stacked = jax.tree.map(lambda x: jnp.stack([x] * n), s_pmap)
     shards = jax.tree.map(lambda x: x.reshape(n, b // n, *x.shape[1:]), batch)
     multi, m2 = jax.pmap(

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax import main, trainer
+from genimg_jax import eval_workdir as evaluate
+from genimg_jax import family, main, trainer
 from genimg_jax.config import validate
 from genimg_jax.errors import ConfigError
-from genimg_jax.evaluate import feature_nets, reference, scoring
-from genimg_jax.evaluate import run as evaluate
+from genimg_jax.evaluate import feature_nets, reference
 
 
 def scored_config(name: str, **eval_fields):
@@ -246,4 +246,4 @@ def test_mig_is_a_valid_best_metric_on_64px_shapes():
     config.data.image_size = 64
     config.eval.best_metric = "mig"
     validate(config)
-    assert scoring.best.score_modes("vae", config.data)["mig"] == "max"
+    assert family.of(config).score_modes(config.data)["mig"] == "max"

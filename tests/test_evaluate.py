@@ -17,7 +17,7 @@ from genimg_jax import evaluate
 from genimg_jax.data import pipeline
 from genimg_jax.data.builders import shapes
 from genimg_jax.evaluate import disentanglement, likelihood
-from genimg_jax.state import create_vae_state
+from genimg_jax.state import create_state
 
 
 def _correlated(rng: np.random.Generator, n: int, d: int, shift: float = 0.0) -> np.ndarray:
@@ -182,7 +182,7 @@ def test_class_coverage_counts_hit_classes_and_kl_to_uniform():
 def vae_and_images(data_dir):
     """A random-parameter quick VAE whose decoder is made 10x more sensitive to z (so that the
     posterior differs from q and the IWAE bound has room to tighten), and 8 test digits."""
-    state = create_vae_state(load_config("vae_mnist"), jax.random.key(0))
+    state = create_state(load_config("vae_mnist"), jax.random.key(0))
     params = jax.tree_util.tree_map_with_path(
         lambda path, v: (
             v * 10.0 if jax.tree_util.keystr(path).startswith("['decoder']['Dense_0']") else v

@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, load_config
 
 from genimg_jax import parallel, trainer
+from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
 from genimg_jax.errors import CheckpointError, DivergenceError, WorkdirError
@@ -88,7 +89,7 @@ def _assert_bitwise_equal(a, b):
 
 
 def _restore(workdir, config, step=None):
-    template = trainer.initial_state(config, parallel.make_mesh(1))
+    template = state_lib.initial_state(config, parallel.make_mesh(1))
     return Checkpoints(str(workdir), 3).restore(template, step)
 
 

@@ -166,7 +166,7 @@ def test_interpolation_weights_under_pmap_are_the_global_draw_sliced():
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
 

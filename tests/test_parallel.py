@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax import parallel, trainer
+from genimg_jax import parallel, sweep, sweep_run, trainer
+from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.evaluate import scoring
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
+BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds
 
 
 def _config(name: str, strategy: str = "jit", num_devices: int = 0, steps: int = 20):
@@ -71,6 +73,47 @@ def test_checkpoint_moves_between_device_counts(one_device_run, tmp_path):
         state = trainer.train_and_evaluate(_config(name, num_devices=second), workdir)
         assert int(state.step) == 20
         _assert_close(state, reference)
+
+
+@pytest.fixture(scope="module")
+def solo_one_device_members(tmp_path_factory):
+    """The quick β-VAE sweep's four members, each trained alone on one device."""
+    base, members = sweep.load(BETA_QUICK)
+    states = {}
+    for m in members:
+        config = sweep.apply(base, m.overrides)
+        config.parallel.num_devices = 1
+        states[m.name] = trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp(m.name)))
+    return states
+
+
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_four_vectorized_members_on_eight_devices_end_like_their_solo_one_device_runs(
+    mode, solo_one_device_members, tmp_path, capsys
+):
+    """sequential: each member data parallel over the 8 devices in turn; vmap: one program on a
+    4 x 2 mesh (members x data). Stopped at step 6 and resumed, member by member."""
+    base, members = sweep.load(BETA_QUICK)
+    assert jax.device_count() == 8 and len(members) == 4
+    half = sweep.apply(base, {"train.steps": 6})
+    sweep_run.train_vectorized(half, str(tmp_path), members, mode)
+    sweep_run.train_vectorized(base, str(tmp_path), members, mode)  # each resumes at step 6
+    captured = capsys.readouterr()
+    assert captured.out.count("compiled the training step in") == 2
+    assert "4 members" in captured.err  # one progress bar for the program
+    for m in members:
+        folder = tmp_path / m.name
+        config = sweep.apply(base, m.overrides)
+        restored = Checkpoints(str(folder), 3).restore(
+            state_lib.initial_state(config, parallel.make_mesh())
+        )
+        assert int(restored.step) == 12
+        _assert_close(restored, solo_one_device_members[m.name])
+        with open(folder / "summary.json") as f:
+            summary = json.load(f)
+        assert summary["step"] == 12 and summary["compile_sec"] > 0
+        with open(folder / "metrics.jsonl") as f:
+            assert [json.loads(line)["step"] for line in f] == [4, 6, 8, 12]  # 6: the end then
 
 
 def test_batch_not_divisible_by_devices_fails_before_compiling(tmp_path):
@@ -130,7 +173,9 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
 
     reference = trainer.train_and_evaluate(_config(name, num_devices=4), str(tmp_path / "one"))
     config = _config(name, num_devices=1)
-    restored = Checkpoints(workdir, 3).restore(trainer.initial_state(config, parallel.make_mesh(1)))
+    restored = Checkpoints(workdir, 3).restore(
+        state_lib.initial_state(config, parallel.make_mesh(1))
+    )
     assert int(restored.step) == 20
     _assert_close(restored, reference)
     with open(os.path.join(workdir, "run_record.json")) as f:

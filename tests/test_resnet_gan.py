@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import losses, models, state, steps, trainer
+from genimg_jax import family, losses, parallel, state, steps, trainer
 from genimg_jax.checkpoint import Checkpoints
+from genimg_jax.families import GANFamily
 
 
 def _config(size=32, channels=3):
@@ -30,13 +31,13 @@ def _tree_all_differ(a, b) -> bool:
 
 
 def test_resnet_gan_is_a_registered_gan_family():
-    assert models.get_family("resnet_gan").kind == "gan"
+    assert isinstance(family.get("resnet_gan"), GANFamily)
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3), (28, 1), (64, 3)])
 def test_shapes_follow_the_config(size, channels):
     config = _config(size, channels)
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
     fake = s.g.apply_fn(s.g.variables(), z, train=False)
     assert fake.shape == (3, size, size, channels) and fake.dtype == jnp.float32
@@ -47,7 +48,7 @@ def test_shapes_follow_the_config(size, channels):
 
 def test_the_full_size_networks_are_sn_gans_cifar_resnet():
     config = load_config("sngan_cifar10", None)
-    g, d = models.get_family("resnet_gan").build(config)
+    g, d = family.get("resnet_gan").build(config)
     z, x = jnp.zeros((1, 128)), jnp.zeros((1, 32, 32, 3))
     g_params = jax.eval_shape(g.init, jax.random.key(0), z)["params"]
     d_params = jax.eval_shape(d.init, jax.random.key(0), x)["params"]
@@ -79,7 +80,7 @@ def _sn_pairs(d_state):
 def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
     config = _config()
     config.model.num_classes = 10  # the projection embedding is normalised too
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     # Flax's SpectralNorm stores W/σ̂ as the parameter at init, so spread the weights' spectral
     # norms out (2, 3, ...) to make the check bite.
     leaves, treedef = jax.tree.flatten(s.d.params)
@@ -117,7 +118,7 @@ def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
 def test_d_uses_the_normalised_weights():
     """D's output is unchanged when every weight it normalises is scaled by a constant."""
     config = _config()
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     scaled = jax.tree_util.tree_map_with_path(
         lambda p, v: v * 7.0 if p[-1].key == "kernel" else v, s.d.params
@@ -130,7 +131,7 @@ def test_d_uses_the_normalised_weights():
 @pytest.fixture(scope="module")
 def gan():
     config = _config()
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 32, 32, 3), minval=-1, maxval=1)}
     return config, s, batch
 
@@ -185,11 +186,11 @@ def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert full.d.batch_stats and int(full.step) == config.train.steps
-    fresh = state.create_gan_state(config, trainer.run_keys(config.seed)["init"])
+    fresh = state.create_state(config, state.run_keys(config.seed)["init"])
     assert _tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
 
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
-        trainer.initial_state(config, trainer.parallel.make_mesh())
+        state.initial_state(config, parallel.make_mesh())
     )
     assert _tree_equal(jax.device_get(restored.d.batch_stats), full.d.batch_stats)
 

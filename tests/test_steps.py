@@ -24,7 +24,7 @@ def _tree_all_differ(a, b) -> bool:
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = state.create_gan_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
 
@@ -89,7 +89,7 @@ def test_g_step_gradient_equals_the_seed_formula_gradient(gan):
 @pytest.fixture(scope="module")
 def vae():
     config = load_config("vae_mnist")
-    s = state.create_vae_state(config, jax.random.key(0))
+    s = state.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))}
     return config, s, batch
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import REPO
 
-from genimg_jax import report, sweep, sweep_run, trainer
+from genimg_jax import programs, report, sweep, sweep_run, trainer
 from genimg_jax.errors import ConfigError
 from genimg_jax.main import main as cli
 
@@ -25,9 +25,9 @@ def solo_sweep(tmp_path_factory):
     """The quick 2x2 β-VAE sweep run in-process once, from no compiled step in this process:
     its workdir, the members it ran, and the strategies (compiled steps) the process then held."""
     workdir = tmp_path_factory.mktemp("solo")
-    trainer._STRATEGIES.clear()
+    programs._STRATEGIES.clear()
     ran = sweep_run.run(BETA_QUICK, str(workdir))
-    return workdir, ran, list(trainer._STRATEGIES.values())
+    return workdir, ran, list(programs._STRATEGIES.values())
 
 
 def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(solo_sweep):
@@ -112,21 +112,17 @@ def test_vectorized_sweep_resumes_members_where_they_stopped(tmp_path):
 
 
 def test_vectorize_refuses_members_that_differ_in_more_than_hyperparameters(tmp_path):
-    from genimg_jax import vectorized
-
     base, members = sweep.load(BETA_QUICK)
     wider = sweep.Member(9, {"model.width": 16}, "009_width=16")
     with pytest.raises(ConfigError, match="differ only in"):
-        vectorized.train_members(base, str(tmp_path), [members[0], wider])
+        sweep_run.train_vectorized(base, str(tmp_path), [members[0], wider])
 
 
 def test_vectorized_members_score_and_keep_their_best_like_solo_runs(tmp_path):
-    from genimg_jax import vectorized
-
     base, members = sweep.load(BETA_QUICK)
     base.eval.scores = True
     members = members[:2]
-    vectorized.train_members(base, str(tmp_path / "vectorized"), members, mode="sequential")
+    sweep_run.train_vectorized(base, str(tmp_path / "vectorized"), members, mode="sequential")
     for m in members:
         config = sweep.apply(base, m.overrides)
         trainer.train_and_evaluate(config, str(tmp_path / "solo" / m.name))

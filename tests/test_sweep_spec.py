@@ -122,7 +122,7 @@ def test_load_rejects_a_member_that_fails_validation(tmp_path):
     path.write_text(
         "from genimg_jax.config import base_config\n"
         "from genimg_jax.sweep import axis\n"
-        "def get_config(arg=None):\n    return base_config('vae')\n"
+        "def get_config(arg=None):\n    return base_config('conv_vae')\n"
         "def get_sweep(arg=None):\n    return axis('train.lr', [1e-3, -1.0])\n"
     )
     with pytest.raises(ConfigError, match=r"001_lr=-1.*train\.lr"):
@@ -147,7 +147,7 @@ def test_split_config_arg(text, expected):
 
 
 def test_apply_sets_nested_fields_and_leaves_the_base_alone():
-    base = base_config("vae")
+    base = base_config("conv_vae")
     base.lock()
     out = sweep.apply(base, {"model.beta": 4, "train.lr": 3e-4, "seed": 2})
     assert (out.model.beta, out.train.lr, out.seed) == (4.0, 3e-4, 2)
@@ -158,7 +158,7 @@ def test_apply_sets_nested_fields_and_leaves_the_base_alone():
 @pytest.mark.parametrize("field", ["model.bta", "trian.lr", "seed.value", "model"])
 def test_apply_rejects_unknown_fields_naming_them(field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        sweep.apply(base_config("vae"), {field: 1.0})
+        sweep.apply(base_config("conv_vae"), {field: 1.0})
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_apply_rejects_unknown_fields_naming_them(field):
 )
 def test_apply_rejects_values_of_the_wrong_type_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        sweep.apply(base_config("vae"), {field: value})
+        sweep.apply(base_config("conv_vae"), {field: value})
 
 
 def test_member_dir_is_the_name_inside_the_sweep_workdir(tmp_path):

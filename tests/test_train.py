@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO, load_config
 from PIL import Image
 
-from genimg_jax import trainer
+from genimg_jax import parallel, trainer
+from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.main import main as cli
 
@@ -101,7 +102,7 @@ def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_pa
     assert "compiled the training step in" in done.stdout
     assert "(cached)" in done.stdout, done.stdout[-1000:]
     restored = Checkpoints(str(tmp_path), 3).restore(
-        trainer.initial_state(config, trainer.parallel.make_mesh())
+        state_lib.initial_state(config, parallel.make_mesh())
     )
     _assert_trees_bitwise_equal(restored, final)
     assert _rows(str(tmp_path)) == _rows(workdir)

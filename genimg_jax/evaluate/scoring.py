@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genimg_jax import models, sampling
+from genimg_jax import family, sampling
 from genimg_jax.data import pipeline
 from genimg_jax.evaluate import (
     best,
@@ -103,13 +103,17 @@ def likelihood_bounds(
 
 
 def vae_scorer(
-    config: ml_collections.ConfigDict, num: int, iwae_k: int, seed: int
+    config: ml_collections.ConfigDict,
+    num: int,
+    iwae_k: int,
+    seed: int,
+    value_range: tuple[float, float] = (0.0, 1.0),
 ) -> Callable[..., dict]:
     """score(state): test-set likelihood bounds, and disentanglement where factors are known."""
     images, _ = feature_nets.load_images(config, config.data.eval_split, num)
-    x = pipeline.scale_images(images, models.value_range(config))
+    x = pipeline.scale_images(images, value_range)
     if config.data.binarize:  # the model was trained on, and is scored on, binary pixels
-        x = pipeline.binarize(x, models.value_range(config))
+        x = pipeline.binarize(x, value_range)
     rng = jax.random.PRNGKey(seed)
     dims = int(np.prod(x.shape[1:]))
 
@@ -139,13 +143,10 @@ def vae_scorer(
 
 
 def make_scorer(config: ml_collections.ConfigDict) -> Callable[..., dict[str, float]]:
-    """score(state) -> {name: float} for this config's family, with `config.eval`'s settings
-    (`examples`, `iwae_k`, `feature_net`) and latents/noise from `config.seed`."""
-    ev = config.eval
-    if models.get_family(config.model.family).kind == "gan":
-        score = gan_scorer(config, ev.examples, config.seed)
-    else:
-        score = vae_scorer(config, ev.examples, ev.iwae_k, config.seed)
+    """score(state) -> {name: float} of this config's family (its `make_scorer`), with
+    `config.eval`'s settings (`examples`, `iwae_k`, `feature_net`) and latents/noise from
+    `config.seed`."""
+    score = family.of(config).make_scorer(config)
     return lambda state: {k: float(v) for k, v in score(state).items()}
 
 

@@ -6,32 +6,40 @@ A resumed run forgets best saves made after its restored step (they belong to a 
 discarded), so it keeps the same best checkpoint as an uninterrupted run.
 """
 
+import os
+
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
 from genimg_jax import checkpoint as checkpoint_lib
-from genimg_jax import models, parallel
+from genimg_jax import family, parallel
 from genimg_jax.evaluate import best, scoring
+
+
+def forget_future_best(workdir: str, start: int) -> None:
+    """Deletes the best saves after `start`, the step a run resumes from (see the module doc)."""
+    if os.path.isdir(os.path.join(workdir, checkpoint_lib.BEST)):
+        keeper = checkpoint_lib.Checkpoints(workdir, 1, checkpoint_lib.BEST)
+        keeper.delete_after(start)
+        keeper.close()
 
 
 class ScoreTracker:
     """Scores a run's states at its evaluations and keeps the best one (see the module doc)."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, start: int):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         self.workdir = workdir
         self.is_writer = jax.process_index() == 0
         self.score = scoring.make_scorer(config)  # the one-off work (feature net, references)
         self.metric = config.eval.best_metric
         self.keeper, self.best = None, None
         if self.metric:
-            kind = models.get_family(config.model.family).kind
-            self.mode = best.score_modes(kind, config.data)[self.metric]
+            self.mode = family.of(config).score_modes(config.data)[self.metric]
             self.keeper = checkpoint_lib.Checkpoints(
                 workdir, 1, checkpoint_lib.BEST, best=(self.metric, self.mode)
             )
-            self.keeper.delete_after(start)
             kept = self.keeper.best()
             self.best = None if kept is None else (kept[0], float(kept[1][self.metric]))
 

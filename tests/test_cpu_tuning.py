@@ -1,8 +1,10 @@
-"""`import genimg_jax` keeps freed host memory in the process (glibc's mallopt, and single-device
-programs run on the calling thread): a donated training step whose buffers glibc would otherwise
-map and unmap at every call stops paying page faults for them, so does a program with a buffer
-over a thread heap's 64 MiB, and a user who tunes glibc's malloc or JAX's dispatch keeps their
-own setting."""
+"""CPU tuning (cpu_tuning.py): `import genimg_jax` changes nothing in the process; the `genimg`
+command (and `tune_cpu()`) sets the XLA:CPU flag unless the user chose their own value, with
+effect on the convolutions XLA compiles, and keeps freed host memory in the process (glibc's
+mallopt, and single-device programs on the calling thread): a donated training step whose
+buffers glibc would otherwise map and unmap at every call stops paying page faults for them, so
+does a program with a buffer over a thread heap's 64 MiB, and a user who tunes glibc's malloc or
+JAX's dispatch keeps their own setting."""
 
 import os
 import subprocess
@@ -10,7 +12,7 @@ import sys
 
 import numpy as np
 
-from genimg_jax import host_memory
+from genimg_jax import cpu_tuning
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -20,13 +22,15 @@ PROBE = f"""
 import os, resource, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
 sys.path.insert(0, {TESTS!r})
-import genimg_jax, jax, numpy as np
+import genimg_jax
+genimg_jax.tune_cpu()
+import jax, numpy as np
 from conftest import load_config
-from genimg_jax import models, state, steps
+from genimg_jax import family, state, steps
 config = load_config("vae_mnist", None)
 config.data.image_size, config.train.batch_size = 32, 128
 config.model.width, config.model.hidden, config.model.latent_dim = 32, 256, 16
-lo, hi = models.value_range(config)
+lo, hi = family.of(config).value_range
 images = np.random.default_rng(0).uniform(lo, hi, (128, 32, 32, 1)).astype(np.float32)
 batch, key = {{"image": jax.device_put(images)}}, jax.random.PRNGKey(0)
 s = state.create_state(config, key)
@@ -46,7 +50,9 @@ for call in range(22):
 LARGE_BUFFER_PROBE = """
 import os, resource
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-import genimg_jax, jax, jax.numpy as jnp
+import genimg_jax
+genimg_jax.tune_cpu()
+import jax, jax.numpy as jnp
 @jax.jit
 def f(x):  # the barrier keeps sin(x) a buffer of its own, not fused into the sum
     y = jax.lax.optimization_barrier(jnp.sin(x))
@@ -80,8 +86,8 @@ def _faults_per_call(probe: str = PROBE, **env) -> float:
 
 
 def test_a_users_malloc_tunables_win():
-    assert not host_memory.keep_freed_memory({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=65536"})
-    assert host_memory.keep_freed_memory({"GLIBC_TUNABLES": "glibc.rtld.nns=4"})  # not malloc's
+    assert not cpu_tuning.keep_freed_memory({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=65536"})
+    assert cpu_tuning.keep_freed_memory({"GLIBC_TUNABLES": "glibc.rtld.nns=4"})  # not malloc's
 
 
 def test_a_donated_step_stops_faulting_its_buffers_in_at_every_call():
@@ -102,3 +108,76 @@ def test_a_buffer_over_a_thread_heaps_limit_stops_faulting_in_at_every_call():
     # the calling thread, whose heap keeps it
     assert dispatch_thread > 20_000, dispatch_thread
     assert kept < dispatch_thread / 20, (kept, dispatch_thread)
+
+
+# Prints whether XLA:CPU hands a 32->64-channel convolution to YNNPACK (a `__ynn_fusion`).
+CONV_PROBE = """
+import genimg_jax
+genimg_jax.tune_cpu()
+import jax, jax.numpy as jnp
+from jax import lax
+x, w = jnp.ones((8, 16, 16, 32)), jnp.ones((4, 4, 32, 64))
+conv = lambda x, w: lax.conv_general_dilated(x, w, (2, 2), "SAME",
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+print("YNN" if "ynn" in jax.jit(conv).lower(x, w).compile().as_text() else "EIGEN")
+"""
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_importing_the_package_changes_nothing_in_the_process():
+    code = (
+        "import os, genimg_jax, genimg_jax.trainer, jax\n"
+        "print(os.environ.get('XLA_FLAGS'), jax.config.read('jax_cpu_enable_async_dispatch'))"
+    )
+    done = _run(code, XLA_FLAGS="--xla_cpu_use_thunk_runtime=true")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["--xla_cpu_use_thunk_runtime=true", "True"]
+
+
+def test_the_xla_flag_is_added_and_other_flags_kept():
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert cpu_tuning.apply_xla_flag(environ)
+    assert environ["XLA_FLAGS"].split() == [
+        "--xla_force_host_platform_device_count=2",
+        cpu_tuning.CPU_CONVOLUTIONS_ON_EIGEN,
+    ]
+    assert cpu_tuning.apply_xla_flag(environ)  # idempotent: not added twice
+    assert environ["XLA_FLAGS"].count(cpu_tuning.YNN_FUSION_FLAG) == 1
+    empty = {}
+    cpu_tuning.apply_xla_flag(empty)
+    assert empty["XLA_FLAGS"] == cpu_tuning.CPU_CONVOLUTIONS_ON_EIGEN
+
+
+def test_a_users_own_xla_flag_value_wins():
+    mine = "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+    environ = {"XLA_FLAGS": mine}
+    assert not cpu_tuning.apply_xla_flag(environ)
+    assert environ["XLA_FLAGS"] == mine
+
+
+def test_convolutions_compile_for_eigen_when_tuned_and_for_ynnpack_when_the_user_says():
+    default = _run(CONV_PROBE, XLA_FLAGS="")
+    assert default.returncode == 0, default.stderr[-2000:]
+    assert default.stdout.split()[-1] == "EIGEN"
+    mine = _run(
+        CONV_PROBE, XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+    )
+    assert mine.returncode == 0, mine.stderr[-2000:]
+    assert mine.stdout.split()[-1] == "YNN"  # XLA's own default, back on the user's word
+
+
+def test_the_backend_is_known_without_starting_it():
+    assert cpu_tuning.backend_is_cpu({"JAX_PLATFORMS": "cpu"})
+    assert not cpu_tuning.backend_is_cpu({"JAX_PLATFORMS": "cuda,cpu"})
+    assert cpu_tuning.backend_is_cpu({})  # this machine: no accelerator plugin installed
+    assert cpu_tuning.tune_if_cpu({"JAX_PLATFORMS": "tpu"}) == {}

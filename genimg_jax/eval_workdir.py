@@ -1,4 +1,4 @@
-"""`genimg eval --workdir W [--checkpoint latest|best]`: the scores of `scoring.py` for a run's
+"""`genimg eval --workdir W [--checkpoint latest|best]`: the scores of `evaluate/scoring.py` for a
 checkpoint, printed and written next to it as `eval_<step>.json`."""
 
 import jax

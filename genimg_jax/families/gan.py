@@ -1,0 +1,126 @@
+"""GAN families: a generator G (with an EMA of its weights) and a discriminator D, each with
+its own TrainState and optimizer, trained by `steps.gan` on images in [-1, 1] and scored on
+sample quality (`evaluate.scoring.gan_scorer`)."""
+
+import functools
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genimg_jax import config as config_lib
+from genimg_jax import losses, sampling
+from genimg_jax import state as state_lib
+from genimg_jax.evaluate import scoring
+from genimg_jax.evaluate.feature_nets import FEATURE_NETS
+from genimg_jax.family import Family, Rules
+from genimg_jax.state import GANState
+from genimg_jax.steps import gan as gan_steps
+
+SCORES = {"fid": "min", "kid": "min", "precision": "max", "recall": "max", "inception_score": "max"}
+
+
+class GANFamily(Family):
+    """A GAN whose (G, D) modules `build(config)` returns."""
+
+    value_range = (-1.0, 1.0)
+    hyperparameters = ("train.g_lr", "train.d_lr")
+
+    def __init__(self, build: Callable[[ml_collections.ConfigDict], tuple]):
+        self._build = build
+
+    def build(self, config):
+        return self._build(config)
+
+    def add_defaults(self, c: ml_collections.ConfigDict) -> None:
+        c.model.g_width = 64
+        c.model.d_width = 64
+        c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
+        c.train.loss = "non_saturating"
+        c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
+        c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
+        c.train.g_lr = 2e-4
+        c.train.d_lr = 2e-4
+        c.train.b1 = 0.5
+        c.train.d_steps = 1  # D updates per G update
+        c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
+        c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
+        c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
+        c.eval.classifier_steps = 600  # training steps of the domain classifier
+        c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
+
+    def rules(self, config: ml_collections.ConfigDict) -> Rules:
+        ev = config.eval
+        needs_weights = ev.scores and ev.feature_net == "inception"
+        return {
+            "model.g_width": config_lib.positive(),
+            "model.d_width": config_lib.positive(),
+            "model.num_classes": config_lib.count(),
+            "train.loss": config_lib.one_of(losses.GAN_LOSSES),
+            "train.r1_gamma": config_lib.at_least(0),
+            "train.gp_weight": config_lib.at_least(0),
+            "train.g_lr": config_lib.positive(),
+            "train.d_lr": config_lib.positive(),
+            "train.d_steps": config_lib.positive(),
+            "train.ema_decay": config_lib.in_unit(),
+            "eval.feature_net": config_lib.one_of(FEATURE_NETS),
+            "eval.classifier_steps": config_lib.positive(),
+            "eval.inception_weights": (
+                lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
+                (
+                    "a local .npz file when eval.feature_net='inception' scores (nothing is "
+                    "downloaded; docs/inception_weights.md says how to make it), or use "
+                    "eval.feature_net='classifier'"
+                ),
+            ),
+        }
+
+    def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
+        (g, d), tx = state_lib.static_parts(config)
+        g_rng, d_rng = jax.random.split(rng)
+        z = jnp.zeros((1, config.model.latent_dim))
+        x = jnp.zeros((1, *state_lib.image_shape(config)))
+        ema = config.train.ema_decay > 0
+        return GANState(
+            g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
+            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x),
+        )
+
+    def apply_hparams(self, state: GANState, config: ml_collections.ConfigDict) -> GANState:
+        return state.replace(
+            g=state_lib.with_learning_rate(state.g, config.train.g_lr),
+            d=state_lib.with_learning_rate(state.d, config.train.d_lr),
+        )
+
+    def networks(self, state: GANState) -> dict:
+        return {"generator (G)": state.g, "discriminator (D)": state.d}
+
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
+        return functools.partial(
+            gan_steps.train_step,
+            loss=losses.GAN_LOSSES[config.train.loss],
+            latent_dim=config.model.latent_dim,
+            ema_decay=config.train.ema_decay,
+            d_steps=config.train.d_steps,
+            num_classes=config.model.num_classes,
+            r1_gamma=config.train.r1_gamma,
+            gp_weight=config.train.gp_weight,
+            axis_name=axis_name,
+        )
+
+    def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
+        return {"z": sampling.latents(key, config.eval.num_samples, config.model.latent_dim)}
+
+    def sample_grids(self, state: GANState, z: jax.Array) -> dict:
+        return {"samples": sampling.gan_samples(state, z)}
+
+    def samples(self, state: GANState, z: jax.Array) -> jax.Array:
+        return sampling.gan_samples(state, z)
+
+    def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
+        return SCORES
+
+    def make_scorer(self, config: ml_collections.ConfigDict):
+        return scoring.gan_scorer(config, config.eval.examples, config.seed)
