@@ -173,7 +173,7 @@ def cmd_eval() -> None:
 def cmd_train_classifier() -> None:
     """Trains (and caches) the domain classifier that GAN scores use as features."""
     from genimg_jax import trainer
-    from genimg_jax.evaluate import feature_nets
+    from genimg_jax.features import feature_nets
 
     if _CONFIG.value is None:
         raise UsageError("--config is required")

@@ -13,7 +13,7 @@ from genimg_jax import eval_workdir as evaluate
 from genimg_jax import family, main, trainer
 from genimg_jax.config import validate
 from genimg_jax.errors import ConfigError
-from genimg_jax.evaluate import feature_nets, reference
+from genimg_jax.features import feature_nets, reference
 
 
 def scored_config(name: str, **eval_fields):

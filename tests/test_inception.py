@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from genimg_jax.evaluate import inception
+from genimg_jax.features import inception
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TENSORS = 94 * 5 + 2  # 94 conv-BN units × (conv.weight, bn.{weight, bias, mean, var}) + fc
@@ -163,7 +163,7 @@ def test_convert_says_torch_is_needed_when_it_is_absent(tmp_path, monkeypatch):
 
 def test_package_never_imports_torch():
     code = (
-        "import sys; from genimg_jax.evaluate import inception; inception.expected_shapes(); "
+        "import sys; from genimg_jax.features import inception; inception.expected_shapes(); "
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
@@ -185,7 +185,7 @@ def test_convert_round_trip_from_a_pth_state_dict(tmp_path):
         sd[k.replace("running_var", "num_batches_tracked")] = torch.tensor(0)  # as BN saves
     torch.save(sd, tmp_path / "fid.pth")
     out = tmp_path / "sub" / "fid.npz"
-    cli = [sys.executable, "-m", "genimg_jax.evaluate.inception", "convert"]
+    cli = [sys.executable, "-m", "genimg_jax.features.inception", "convert"]
     done = subprocess.run(
         [*cli, str(tmp_path / "fid.pth"), str(out)],
         cwd=REPO,

@@ -23,15 +23,9 @@ import numpy as np
 
 from genimg_jax import family, sampling
 from genimg_jax.data import pipeline
-from genimg_jax.evaluate import (
-    best,
-    disentanglement,
-    distances,
-    feature_nets,
-    likelihood,
-    manifold,
-    reference,
-)
+from genimg_jax.evaluate import best
+from genimg_jax.features import feature_nets, reference
+from genimg_jax.metrics import disentanglement, distances, likelihood, manifold
 
 SAMPLE_CHUNK = 250  # GAN samples drawn per compiled call (memory of wide generators)
 EXAMPLE_BATCH = 100  # VAE test examples bounded at once

@@ -14,8 +14,8 @@ from genimg_jax import config as config_lib
 from genimg_jax import losses, sampling
 from genimg_jax import state as state_lib
 from genimg_jax.evaluate import scoring
-from genimg_jax.evaluate.feature_nets import FEATURE_NETS
 from genimg_jax.family import Family, Rules
+from genimg_jax.features.feature_nets import FEATURE_NETS
 from genimg_jax.state import GANState
 from genimg_jax.steps import gan as gan_steps
 

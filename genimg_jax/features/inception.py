@@ -11,7 +11,7 @@ ReLU. Images in [-1, 1] are resized to 299×299 bilinearly (half-pixel centres, 
 
 Weights are never downloaded here: `load_weights` reads a local `.npz` whose keys are pytorch-fid
 state-dict names in PyTorch layout (`Conv2d_1a_3x3.conv.weight` [32, 3, 3, 3], ...,
-`fc.weight` [1008, 2048]); `python -m genimg_jax.evaluate.inception convert IN.pth OUT.npz`
+`fc.weight` [1008, 2048]); `python -m genimg_jax.features.inception convert IN.pth OUT.npz`
 makes one from pytorch-fid's checkpoint (torch needed for that step only). See
 docs/inception_weights.md.
 """
@@ -47,7 +47,7 @@ HOW_TO_OBTAIN = (
     "To make the file, on a machine with internet: `pip install torch pytorch-fid`, then "
     f"download {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL}; pytorch-fid also caches it under "
     "~/.cache/torch/hub/checkpoints/ on first use) and run "
-    f"`python -m genimg_jax.evaluate.inception convert {FID_WEIGHTS_FILE} inception_fid.npz`; "
+    f"`python -m genimg_jax.features.inception convert {FID_WEIGHTS_FILE} inception_fid.npz`; "
     "copy the .npz here and set eval.inception_weights to its path "
     "(docs/inception_weights.md). genimg_jax never downloads it."
 )
@@ -367,7 +367,7 @@ def load_weights(path: str | os.PathLike) -> PyTree:
     if path.endswith((".pth", ".pt")):
         raise ValueError(
             f"{path}: a PyTorch checkpoint; genimg_jax reads a converted .npz. Convert it where "
-            f"torch is installed: `python -m genimg_jax.evaluate.inception convert {path} "
+            f"torch is installed: `python -m genimg_jax.features.inception convert {path} "
             "inception_fid.npz` (docs/inception_weights.md)."
         )
     try:
@@ -495,7 +495,7 @@ def convert(input_path: str | os.PathLike, output_path: str | os.PathLike) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m genimg_jax.evaluate.inception",
+        prog="python -m genimg_jax.features.inception",
         description="FID Inception-v3 weights: convert pytorch-fid's checkpoint to the .npz "
         "that genimg_jax reads (torch needed for `convert` only), or check an .npz.",
     )

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from genimg_jax.data import pipeline
-from genimg_jax.evaluate.feature_nets import FeatureNet, load_images
+from genimg_jax.features.feature_nets import FeatureNet, load_images
 
 
 def cache_path(config: ml_collections.ConfigDict, net: FeatureNet, num: int) -> str:

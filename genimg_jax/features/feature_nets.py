@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from genimg_jax.data import pipeline
-from genimg_jax.evaluate import classifier, inception
+from genimg_jax.features import classifier, inception
 
 FEATURE_NETS = ("classifier", "inception")
 
