@@ -3,13 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 READY := $(VENV)/.ready
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint bench clean cuda12 cuda13 tpu
 
 $(READY): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(READY)
+
+# The accelerator jaxlib in the same .venv (README, "GPU and TPU"): the pinned CUDA 12 or TPU
+# additions, or CUDA 13 as JAX's extra resolves it (not pinned: no CUDA 13 wheels on the index
+# the lock was made from).
+cuda12 tpu: $(READY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-$@.lock
+cuda13: $(READY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "jax[cuda13]==$$($(VENV)/bin/python -c 'import jax; print(jax.__version__)')"
 
 train: $(READY)  ## the main job: DCGAN on the bundled MNIST digits, sample grids in runs/
 	$(VENV)/bin/genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist

@@ -7,11 +7,11 @@
 #
 # Edit: TPU_NAME, ZONE, PROJECT (or gcloud's default), and REPO (where this checkout lives on
 # the workers; copy it there first, e.g. `gcloud compute tpus tpu-vm scp --recurse . $TPU_NAME:
-# --worker=all`, then `make .venv/.ready` on every worker with `pip install jax[tpu]`). The
+# --worker=all`, then `make tpu` on every worker: the pinned CPU set plus libtpu). The
 # workdir must be shared by all workers (a gs:// bucket works with orbax); data.data_dir too.
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}"
-if [ $# -lt 2 ]; then sed -n '2,12p' "$0"; exit 2; fi
+if [ $# -lt 2 ]; then sed -n '2,11p' "$0"; exit 2; fi
 repo=${REPO:-genimg_jax}
 config=$1 workdir=$2
 shift 2
