@@ -509,3 +509,18 @@ def test_materialized_inputs_keep_elementwise_ops_out_of_the_weight_gradient_tra
 
     assert fused_transposes(lambda h: h)  # the premise: XLA fuses the ReLU into a transpose
     assert not fused_transposes(layers.materialize)
+
+
+def test_other_backends_get_the_plain_convolutions_with_autodiffs_gradients(monkeypatch):
+    """What GPU and TPU run (the custom gradients are XLA:CPU tuning): flax's numbers, and the
+    lhs-dilated convolutions autodiff makes; forced here as `custom_gradients_here` allows."""
+    assert layers.custom_gradients_here()  # this CPU: the tuned layers
+    monkeypatch.setenv("GENIMG_CUSTOM_CONV_GRADIENTS", "0")
+    assert not layers.custom_gradients_here()
+    assert_matches_flax(CASES, our_layer, flax_layer, lambda size, stride: size * stride)
+    ours = lambda cout, k, s: layers.Conv(cout, (k, k), (s, s))
+    assert_matches_flax(CONV_CASES, ours, flax_conv, lambda size, stride: -(-size // stride))
+    x, kernel, g = jnp.ones((2, 4, 4, 3)), jnp.ones((4, 4, 5, 3)), jnp.ones((2, 8, 8, 5))
+    _, vjp = jax.vjp(layers.conv_transpose, x, kernel)
+    convs = [e for e in all_eqns(jax.make_jaxpr(vjp)(g).jaxpr) if e.primitive is lax_conv()]
+    assert any(e.params["lhs_dilation"] != (1, 1) for e in convs)  # autodiff's, as flax's

@@ -26,8 +26,13 @@ strided conv, and its custom VJP computes the input-gradient (autodiff makes tha
 lhs-dilated conv too) as `f_W^T(g)` by the phase decomposition above.
 
 Both layers convolve `materialize(inputs)`: see there.
+
+All of this is XLA:CPU tuning, measured there: on other backends (GPU, TPU) the layers compute
+the same convolutions as flax's, with autodiff's gradients (`custom_gradients_here`), until a
+measurement on that backend says otherwise (benchmarks/device_check.sh times the steps there).
 """
 
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -71,6 +76,14 @@ def materialize(x: Array) -> Array:
 
 
 materialize.defjvps(lambda tangent, _, x: tangent)
+
+
+def custom_gradients_here() -> bool:
+    """Whether the phase-decomposition forward and custom VJPs apply: on XLA:CPU, where they
+    were measured faster; `GENIMG_CUSTOM_CONV_GRADIENTS=1` (or 0) forces them on (or off)
+    elsewhere, to measure them there."""
+    forced = os.environ.get("GENIMG_CUSTOM_CONV_GRADIENTS", "")
+    return forced == "1" if forced in ("0", "1") else jax.default_backend() == "cpu"
 
 
 def same_padding(kernel_size: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -229,7 +242,10 @@ def conv_transpose(x: Array, kernel: Array, strides: int | Sequence[int] = (2, 2
             f"kernel [kh, kw, out, in] {kernel.shape} does not take {x.shape[3]} input channels"
         )
     dtype = jnp.result_type(x, kernel)
-    return _conv_transpose(x.astype(dtype), kernel.astype(dtype), strides)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    if not custom_gradients_here():
+        return _dilated_transpose_of_strided_conv(x, kernel, strides)
+    return _conv_transpose(x, kernel, strides)
 
 
 class ConvTranspose(nn.Module):
@@ -298,7 +314,7 @@ def conv(u: Array, kernel: Array, strides: int | Sequence[int] = (1, 1)) -> Arra
     dtype = jnp.result_type(u, kernel)
     u, kernel = u.astype(dtype), kernel.astype(dtype)
     divisible = u.shape[1] % strides[0] == 0 and u.shape[2] % strides[1] == 0
-    if divisible and uses_phase_decomposition(kernel.shape, strides):
+    if divisible and uses_phase_decomposition(kernel.shape, strides) and custom_gradients_here():
         return _conv(u, kernel, strides)
     # XLA "SAME" (equal to `same_padding` when divisible); plain autodiff elsewhere
     return lax.conv_general_dilated(u, kernel, strides, "SAME", dimension_numbers=DIMENSION_NUMBERS)
