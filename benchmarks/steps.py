@@ -21,6 +21,7 @@ PyTorch alone, makes its threads spin through our steps (benchmarks/README.md).
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -60,6 +61,7 @@ class Case:
     image_size: int
     overrides: dict = field(default_factory=dict)  # model.* fields
     extra: bool = False  # the 28x28 default-config rows
+    channels: int = 0  # 0: the config's
 
 
 CASES = [
@@ -72,9 +74,39 @@ CASES = [
 ]
 
 
-def case_config(case: Case):
-    """The case's config on one device."""
+# `--device`: the sizes people train on an accelerator (benchmarks/device_check.sh)
+DEVICE_CASES = [
+    Case(
+        "dcgan 64x64x3 ngf=ndf=64",
+        "dcgan_mnist",
+        128,
+        64,
+        {"g_width": 64, "d_width": 64},
+        channels=3,
+    ),
+    Case("sngan resnet 32x32x3 w128", "sngan_cifar10", 256, 32, {"g_width": 128, "d_width": 128}),
+    Case(
+        "conv_vae 64x64x3 w32 h256 z16",
+        "vae_mnist",
+        256,
+        64,
+        {"width": 32, "hidden": 256},
+        channels=3,
+    ),
+]
+# `--tiny`: the same code paths in seconds (the device check's dry run on a CPU)
+TINY_CASES = [
+    Case("dcgan 32x32x1 ngf=ndf=8", "dcgan_mnist", 8, 32, {"g_width": 8, "d_width": 8}),
+    Case("sngan resnet 32x32x3 w8", "sngan_cifar10", 8, 32, {"g_width": 8, "d_width": 8}),
+    Case("conv_vae 32x32x1 w8 h16 z16", "vae_mnist", 8, 32, {"width": 8, "hidden": 16}),
+]
+
+
+def case_config(case: Case, dtype: str = "float32"):
+    """The case's config on one device, computing in `dtype`."""
     config = ref.load_config(case.config)
+    config.train.compute_dtype = dtype
+    config.data.channels = case.channels or config.data.channels
     config.data.image_size = case.image_size
     config.train.batch_size = case.batch
     config.parallel.num_devices = 1
@@ -122,11 +154,12 @@ class Torch:
     """A PyTorch step on a fixed batch (eager, or torch.compile'd)."""
 
     def __init__(self, config, compile: bool):
-        self.step, self.counts = ref.build_step(config, compile=compile)
+        self.step, self.counts = ref.build_step(config, compile=compile, device=TORCH_DEVICE)
         ref.check_param_counts(config, self.counts)
         lo, hi = family.of(config).value_range
         size, b = config.data.image_size, config.train.batch_size
-        self.x = torch.rand(b, config.data.channels, size, size) * (hi - lo) + lo
+        x = torch.rand(b, config.data.channels, size, size) * (hi - lo) + lo
+        self.x = x.to(TORCH_DEVICE)
         self.compile_s = float("nan")
         if compile:  # the first calls trace and compile (G/D in both requires_grad modes)
             start = time.perf_counter()
@@ -136,6 +169,12 @@ class Torch:
 
     def __call__(self) -> None:
         self.step(self.x)
+        if TORCH_DEVICE == "cuda":
+            torch.cuda.synchronize()
+
+
+# PyTorch runs on the GPU where JAX does (same machine, same chip), else on the CPU.
+TORCH_DEVICE = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
 class Matmul:
@@ -168,13 +207,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under 5 minutes)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--no-extra", action="store_true", help="skip the 28x28 default rows")
+    parser.add_argument("--device", action="store_true", help="accelerator sizes (DEVICE_CASES)")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: a dry run in seconds")
+    parser.add_argument("--dtypes", default="float32", help="compute dtypes, e.g. float32,bfloat16")
+    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args()
-    repeats, warmup = (7, 2) if args.quick else (25, 3)
-    matmul_n = 2048 if args.quick else 4096
-    cases = [c for c in CASES if not (c.extra and args.no_extra)]
+    repeats, warmup = (7, 2) if args.quick or args.tiny else (25, 3)
+    matmul_n = 256 if args.tiny else 2048 if args.quick else 4096
+    if args.tiny:
+        cases = TINY_CASES
+    elif args.device:
+        cases = DEVICE_CASES
+    else:
+        cases = [c for c in CASES if not (c.extra and args.no_extra)]
+    dtypes = args.dtypes.split(",")
     print(
         f"{datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
-        f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
+        f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}), "
+        f"torch {torch.__version__} on {TORCH_DEVICE} "
         f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}); "
         f"{repeats} interleaved repeats, medians; load average {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -182,21 +232,27 @@ def main() -> None:
 
     runners: list[dict] = []
     for case in cases:
-        config = case_config(case)
-        entry = {"case": case, "ours": Ours(config), "torch": Torch(config, compile=False)}
-        entry["compile"] = None
-        if not args.no_compile:
-            try:
-                entry["compile"] = Torch(config, compile=True)
-            except Exception as e:  # noqa: BLE001 - report and go on without it
-                print(f"torch.compile failed for {case.name} B={case.batch}: {e!r}"[:300])
-        print(
-            f"built {case.name} B={case.batch}: params {entry['torch'].counts} (equal to ours); "
-            f"compile: ours {entry['ours'].compile_s:.1f}s, torch.compile "
-            f"{getattr(entry['compile'], 'compile_s', float('nan')):.1f}s",
-            flush=True,
-        )
-        runners.append(entry)
+        for dtype in dtypes:
+            config = case_config(case, dtype)
+            entry = {
+                "case": case,
+                "dtype": dtype,
+                "ours": Ours(config),
+                "torch": Torch(config, compile=False),
+                "compile": None,
+            }
+            if not args.no_compile:
+                try:
+                    entry["compile"] = Torch(config, compile=True)
+                except Exception as e:  # noqa: BLE001 - report and go on without it
+                    print(f"torch.compile failed for {case.name} B={case.batch}: {e!r}"[:300])
+            print(
+                f"built {case.name} B={case.batch} {dtype}: params {entry['torch'].counts} (equal "
+                f"to ours); compile: ours {entry['ours'].compile_s:.1f}s, torch.compile "
+                f"{getattr(entry['compile'], 'compile_s', float('nan')):.1f}s",
+                flush=True,
+            )
+            runners.append(entry)
     matmul = Matmul(matmul_n)
 
     names = ("ours", "torch", "compile")
@@ -217,13 +273,14 @@ def main() -> None:
     peak = matmul.flops / np.median(peak_ms) / 1e6  # GFLOP/s
     print(f"\npeak: jnp.dot f32 {matmul_n}x{matmul_n} = {peak:.1f} GFLOP/s\n")
     header = (
-        f"{'model':<30} {'B':>4} {'ours ms':>8} {'torch ms':>9} {'compile ms':>10} "
+        f"{'model':<30} {'B':>4} {'dtype':>8} {'ours ms':>8} {'torch ms':>9} {'compile ms':>10} "
         f"{'ours/torch':>10} {'ours/compile':>12} {'GFLOP/step':>10} {'GFLOP/s':>8} "
         f"{'of peak':>7} {'ours cmp s':>10} {'torch.cmp s':>11}"
     )
     print(header)
     print("-" * len(header))
     worst = 0.0
+    rows = []
     for entry, record in zip(runners, times):
         case, ours, compiled = entry["case"], entry["ours"], entry["compile"]
         ours_ms = np.asarray(record["ours"])
@@ -233,12 +290,29 @@ def main() -> None:
         ratio_c = float(np.median(ours_ms / np.asarray(record["compile"]))) if compiled else np.nan
         of_peak = float(np.median(ours.flops / ours_ms / (matmul.flops / np.asarray(peak_ms))))
         worst = max(worst, ratio)
+        torch_compile_s = getattr(compiled, "compile_s", np.nan)
         print(
-            f"{case.name:<30} {case.batch:>4} {median['ours']:>8.1f} {median['torch']:>9.1f} "
-            f"{na(median['compile'], '.1f'):>10} {ratio:>10.2f} {na(ratio_c, '.2f'):>12} "
-            f"{ours.flops / 1e9:>10.2f} {ours.flops / median['ours'] / 1e6:>8.1f} "
-            f"{of_peak:>7.0%} {ours.compile_s:>10.1f} "
-            f"{na(getattr(compiled, 'compile_s', np.nan), '.1f'):>11}"
+            f"{case.name:<30} {case.batch:>4} {entry['dtype']:>8} {median['ours']:>8.1f} "
+            f"{median['torch']:>9.1f} {na(median['compile'], '.1f'):>10} {ratio:>10.2f} "
+            f"{na(ratio_c, '.2f'):>12} {ours.flops / 1e9:>10.2f} "
+            f"{ours.flops / median['ours'] / 1e6:>8.1f} {of_peak:>7.0%} {ours.compile_s:>10.1f} "
+            f"{na(torch_compile_s, '.1f'):>11}"
+        )
+        rows.append(
+            {
+                "model": case.name,
+                "batch": case.batch,
+                "dtype": entry["dtype"],
+                "ours_ms": float(median["ours"]),
+                "torch_eager_ms": float(median["torch"]),
+                "torch_compile_ms": float(median["compile"]),
+                "ours_over_eager": ratio,
+                "ours_over_compile": float(ratio_c),
+                "gflop_per_step": ours.flops / 1e9,
+                "of_peak": of_peak,
+                "ours_compile_s": ours.compile_s,
+                "torch_compile_s": float(torch_compile_s),
+            }
         )
     print(
         "\nours ms: jitted make_train_step (GAN: one D then one G update, G's EMA); torch ms: "
@@ -248,6 +322,18 @@ def main() -> None:
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
     print(f"worst_ratio={worst:.2f}")
+    if args.json:
+        facts = {
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "device": jax.devices()[0].device_kind,
+            "torch": torch.__version__,
+            "torch_device": TORCH_DEVICE,
+            "peak_gflops": peak,
+            "repeats": repeats,
+        }
+        with open(args.json, "w") as f:
+            json.dump({"facts": facts, "rows": rows, "worst_ratio": worst}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -250,8 +250,11 @@ class GANStep:
         ema_decay: float = 0.999,
         loss: str = "non_saturating",
         compile: bool = False,
+        device: str = "cpu",
+        bf16: bool = False,
     ):
         self.g, self.d, self.latent_dim, self.ema_decay = g, d, latent_dim, ema_decay
+        self.device, self.bf16 = device, bf16
         self.d_loss, self.g_loss = GAN_LOSSES[loss]
         g.train(), d.train()
         self.opt_g, self.opt_d = (
@@ -268,10 +271,14 @@ class GANStep:
             self.opt_d_step = torch.compile(self.opt_d.step)
 
     def __call__(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device, torch.bfloat16, enabled=self.bf16):
+            return self._step(real)
+
+    def _step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = real.shape[0]
         # D update: G's samples without a graph; two D passes, as ours.
         with torch.no_grad():
-            fake = self.g_fn(torch.randn(batch, self.latent_dim))
+            fake = self.g_fn(torch.randn(batch, self.latent_dim, device=self.device))
         self.opt_d.zero_grad(set_to_none=True)
         real_logits, fake_logits = self.d_fn(real), self.d_fn(fake)
         d_loss = self.d_loss(real_logits, fake_logits)
@@ -281,7 +288,8 @@ class GANStep:
         for p in self.d_params:
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss = self.g_loss(self.d_fn(self.g_fn(torch.randn(batch, self.latent_dim))))
+        z = torch.randn(batch, self.latent_dim, device=self.device)
+        g_loss = self.g_loss(self.d_fn(self.g_fn(z)))
         g_loss.backward()
         self.opt_g_step()
         for p in self.d_params:
@@ -296,16 +304,28 @@ class VAEStep:
     as `genimg_jax.steps.vae.vae_step`. `compile=True` wraps the model and the optimizer step."""
 
     def __init__(
-        self, vae: VAE, latent_dim: int, lr: float = 1e-3, beta: float = 1.0, compile: bool = False
+        self,
+        vae: VAE,
+        latent_dim: int,
+        lr: float = 1e-3,
+        beta: float = 1.0,
+        compile: bool = False,
+        device: str = "cpu",
+        bf16: bool = False,
     ):
         self.vae, self.latent_dim, self.beta = vae, latent_dim, beta
+        self.device, self.bf16 = device, bf16
         self.opt = _adam(vae.parameters(), lr, 0.9)
         self.vae_fn, self.opt_step = vae, self.opt.step
         if compile:
             self.vae_fn, self.opt_step = torch.compile(vae), torch.compile(self.opt.step)
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        eps = torch.randn(x.shape[0], self.latent_dim)
+        with torch.autocast(self.device, torch.bfloat16, enabled=self.bf16):
+            return self._step(x)
+
+    def _step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        eps = torch.randn(x.shape[0], self.latent_dim, device=self.device)
         self.opt.zero_grad(set_to_none=True)
         logits, mean, logvar = self.vae_fn(x, eps)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
@@ -319,23 +339,38 @@ class VAEStep:
 GAN_FAMILIES = {"dcgan": (Generator, Discriminator), "resnet_gan": (ResGenerator, ResDiscriminator)}
 
 
-def build_step(config, compile: bool = False) -> tuple[Callable, dict[str, int]]:
-    """The PyTorch step for a genimg_jax config (family, sizes, widths, learning rates) and the
-    parameter count of each network, keyed like `ours_param_counts`."""
+def build_step(
+    config, compile: bool = False, device: str = "cpu"
+) -> tuple[Callable, dict[str, int]]:
+    """The PyTorch step for a genimg_jax config (family, sizes, widths, learning rates) on
+    `device` ("cpu" or "cuda"), with bfloat16 autocast where `train.compute_dtype` is bfloat16
+    (float32 weights, as ours), and the parameter count of each network, keyed like
+    `ours_param_counts`."""
+    bf16 = config.train.compute_dtype == "bfloat16"
     torch.manual_seed(config.seed)
     data, m, t = config.data, config.model, config.train
     if m.family in GAN_FAMILIES:
         if t.d_steps != 1 or m.get("num_classes", 0):
             raise ValueError("the PyTorch GAN twins do one D update per step, unconditionally")
         g_class, d_class = GAN_FAMILIES[m.family]
-        g = g_class(data.image_size, data.channels, m.g_width, m.latent_dim)
-        d = d_class(data.image_size, data.channels, m.d_width)
+        g = g_class(data.image_size, data.channels, m.g_width, m.latent_dim).to(device)
+        d = d_class(data.image_size, data.channels, m.d_width).to(device)
         step = GANStep(
-            g, d, m.latent_dim, t.g_lr, t.d_lr, (t.b1, t.b2), t.ema_decay, t.loss, compile
+            g,
+            d,
+            m.latent_dim,
+            t.g_lr,
+            t.d_lr,
+            (t.b1, t.b2),
+            t.ema_decay,
+            t.loss,
+            compile,
+            device,
+            bf16,
         )
         return step, {"g": param_count(g), "d": param_count(d)}
-    vae = VAE(data.image_size, data.channels, m.width, m.latent_dim, m.hidden)
-    step = VAEStep(vae, m.latent_dim, t.lr, m.beta, compile=compile)
+    vae = VAE(data.image_size, data.channels, m.width, m.latent_dim, m.hidden).to(device)
+    step = VAEStep(vae, m.latent_dim, t.lr, m.beta, compile, device, bf16)
     return step, {"vae": param_count(vae)}
 
 

@@ -33,6 +33,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_a_family_from_a_users_module_trains_resumes_and_samples(tmp_path):
     config = tiny_family.get_config()
     assert isinstance(family.of(config), tiny_family.TinyAE)

@@ -192,6 +192,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     assert again["fid"] == pytest.approx(scored["eval/fid"], rel=1e-4)
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(name, tmp_path):
     trainer.train_and_evaluate(_config(name, steps=6), str(tmp_path / "f32"))

@@ -136,6 +136,7 @@ def gan():
     return config, s, batch
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_d_step_updates_d_and_its_spectral_norm_state_and_leaves_g_untouched(gan):
     config, s, batch = gan
     d_step = jax.jit(
@@ -157,6 +158,7 @@ def test_d_step_updates_d_and_its_spectral_norm_state_and_leaves_g_untouched(gan
         assert 0 < sigma <= np.linalg.svd(weight, compute_uv=False)[0] * (1 + 1e-5), name
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_g_step_leaves_d_params_and_statistics_untouched(gan):
     config, s, batch = gan
     g_step = jax.jit(
@@ -182,6 +184,7 @@ def _quick(steps=None):
     return config
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))

@@ -11,6 +11,7 @@ from conftest import load_config
 from genimg_jax import losses, state, steps
 
 LOSS = losses.GAN_LOSSES["non_saturating"]
+pytestmark = pytest.mark.accelerator  # benchmarks/device_check.sh runs these on the GPU
 
 
 def _tree_equal(a, b) -> bool:

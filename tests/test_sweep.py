@@ -86,6 +86,7 @@ def _rows(folder):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_vectorized_sweep_matches_its_solo_runs(mode, solo_sweep, tmp_path):
     solo = solo_sweep[0]

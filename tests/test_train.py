@@ -69,6 +69,7 @@ def test_run_writes_checkpoints_metrics_samples_and_record(uninterrupted):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tb")))
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     name, _, workdir, final = uninterrupted
     half = load_config(name)
@@ -79,6 +80,7 @@ def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     assert _rows(str(tmp_path)) == _rows(workdir)
 
 
+@pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_path):
     """...also when that process loads its training step from the compilation cache that the
     in-process run filled (the suite shares one, tests/conftest.py)."""
