@@ -1,9 +1,9 @@
 """Two training runs of the same config and seed with `deterministic=True`, compared bitwise (the
 device check's last part: on a GPU, XLA's deterministic-ops flag is what makes them equal).
 
-    python benchmarks/deterministic_runs.py [--steps 200] [--json out.json]
+    python benchmarks/deterministic_runs.py [--steps 200] [--json out.json] [--tiny]
 
-The main job's DCGAN at 64x64, batch 128, trains twice in fresh workdirs in this process; the
+The main job's DCGAN at 64x64, batch 128 (--tiny: 32x32, batch 16), trains twice in fresh workdirs in this process; the
 last line is `bitwise_equal=True|False` and, when not, how many weight arrays differ.
 """
 
@@ -31,12 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", default="")
+    parser.add_argument("--tiny", action="store_true", help="32x32, batch 16: a dry run")
     args = parser.parse_args()
     cpu_tuning.tune_if_cpu()
     config = config_lib.from_file(os.path.join(REPO, "configs", "dcgan_mnist.py"))
     config.deterministic = True
     config.parallel.num_devices = 1
-    config.data.image_size, config.train.batch_size = 64, 128
+    config.data.image_size, config.train.batch_size = (32, 16) if args.tiny else (64, 128)
     config.train.steps = args.steps
     config.train.checkpoint_every = config.eval.every = args.steps
     config.eval.scores = False

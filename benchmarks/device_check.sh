@@ -37,30 +37,34 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export TFDS_DATA_DIR=${TFDS_DATA_DIR:-$(mktemp -d)}  # the bundled data sets, prepared offline
 
 failed=0
-part() {  # part NAME COMMAND...: runs it, logs it, records its status
-  local name=$1 start=$SECONDS rc
-  shift
-  echo "== $name: $*"
-  "$@" >"$out/$name.log" 2>&1
+part() {  # part NAME SECONDS COMMAND...: runs it within SECONDS, logs it, records its status
+  local name=$1 limit=$2 start=$SECONDS rc
+  shift 2
+  echo "== $name (at most ${limit} s): $*"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
   rc=$?
   echo "{\"part\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - start))}" >>"$out/status.jsonl"
   tail -n 4 "$out/$name.log"
   [ "$rc" -eq 0 ] || failed=1
 }
 
+# Time limits per part keep the whole check inside one 10-minute device call (8 minutes of parts,
+# in order of importance); the dry run on a 2-core CPU gets more.
 if [ "$tiny" = "--tiny" ]; then
   steps_args=(--tiny --no-compile --dtypes float32,bfloat16)
   sweep_args=(--tiny --ks 1,4 --no-processes)
   loop_args=(--steps 60 --segment 20 --rounds 1)
-  run_steps=20
+  det_args=(--tiny --steps 10)
+  limits=(600 600 600 600 600)
 else
   steps_args=(--device --quick --dtypes float32,bfloat16)
   sweep_args=(--quick --ks 1,4,16 --no-processes)
   loop_args=(--steps 1200 --segment 200 --rounds 1 --batch 128 --image-size 64)
-  run_steps=200
+  det_args=(--steps 200)
+  limits=(150 210 45 45 30)
 fi
 
-part devices "$py" -c "
+part devices 60 "$py" -c "
 import json, jax, jaxlib, sys
 import genimg_jax
 facts = {'python': sys.version.split()[0], 'jax': jax.__version__, 'jaxlib': jaxlib.__version__,
@@ -68,11 +72,13 @@ facts = {'python': sys.version.split()[0], 'jax': jax.__version__, 'jaxlib': jax
          'device_kind': jax.devices()[0].device_kind}
 print(json.dumps(facts))
 json.dump(facts, open('$out/devices.json', 'w'), indent=2)"
-part tests "$py" -m pytest -q -m accelerator -p no:cacheprovider --junitxml="$out/tests.xml" tests
-part steps "$py" benchmarks/steps.py "${steps_args[@]}" --json "$out/steps.json"
-part sweep "$py" benchmarks/sweep.py "${sweep_args[@]}" --json "$out/sweep.json"
-part loop "$py" benchmarks/loop_overhead.py "${loop_args[@]}" --json "$out/loop.json"
-part deterministic "$py" benchmarks/deterministic_runs.py --steps "$run_steps" --json "$out/deterministic.json"
+part tests "${limits[0]}" "$py" -m pytest -q -m accelerator -p no:cacheprovider \
+  --junitxml="$out/tests.xml" tests
+part steps "${limits[1]}" "$py" benchmarks/steps.py "${steps_args[@]}" --json "$out/steps.json"
+part sweep "${limits[2]}" "$py" benchmarks/sweep.py "${sweep_args[@]}" --json "$out/sweep.json"
+part loop "${limits[3]}" "$py" benchmarks/loop_overhead.py "${loop_args[@]}" --json "$out/loop.json"
+part deterministic "${limits[4]}" "$py" benchmarks/deterministic_runs.py "${det_args[@]}" \
+  --json "$out/deterministic.json"
 
 echo "status: $(tr '\n' ' ' <"$out/status.jsonl")"
 exit "$failed"

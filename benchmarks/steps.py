@@ -332,6 +332,11 @@ def main() -> None:
             "peak_gflops": peak,
             "repeats": repeats,
         }
+
+        def strict(v):  # NaN (not measured) as JSON null
+            return None if isinstance(v, float) and not np.isfinite(v) else v
+
+        rows = [{k: strict(v) for k, v in row.items()} for row in rows]
         with open(args.json, "w") as f:
             json.dump({"facts": facts, "rows": rows, "worst_ratio": worst}, f, indent=2)
 

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from tqdm import tqdm
 
@@ -96,7 +97,7 @@ def _intact(workdir: str) -> list[int]:
 
 def _train(members: list[Member], program, stop: signals.StopRequest) -> None:
     config, start = members[0].config, members[0].start
-    total, every = config.train.steps, config.train
+    total = config.train.steps
     is_writer = jax.process_index() == 0
     batches = [m.begin() for m in members]
     keys = program.place_keys([m.train_key for m in members])
@@ -161,12 +162,12 @@ def _train(members: list[Member], program, stop: signals.StopRequest) -> None:
             write_pending_log()  # the previous log step's, now that this step is queued
             done = step + 1
             progress.update(1)
-            is_log = done % every.log_every == 0 or done == total
+            is_log = done % config.train.log_every == 0 or done == total
             stopping = (jax.process_count() == 1 or is_log) and stop.agreed()
             if is_log:
-                pending_log = (done, metrics, jax.tree.map(jax.numpy.copy, program.guards(carry)))
+                pending_log = (done, metrics, jax.tree.map(jnp.copy, program.guards(carry)))
             is_eval = done % config.eval.every == 0 or done == total
-            is_save = done % every.checkpoint_every == 0 or done == total or stopping
+            is_save = done % config.train.checkpoint_every == 0 or done == total or stopping
             if is_eval or is_save:
                 write_pending_log()
                 check_finite(program.guards(carry), program.metric_names(metrics))
