@@ -27,13 +27,23 @@ PACKAGES = (
 )
 
 
+def unit_range(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Floats in `value_range` -> float32 in [0, 1] (clipped; NaN as 0)."""
+    lo, hi = value_range
+    return np.clip(np.nan_to_num((np.asarray(images, np.float32) - lo) / (hi - lo)), 0, 1)
+
+
+def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Floats in `value_range` -> uint8 in [0, 255], as image files hold them."""
+    return np.round(unit_range(images, value_range) * 255).astype(np.uint8)
+
+
 def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     """[N, H, W, C] floats in `value_range` -> uint8 [rows·(H+1)+1, cols·(W+1)+1, C] tiles."""
     n, h, w, c = images.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    lo, hi = value_range
-    pixels = np.clip(np.nan_to_num((np.asarray(images, np.float32) - lo) / (hi - lo)), 0, 1)
+    pixels = unit_range(images, value_range)
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5, np.float32)
     for i, image in enumerate(pixels):
         r, q = divmod(i, cols)

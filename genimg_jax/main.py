@@ -1,7 +1,7 @@
 """`genimg`: one CLI with subcommands; it parses flags and config, then hands over.
 
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
-genimg sample  --workdir runs/vae --num 64 --out grid.png
+genimg sample  --workdir runs/vae --num 64 --out grid.png [--format grid|npz|png-dir]
 genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
@@ -36,7 +36,17 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("num", 64, "sample: number of images.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "out", None, "sample: output PNG (default WORKDIR/samples/sample.png).", flag_values=FLAGS
+    "out",
+    None,
+    "sample: output file or folder (default WORKDIR/samples/sample.png, samples.npz or png/).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "format",
+    "grid",
+    ["grid", "npz", "png-dir"],
+    "sample: one PNG grid, a uint8 [N, H, W, C] npz (key images), or a folder of PNGs.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
 flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
@@ -107,15 +117,17 @@ def cmd_train() -> None:
 
 
 def cmd_sample() -> None:
-    """Writes a grid of samples from a run's latest (or best) checkpoint."""
+    """Writes samples from a run's latest (or best) checkpoint: a grid, an npz array or a
+    folder of PNGs (for pytorch-fid, clean-fid, torch-fidelity)."""
     from genimg_jax import sample
 
     workdir = _require("workdir")
-    out = FLAGS.out or os.path.join(workdir, "samples", "sample.png")
-    sample.sample_to_png(
-        load_config(workdir), workdir, FLAGS.num, out, FLAGS.seed, FLAGS.checkpoint
+    default = {"grid": "sample.png", "npz": "samples.npz", "png-dir": "png"}[FLAGS.format]
+    out = FLAGS.out or os.path.join(workdir, "samples", default)
+    config = load_config(workdir)
+    print(
+        sample.export(config, workdir, FLAGS.num, out, FLAGS.format, FLAGS.seed, FLAGS.checkpoint)
     )
-    print(out)
 
 
 def cmd_prepare() -> None:
@@ -199,7 +211,7 @@ COMMANDS = {
 # The flags each command takes (absl parses them all; `main` refuses the others by name).
 TAKES = {
     "train": ("config", "workdir"),
-    "sample": ("config", "workdir", "checkpoint", "num", "out", "seed"),
+    "sample": ("config", "workdir", "checkpoint", "num", "format", "out", "seed"),
     "prepare": ("data", "data_dir"),
     "sweep": ("sweep", "workdir", "member", "launcher", "workers", "vectorize", "vectorize_mode"),
     "report": ("workdir",),

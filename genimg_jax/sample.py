@@ -1,10 +1,13 @@
-"""`genimg sample`: images from a workdir's latest (or best) checkpoint (EMA weights for GANs)."""
+"""`genimg sample`: images from a workdir's latest (or best) checkpoint (EMA weights for GANs), as a\ngrid, an array or a folder of PNGs for external FID tools."""
 
 import os
+from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from genimg_jax import checkpoint as checkpoint_lib
 from genimg_jax import config as config_lib
@@ -44,6 +47,30 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "lates
     return state
 
 
+SAMPLE_BATCH = 500  # images drawn per compiled call
+FORMATS = ("grid", "npz", "png-dir")
+
+
+def draw_batches(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    num: int,
+    seed: int = 0,
+    which: str = "latest",
+    batch: int = SAMPLE_BATCH,
+) -> Iterator[np.ndarray]:
+    """The images of `draw`, `batch` at a time, by one compiled program (the last batch is
+    padded to its shape)."""
+    state = restore(config, workdir, which)
+    z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
+    samples = jax.jit(family.of(config).samples)
+    size = min(batch, num)
+    for start in range(0, num, size):
+        part = z[start : start + size]
+        padded = jnp.pad(part, ((0, size - len(part)), (0, 0)))
+        yield np.asarray(samples(state, padded))[: len(part)]
+
+
 def draw(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -53,20 +80,43 @@ def draw(
 ) -> np.ndarray:
     """`num` images [num, H, W, C] in the data's value range, drawn from the latents of seed
     `seed` with the run's latest (or best) checkpoint (EMA weights for GANs)."""
-    state = restore(config, workdir, which)
-    z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
-    return np.asarray(jax.jit(family.of(config).samples)(state, z))
+    return np.concatenate(list(draw_batches(config, workdir, num, seed, which)))
 
 
-def sample_to_png(
+def export(
     config: ml_collections.ConfigDict,
     workdir: str,
     num: int,
     out: str,
+    fmt: str = "grid",
     seed: int = 0,
     which: str = "latest",
-) -> np.ndarray:
-    """Draws `num` images (see `draw`) and writes them as a grid to `out`."""
-    images = draw(config, workdir, num, seed, which)
-    log_lib.save_png(log_lib.image_grid(images, family.of(config).value_range), out)
-    return images
+    batch: int = SAMPLE_BATCH,
+) -> str:
+    """Writes `num` images (see `draw`) to `out` as `fmt`: "grid" (one PNG), "npz" (uint8
+    [num, H, W, C] under the key "images", as clean-fid and torch-fidelity read arrays) or
+    "png-dir" (`out/000000.png`, ... for pytorch-fid, clean-fid, torch-fidelity); returns `out`.
+    Images are drawn `batch` at a time, with a progress bar."""
+    if fmt not in FORMATS:
+        raise CheckpointError(f"--format={fmt!r}: use one of {list(FORMATS)}")
+    value_range = family.of(config).value_range
+    if fmt == "grid":
+        log_lib.save_png(
+            log_lib.image_grid(draw(config, workdir, num, seed, which), value_range), out
+        )
+        return out
+    os.makedirs(out if fmt == "png-dir" else os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    parts, written = [], 0
+    with tqdm(total=num, unit="image", dynamic_ncols=True, mininterval=1.0) as progress:
+        for images in draw_batches(config, workdir, num, seed, which, batch):
+            pixels = log_lib.to_uint8(images, value_range)
+            if fmt == "npz":
+                parts.append(pixels)
+            else:
+                for image in pixels:
+                    log_lib.save_png(image, os.path.join(out, f"{written:06d}.png"))
+                    written += 1
+            progress.update(len(images))
+    if fmt == "npz":
+        np.savez(out, images=np.concatenate(parts))
+    return out

@@ -4,8 +4,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from genimg_jax.data import pipeline
+from genimg_jax.main import main as cli
 
 
 @pytest.mark.parametrize("n,batch", [(10, 3), (12, 4), (7, 16)])
@@ -77,6 +79,20 @@ def test_batches_on_bundled_mnist_are_deterministic_and_sharded_by_process(mnist
 def test_standard_data_set_that_cannot_be_prepared_says_how(tmp_path):
     with pytest.raises(pipeline.DataError, match="genimg prepare --data mnist"):
         pipeline.load_split("mnist", "train", str(tmp_path))
+
+
+def test_an_unknown_data_set_name_is_one_line_naming_close_names_and_exits_2(tmp_path, capsys):
+    """The repro of issue #22: a misspelt name used to end in TFDS's traceback listing every
+    data set (exit 1)."""
+    argv = ["genimg", "train", "--config", os.path.join(REPO, "configs", "vae_mnist.py:quick")]
+    argv += ["--workdir", str(tmp_path / "w"), "--config.data.name=bundled_mnst"]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "data.name='bundled_mnst' is not a data set" in err
+    assert "close names: bundled_mnist" in err
+    with pytest.raises(pipeline.DataError, match="close names: mnist"):
+        pipeline.prepare("mnsit", str(tmp_path))
 
 
 def test_a_split_is_decoded_once_per_process_and_again_when_its_files_change(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO, load_config
 from PIL import Image
 
-from genimg_jax import parallel, trainer
+from genimg_jax import family, parallel, sample, trainer
+from genimg_jax import logging as log_lib
 from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.main import main as cli
@@ -116,6 +117,26 @@ def test_sample_command_draws_a_grid_from_the_checkpoint(uninterrupted, tmp_path
     assert cli(["genimg", "sample", "--workdir", workdir, "--num", "9", "--out", out]) == 0
     side = 3 * (config.data.image_size + 1) + 1
     assert Image.open(out).size == (side, side)
+
+
+def test_samples_export_as_npz_and_png_folder_for_external_fid_tools(uninterrupted, tmp_path):
+    """Drawn in batches (here 5, the last one padded), they are `draw`'s images as uint8."""
+    _, config, workdir, _ = uninterrupted
+    expected = log_lib.to_uint8(
+        sample.draw(config, workdir, 12, seed=3), family.of(config).value_range
+    )
+    npz = sample.export(config, workdir, 12, str(tmp_path / "s.npz"), "npz", seed=3, batch=5)
+    with np.load(npz) as f:
+        images = f["images"]
+    assert images.dtype == np.uint8 and images.shape == expected.shape
+    assert np.abs(images.astype(int) - expected).max() <= 1  # batch shapes round alike, or by 1
+    folder = tmp_path / "png"
+    argv = ["genimg", "sample", "--workdir", workdir, "--num", "12", "--seed", "3"]
+    assert cli([*argv, "--format", "png-dir", "--out", str(folder)]) == 0
+    files = sorted(os.listdir(folder))
+    assert files == [f"{i:06d}.png" for i in range(12)]
+    first = np.asarray(Image.open(folder / files[0]))
+    assert np.abs(first.reshape(expected[0].shape).astype(int) - expected[0]).max() <= 1
 
 
 def test_beta_vae_on_shapes_trains(tmp_path):

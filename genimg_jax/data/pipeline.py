@@ -7,6 +7,7 @@ steps, so a resumed run reads exactly the batches an uninterrupted one would hav
 """
 
 import collections
+import difflib
 import fcntl
 import functools
 import os
@@ -108,16 +109,38 @@ def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     encodes their images with it); when either is missing, a DataError says what to do.
     """
     data_dir = default_data_dir(data_dir)
-    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder = _builder(name, data_dir)
     if builder.is_prepared():
         return builder
     os.makedirs(data_dir, exist_ok=True)
     with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing a data dir prepare it once
-        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        builder = _builder(name, data_dir)
         if builder.is_prepared():
             return builder
         return _prepare_locked(builder, name, data_dir)
+
+
+def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """TFDS's builder of `name`, or a one-line DataError naming the close known names."""
+    try:
+        return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(unknown_name_message(name)) from None
+
+
+def unknown_name_message(name: str) -> str:
+    """What to say of a data set name that neither genimg nor TFDS knows."""
+    known = list(
+        dict.fromkeys([*builders.BUNDLED, *tfds.list_builders(with_community_datasets=False)])
+    )
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    return (
+        f"data.name={name!r} is not a data set genimg or TFDS knows"
+        + (f"; close names: {', '.join(close)}" if close else "")
+        + f". Offline: {' or '.join(builders.BUNDLED)}; with internet, a TFDS name such as "
+        f"{', '.join(STANDARD_NAMES)} (`tfds.list_builders()` lists them all)"
+    )
 
 
 def _prepare_locked(builder, name: str, data_dir: str) -> tfds.core.DatasetBuilder:
