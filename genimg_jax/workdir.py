@@ -46,6 +46,11 @@ def _holder(path: str) -> str:
 
 def ensure_writable(workdir: str) -> None:
     """Creates `workdir` and checks a file can be written there, else a WorkdirError."""
+    if "://" in workdir:  # os.makedirs would make a local folder named "gs:"
+        raise WorkdirError(
+            f"workdir {workdir} is a URL, and genimg writes workdirs with local file I/O; mount "
+            f"the bucket (e.g. gcsfuse) and give its local path as --workdir"
+        )
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, f".write_probe.{os.getpid()}")

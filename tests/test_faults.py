@@ -219,6 +219,13 @@ def test_read_only_workdir_fails_before_training(tmp_path):
         assert _saved_steps(workdir) == before
 
 
+def test_a_url_workdir_is_refused_instead_of_becoming_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WorkdirError, match="is a URL.*mount the bucket"):
+        trainer.train_and_evaluate(_config(), "gs://bucket/runs/x")
+    assert os.listdir(tmp_path) == []  # no folder "gs:"
+
+
 def _largest_file(directory) -> str:
     files = [os.path.join(d, f) for d, _, names in os.walk(directory) for f in names]
     return max(files, key=os.path.getsize)
