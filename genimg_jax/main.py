@@ -7,6 +7,7 @@ genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_s
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
 genimg eval    --workdir runs/vae [--checkpoint latest|best] [--examples 1000] [--iwae_k 100]
+               [--reference_split train|test]
 genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
 
 `genimg COMMAND --help` lists the flags of COMMAND.
@@ -70,6 +71,13 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
     "iwae_k", None, "eval: importance samples of IWAE (default eval.iwae_k).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "reference_split",
+    None,
+    "eval (GANs): the split of real images samples are compared with (default "
+    "eval.reference_split, '' = data.eval_split).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"], "eval, sample: which checkpoint.", flag_values=FLAGS
@@ -178,6 +186,8 @@ def cmd_eval() -> None:
             config.eval.examples = FLAGS.examples
         if FLAGS.iwae_k is not None and "iwae_k" in config.eval:
             config.eval.iwae_k = FLAGS.iwae_k
+        if FLAGS.reference_split is not None and "reference_split" in config.eval:
+            config.eval.reference_split = FLAGS.reference_split
     scores = eval_workdir.evaluate_workdir(config, workdir, FLAGS.checkpoint)
     print(json.dumps(scores, indent=2))
 
@@ -215,7 +225,7 @@ TAKES = {
     "prepare": ("data", "data_dir"),
     "sweep": ("sweep", "workdir", "member", "launcher", "workers", "vectorize", "vectorize_mode"),
     "report": ("workdir",),
-    "eval": ("config", "workdir", "checkpoint", "examples", "iwae_k"),
+    "eval": ("config", "workdir", "checkpoint", "examples", "iwae_k", "reference_split"),
     "train-classifier": ("config",),
 }
 HELP = ("--help", "-h", "--helpfull", "-help")

@@ -4,6 +4,7 @@ feature nets and reference features, and the Inception feature net from a local 
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -63,6 +64,25 @@ def test_scores_are_logged_at_each_evaluation_and_the_best_checkpoint_is_kept(tr
         assert {f"eval/{k}": v for k, v in saved.items() if k != "step"} == {
             k: v for k, v in row.items() if k != "step"
         }
+
+
+def test_eval_compares_with_the_reference_split_asked_for(trained, tmp_path, capsys):
+    """`--reference_split train` scores against the first training images (cached apart from
+    the test images' features), with as many of them as `--examples` asks."""
+    name, _, trained_dir = trained
+    if name != "dcgan_mnist":
+        pytest.skip("a GAN score")
+    workdir = str(tmp_path / "copy")  # eval writes eval_<step>.json: not into the shared run
+    shutil.copytree(trained_dir, workdir)
+    scores = {}
+    for split in ("test", "train"):
+        argv = ["genimg", "eval", f"--workdir={workdir}", "--examples=40"]
+        assert main.main([*argv, f"--reference_split={split}"]) == 0
+        scores[split] = json.loads(capsys.readouterr().out)
+        assert scores[split]["num_reference"] == 40 and scores[split]["num_samples"] == 40
+    assert scores["train"]["fid"] != scores["test"]["fid"]
+    cached = os.listdir(os.path.join(os.environ["TFDS_DATA_DIR"], "genimg_reference"))
+    assert any("_train_" in f and "_n40_" in f for f in cached), cached
 
 
 def test_eval_of_the_best_checkpoint_reproduces_the_logged_score(trained):

@@ -76,7 +76,7 @@ def gan_scorer(config: ml_collections.ConfigDict, num: int, seed: int) -> Callab
             coverage = manifold.class_coverage(fake_probs, net.num_classes)
             scores["classes_hit"] = coverage["hit_classes"]
             scores["class_kl_to_uniform"] = coverage["kl_to_uniform"]
-        return scores | net.facts | {"num_samples": len(fake)}
+        return scores | net.facts | {"num_samples": len(fake), "num_reference": len(real_features)}
 
     return score
 

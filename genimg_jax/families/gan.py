@@ -50,6 +50,9 @@ class GANFamily(Family):
         c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
         c.eval.classifier_steps = 600  # training steps of the domain classifier
         c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
+        # the real images samples are compared with: the first eval.examples of this split;
+        # "" = data.eval_split (the test images), or e.g. "train" (README, Evaluation)
+        c.eval.reference_split = ""
 
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
         ev = config.eval
@@ -67,6 +70,10 @@ class GANFamily(Family):
             "train.ema_decay": config_lib.in_unit(),
             "eval.feature_net": config_lib.one_of(FEATURE_NETS),
             "eval.classifier_steps": config_lib.positive(),
+            "eval.reference_split": (
+                lambda v: isinstance(v, str),
+                "a split name such as 'train' or 'test', or '' (data.eval_split)",
+            ),
             "eval.inception_weights": (
                 lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
                 (

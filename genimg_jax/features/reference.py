@@ -16,19 +16,25 @@ from genimg_jax.data import pipeline
 from genimg_jax.features.feature_nets import FeatureNet, load_images
 
 
+def reference_split(config: ml_collections.ConfigDict) -> str:
+    """The split whose images samples are compared with: `eval.reference_split`, or where that
+    is "" (the default), `data.eval_split`."""
+    return config.eval.get("reference_split", "") or config.data.eval_split
+
+
 def cache_path(config: ml_collections.ConfigDict, net: FeatureNet, num: int) -> str:
-    """The cache file of `num` images of the evaluation split under feature net `net`."""
+    """The cache file of `num` images of the reference split under feature net `net`."""
     data = config.data
     name = (
-        f"{data.name}_{data.eval_split}_{data.image_size}x{data.channels}_n{num}_"
+        f"{data.name}_{reference_split(config)}_{data.image_size}x{data.channels}_n{num}_"
         f"{net.name}_{net.fingerprint[:16]}.npz"
     )
     return os.path.join(pipeline.default_data_dir(data.data_dir), "genimg_reference", name)
 
 
 def reference_features(config: ml_collections.ConfigDict, net: FeatureNet, num: int) -> np.ndarray:
-    """Features [n, D] of the first `num` images of `config.data.eval_split`, read from the
-    cache, or computed and cached (also when the cached file is damaged)."""
+    """Features [n, D] of the first `num` images of the reference split, read from the cache,
+    or computed and cached (also when the cached file is damaged)."""
     path = cache_path(config, net, num)
     if os.path.exists(path):
         try:
@@ -36,7 +42,7 @@ def reference_features(config: ml_collections.ConfigDict, net: FeatureNet, num: 
                 return cached["features"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # damaged: computed again and rewritten below
-    images, _ = load_images(config, config.data.eval_split, num)
+    images, _ = load_images(config, reference_split(config), num)
     features, _ = net.extract(images)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.{os.getpid()}.tmp.npz"
