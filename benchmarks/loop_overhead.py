@@ -192,7 +192,7 @@ def main() -> None:
     config = main_job_config(args.steps, args.batch, args.image_size)
     assert args.steps >= 3 * args.segment, "--steps must span at least 3 segments"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        pipeline.prepare(config.data.name, config.data.data_dir)  # quietly: TFDS's progress
+        pipeline.prepare_data(config.data)  # quietly: TFDS's progress
     b, s, c = config.train.batch_size, config.data.image_size, config.data.channels
     print(
         f"configs/dcgan_mnist.py: {s}x{s}x{c}, batch {b}, {args.steps} steps per round, log every "

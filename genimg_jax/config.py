@@ -20,6 +20,7 @@ from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
 OPTIMIZERS = ("adam", "adamw")
 
 SCHEDULES = ("constant", "cosine")
+USER_DATA = ("folder", "arrays")  # data.name values that read the user's images at data.path
 
 
 def base_config(family: str, family_module: str = "") -> ml_collections.ConfigDict:
@@ -46,6 +47,10 @@ def base_config(family: str, family_module: str = "") -> ml_collections.ConfigDi
     c.data.image_size = 32
     c.data.channels = 1
     c.data.binarize = False  # True: pixels thresholded at the middle of the value range ({0, 1})
+    # your own images: data.name "folder" (a folder of image files) or "arrays" (.npz/.npy) at
+    c.data.path = ""  # data.path, prepared once (README, "Your own images")
+    c.data.labels_from_folders = False  # folder: first-level subfolder names are class labels
+    c.data.skip_bad_files = False  # folder: skip unreadable images (listed beside the data)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
@@ -210,6 +215,12 @@ def _rules(config: ml_collections.ConfigDict) -> family_lib.Rules:
         "data.image_size": one_of(SUPPORTED_IMAGE_SIZES),
         "data.channels": one_of((1, 3)),
         "data.binarize": one_of((False, True)),
+        "data.path": (
+            lambda v: isinstance(v, str) and (bool(v) or config.data.name not in USER_DATA),
+            f"the folder or .npz/.npy of your images when data.name is one of {list(USER_DATA)}",
+        ),
+        "data.labels_from_folders": one_of((False, True)),
+        "data.skip_bad_files": one_of((False, True)),
         "train.steps": positive(),
         "train.batch_size": positive(),
         "train.log_every": positive(),

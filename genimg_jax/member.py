@@ -30,11 +30,11 @@ def train_batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
     """This process's deterministic batches of the training split."""
     data_cfg = config.data
     if jax.process_index() == 0:  # process 0 prepares first: processes sharing a dir never race
-        pipeline.prepare(data_cfg.name, data_cfg.data_dir)
+        pipeline.prepare_data(data_cfg)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("genimg: data prepared")
     return pipeline.Batches(
-        pipeline.load_split(data_cfg.name, data_cfg.train_split, data_cfg.data_dir),
+        pipeline.load_data_split(data_cfg, data_cfg.train_split),
         seed=config.seed,
         batch_size=config.train.batch_size,
         image_size=data_cfg.image_size,

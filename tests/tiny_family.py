@@ -89,7 +89,7 @@ class TinyAE(Family):
 
     def make_scorer(self, config):
         data = config.data
-        source = pipeline.load_split(data.name, data.eval_split, data.data_dir)
+        source = pipeline.load_data_split(data, data.eval_split)
         images = source.get(np.arange(min(config.eval.examples, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
         x = pipeline.scale_images(images, self.value_range)

@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from concurrent import futures
 from typing import Protocol
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from genimg_jax.data import builders
+from genimg_jax.data.builders import user_images
+from genimg_jax.data.images import fit_images
 from genimg_jax.errors import GenimgError
 
 IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
@@ -102,27 +104,83 @@ def _download_host_reachable(timeout: float = 3.0) -> bool:
     return bool(result)
 
 
-def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
-    """Writes data set `name` as array_record under `data_dir` if it is not there yet.
+def user_source(data: ml_collections.ConfigDict) -> user_images.Source | None:
+    """The user's own images a data config names (`data.name` "folder" or "arrays", at
+    `data.path`), or None for a TFDS name."""
+    if data.name not in user_images.KINDS:
+        return None
+    return user_images.Source(
+        kind=data.name,
+        path=os.path.abspath(os.path.expanduser(data.path)),
+        image_size=data.image_size,
+        channels=data.channels,
+        labels_from_folders=data.labels_from_folders,
+        skip_bad_files=data.skip_bad_files,
+    )
 
-    Bundled data sets are built offline. Standard ones need the internet and TensorFlow (TFDS
-    encodes their images with it); when either is missing, a DataError says what to do.
+
+def data_key(data: ml_collections.ConfigDict) -> str:
+    """A name for cache files derived from the data (reference features, classifiers): the
+    TFDS name, or for the user's images the name and the hash of their content."""
+    source = user_source(data)
+    return data.name if source is None else f"{data.name}-{user_images.signature(source)}"
+
+
+def prepare_data(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+    """`prepare` for a data config (a TFDS name, or the user's folder or arrays)."""
+    return prepare(data.name, data.data_dir, user_source(data))
+
+
+def load_data_split(data: ml_collections.ConfigDict, split: str) -> "ImageSource":
+    """`load_split` for a data config (a TFDS name, or the user's folder or arrays)."""
+    return load_split(data.name, split, data.data_dir, user_source(data))
+
+
+def prepare(
+    name: str, data_dir: str | None = None, source: user_images.Source | None = None
+) -> tfds.core.DatasetBuilder:
+    """Writes data set `name` (or the user's images `source`) as array_record under `data_dir`
+    if it is not there yet.
+
+    Bundled data sets and a user's images are built offline. Standard ones need the internet
+    and TensorFlow (TFDS encodes their images with it); when either is missing, a DataError
+    says what to do.
     """
     data_dir = default_data_dir(data_dir)
-    builder = _builder(name, data_dir)
+    builder = _builder(name, data_dir, source)
     if builder.is_prepared():
         return builder
     os.makedirs(data_dir, exist_ok=True)
-    with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
+    lock_name = f".{builder.name}.{builder.builder_config.name if source else ''}.prepare.lock"
+    with open(os.path.join(data_dir, lock_name), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing a data dir prepare it once
-        builder = _builder(name, data_dir)
+        builder = _builder(name, data_dir, source)
         if builder.is_prepared():
+            return builder
+        if source is not None:
+            try:
+                builder.download_and_prepare()
+            except user_images.images_lib.ImageError as e:
+                raise DataError(str(e)) from None
+            user_images.write_bad_files(builder)
             return builder
         return _prepare_locked(builder, name, data_dir)
 
 
-def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """TFDS's builder of `name`, or a one-line DataError naming the close known names."""
+def _builder(
+    name: str, data_dir: str, source: user_images.Source | None = None
+) -> tfds.core.DatasetBuilder:
+    """TFDS's builder of `name` (or of the user's images `source`), or a one-line DataError
+    naming the close known names."""
+    if source is None and name in user_images.KINDS:
+        raise DataError(
+            f"data.name={name!r} reads your images at data.path; it is prepared by the run "
+            f"that names it (genimg train --config C --config.data.name={name} "
+            f"--config.data.path=PATH)"
+        )
+    if source is not None:
+        config = user_images.UserImagesConfig(source)
+        return user_images.UserImages(config=config, data_dir=data_dir, file_format="array_record")
     try:
         return tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
@@ -170,12 +228,14 @@ def _prepare_locked(builder, name: str, data_dir: str) -> tfds.core.DatasetBuild
 _decoded: collections.OrderedDict[tuple, ArraySource] = collections.OrderedDict()
 
 
-def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSource:
-    """The split as an ImageSource, preparing the data set first when needed. A split that fits
-    in memory is decoded once per process while its files stay the same (the runs of an
-    in-process sweep, a run's training and evaluation share it; a rewritten data set is read
-    again)."""
-    builder = prepare(name, data_dir)
+def load_split(
+    name: str, split: str, data_dir: str | None = None, source: user_images.Source | None = None
+) -> ImageSource:
+    """The split as an ImageSource, preparing the data set (or the user's images `source`)
+    first when needed. A split that fits in memory is decoded once per process while its files
+    stay the same (the runs of an in-process sweep, a run's training and evaluation share it; a
+    rewritten data set is read again)."""
+    builder = prepare(name, data_dir, source)
     features = builder.info.features
     if "image" not in features:
         raise DataError(f"Data set {name!r} has no 'image' feature; features: {list(features)}")
@@ -187,13 +247,11 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
     if key in _decoded:
         _decoded.move_to_end(key)
         return _decoded[key]
-    source = tfds.data_source(
-        name, split=split, data_dir=default_data_dir(data_dir), download=False
-    )
+    records = builder.as_data_source(split=split)
     has_label = "label" in features
     shape = features["image"].shape
-    n = len(source)
-    streaming = StreamingSource(source, has_label)
+    n = len(records)
+    streaming = StreamingSource(records, has_label)
     if None in shape or n * int(np.prod(shape)) > IN_MEMORY_LIMIT_BYTES:
         return streaming
     try:
@@ -202,7 +260,11 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> ImageSourc
         raise DataError(
             f"data set {name!r} in {builder.data_dir} cannot be read ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200]}); delete {builder.data_dir} and run again "
-            f"(`genimg prepare --data {name}` rebuilds it)"
+            + (
+                "(it is prepared again)"
+                if source
+                else f"(`genimg prepare --data {name}` rebuilds it)"
+            )
         ) from None
     _decoded[key] = ArraySource(everything["image"], everything.get("label"))
     while len(_decoded) > KEEP_DECODED:
@@ -233,32 +295,6 @@ def example_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray
         rows = epochs == epoch
         out[rows] = _epoch_permutation(seed, int(epoch), n)[offsets[rows]]
     return out
-
-
-def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """uint8 [B, h, w, c] -> uint8 [B, size, size, channels]: zero-pad when smaller (MNIST 28 ->
-    32), else centre-crop to a square and resize with area averaging; grey -> RGB by tiling."""
-    _, h, w, c = images.shape
-    if c != channels:
-        if c != 1:
-            raise DataError(f"images have {c} channels; data.channels={channels} cannot be made")
-        images = np.repeat(images, channels, axis=-1)
-    if h <= size and w <= size:
-        top, left = (size - h) // 2, (size - w) // 2
-        if (h, w) == (size, size):
-            return images
-        return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = images[:, top : top + side, left : left + side]
-    return np.stack([_resize(im, size) for im in square])
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    squeeze = image.shape[-1] == 1
-    pil = Image.fromarray(image[..., 0] if squeeze else image)
-    out = np.asarray(pil.resize((size, size), Image.Resampling.BOX))
-    return out[..., None] if squeeze else out
 
 
 def scale_images(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

@@ -91,7 +91,7 @@ class VAEFamily(Family):
     def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
         """Prior latents, and the first test images for reconstructions."""
         n, data = config.eval.num_samples, config.data
-        source = pipeline.load_split(data.name, data.eval_split, data.data_dir)
+        source = pipeline.load_data_split(data, data.eval_split)
         images = source.get(np.arange(min(n // 2, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
         x = pipeline.scale_images(images, self.value_range)

@@ -39,7 +39,7 @@ class FeatureNet(NamedTuple):
 def load_images(config: ml_collections.ConfigDict, split: str, num: int):
     """(uint8 images [n, S, S, C] fitted to the model's geometry, labels [n] or None): the first
     `num` examples of a split (n = min(num, split size))."""
-    source = pipeline.load_split(config.data.name, split, config.data.data_dir)
+    source = pipeline.load_data_split(config.data, split)
     example = source.get(np.arange(min(num, len(source))))
     images = pipeline.fit_images(example["image"], config.data.image_size, config.data.channels)
     return images, example.get("label")
@@ -53,7 +53,8 @@ def fingerprint(params: Any) -> str:
 def classifier_path(config: ml_collections.ConfigDict) -> str:
     """Where the domain classifier of this data set, geometry and step count is cached."""
     data = config.data
-    name = f"{data.name}_{data.image_size}x{data.channels}_{config.eval.classifier_steps}"
+    name = f"{pipeline.data_key(data)}_{data.image_size}x{data.channels}_"
+    name += str(config.eval.classifier_steps)
     folder = os.path.join(pipeline.default_data_dir(data.data_dir), "genimg_classifiers")
     return os.path.join(folder, f"{name}.msgpack")
 

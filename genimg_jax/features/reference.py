@@ -26,7 +26,8 @@ def cache_path(config: ml_collections.ConfigDict, net: FeatureNet, num: int) -> 
     """The cache file of `num` images of the reference split under feature net `net`."""
     data = config.data
     name = (
-        f"{data.name}_{reference_split(config)}_{data.image_size}x{data.channels}_n{num}_"
+        f"{pipeline.data_key(data)}_{reference_split(config)}_{data.image_size}x"
+        f"{data.channels}_n{num}_"
         f"{net.name}_{net.fingerprint[:16]}.npz"
     )
     return os.path.join(pipeline.default_data_dir(data.data_dir), "genimg_reference", name)
