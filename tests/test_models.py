@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 from conftest import load_config
 
-from genimg_jax import family, state
+from genimg_jax import family, state, steps
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 1)])
@@ -40,3 +40,48 @@ def test_unknown_family_and_size_name_the_choices():
     config.data.image_size = 48
     with pytest.raises(ValueError, match="48"):
         state.create_state(config, jax.random.key(0))
+
+
+@pytest.mark.parametrize("size", [16, 128, 256])
+@pytest.mark.parametrize(
+    "config_name,family_name",
+    [("dcgan_mnist", "dcgan"), ("sngan_cifar10", "resnet_gan"), ("vae_mnist", "conv_vae")],
+)
+def test_every_conv_family_builds_its_step_at_every_size(config_name, family_name, size):
+    """The blocks follow the size (`common.spatial_plan`: 16 = 4·2², 128 = 4·2⁵, 256 = 4·2⁶):
+    the training step and the samples trace to the right shapes (abstractly: compiling nine
+    steps would take the suite minutes; the conv VAE's step runs for real at 256 below)."""
+    config = load_config(config_name)
+    config.model.family = family_name
+    config.data.image_size, config.data.channels = size, 3
+    config.train.batch_size = 2
+    s = jax.eval_shape(lambda key: state.create_state(config, key), jax.random.key(0))
+    images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    step = steps.make_train_step(config)
+    new_state, metrics = jax.eval_shape(step, s, {"image": images}, jax.random.key(2))
+    assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape, s)
+    assert metrics and all(m.shape == () for m in metrics.values())
+    z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
+    assert jax.eval_shape(family.of(config).samples, s, z).shape == (2, size, size, 3)
+
+
+def test_the_conv_vae_trains_a_step_at_256_pixels():
+    config = load_config("vae_mnist")
+    config.data.image_size, config.data.channels, config.train.batch_size = 256, 3, 2
+    s = state.create_state(config, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (2, 256, 256, 3))
+    s, metrics = jax.jit(steps.make_train_step(config))(s, {"image": x}, jax.random.key(2))
+    assert all(bool(jnp.isfinite(v)) for v in metrics.values()), metrics
+    z = jax.random.normal(jax.random.key(3), (2, config.model.latent_dim))
+    assert family.of(config).samples(s, z).shape == (2, 256, 256, 3)
+
+
+def test_spatial_plan_and_widths():
+    from genimg_jax.models import common
+
+    plans = {s: common.spatial_plan(s) for s in common.SUPPORTED_IMAGE_SIZES}
+    assert plans == {16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5), 256: (4, 6)}
+    assert common.widths(64, 4) == [64, 128, 256, 512]  # the 64-pixel stacks, as before
+    assert common.widths(64, 6) == [64, 128, 256, 512, 512, 512]
+    with pytest.raises(ValueError, match="48"):
+        common.spatial_plan(48)

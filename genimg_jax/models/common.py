@@ -13,7 +13,8 @@ import ml_collections
 from genimg_jax.models.layers import Conv, ConvTranspose
 
 Array = jax.Array
-SUPPORTED_IMAGE_SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # size -> (start size, doublings)
+SUPPORTED_IMAGE_SIZES = (16, 28, 32, 64, 128, 256)  # `spatial_plan` derives the blocks
+WIDEST = 8  # feature widths stop growing at WIDEST x the base width (8 x 64 = 512 channels)
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # A transposed-conv kernel is [kh, kw, out, in]: its fan-in is kh·kw·in (axis -1), not the
@@ -49,17 +50,23 @@ def labels_or_default(labels: Array | None, batch: int, num_classes: int) -> Arr
 
 
 def spatial_plan(image_size: int) -> tuple[int, int]:
-    """The smallest feature-map size and the number of 2x resamplings for an image size."""
+    """The smallest feature-map size and the number of 2x resamplings for an image size: halved
+    while the result stays an integer of at least 4 (28 -> 7 after 2; 32 -> 4 after 3; 256 -> 4
+    after 6)."""
     if image_size not in SUPPORTED_IMAGE_SIZES:
         raise ValueError(
-            f"image size {image_size} is not supported; use one of {sorted(SUPPORTED_IMAGE_SIZES)}"
+            f"image size {image_size} is not supported; use one of {list(SUPPORTED_IMAGE_SIZES)}"
         )
-    return SUPPORTED_IMAGE_SIZES[image_size]
+    start, doublings = image_size, 0
+    while start % 2 == 0 and start // 2 >= 4:
+        start, doublings = start // 2, doublings + 1
+    return start, doublings
 
 
 def widths(base: int, doublings: int) -> list[int]:
-    """Feature widths of the stack, fine to coarse: base, 2·base, 4·base, ..."""
-    return [base * 2**i for i in range(doublings)]
+    """Feature widths of the stack, fine to coarse: base, 2·base, 4·base, ..., at most
+    WIDEST·base (so 128 and 256 pixels add blocks, not ever wider ones)."""
+    return [base * min(2**i, WIDEST) for i in range(doublings)]
 
 
 def batch_norm(train: bool, dtype: Any, axis_name: str | None) -> nn.BatchNorm:
