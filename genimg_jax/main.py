@@ -266,7 +266,9 @@ def main(argv: list[str]) -> int:
         args = _sweep_config_as_sweep_flag(args)
     saved_argv, sys.argv = sys.argv, [argv[0]] + args  # config_flags reads sys.argv too
     try:
-        FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks)
+        FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks):
+        for name in [n for n in FLAGS if n.startswith("config.")]:  # the last call's overrides
+            delattr(FLAGS, name)
         _POSITIONAL[:] = FLAGS(sys.argv)[1:]
         foreign = [
             f"--{n}" for n in FLAGS if FLAGS[n].present and n.split(".")[0] not in TAKES[command]

@@ -1,11 +1,15 @@
 """Model families: shapes from the config, output ranges, the registry."""
 
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import load_config
+from PIL import Image
 
-from genimg_jax import family, state, steps
+from genimg_jax import family, state, steps, trainer
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 1)])
@@ -63,6 +67,22 @@ def test_every_conv_family_builds_its_step_at_every_size(config_name, family_nam
     assert metrics and all(m.shape == () for m in metrics.values())
     z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
     assert jax.eval_shape(family.of(config).samples, s, z).shape == (2, size, size, 3)
+
+
+@pytest.mark.parametrize("size", [16, 64, 128])
+@pytest.mark.parametrize("config_name", ["dcgan_mnist", "vae_mnist"])
+def test_dcgan_and_conv_vae_train_at_16_64_and_128_pixels(config_name, size, tmp_path):
+    """Through the loop (quick sizes, 4 steps): the bundled 28x28 digits are fitted to the size."""
+    config = load_config(config_name)
+    config.data.image_size = size
+    config.parallel.num_devices = 1
+    config.train.steps = config.train.log_every = config.train.checkpoint_every = 4
+    config.eval.every = 4
+    final = trainer.train_and_evaluate(config, str(tmp_path))
+    assert int(final.step) == 4
+    grids = sorted(os.listdir(tmp_path / "samples"))
+    side = int(np.ceil(np.sqrt(config.eval.num_samples))) * (size + 1) + 1
+    assert grids and Image.open(tmp_path / "samples" / grids[0]).size == (side, side)
 
 
 def test_the_conv_vae_trains_a_step_at_256_pixels():

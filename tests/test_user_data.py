@@ -5,13 +5,18 @@ errors for empty folders, arrays in .npz/.npy, and a CLI run on a folder."""
 
 import hashlib
 import os
+import shutil
 
+import jax
 import numpy as np
 import pytest
 from conftest import REPO, load_config
 from PIL import Image
 
 from genimg_jax import config as config_lib
+from genimg_jax import parallel
+from genimg_jax import state as state_lib
+from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.data import pipeline
 from genimg_jax.data.builders import user_images
 from genimg_jax.errors import ConfigError
@@ -215,13 +220,27 @@ def test_the_folder_template_and_the_celeba_config_validate(tmp_path):
             config_lib.validate(config)
 
 
-def test_cli_trains_on_a_folder_and_samples(folder, tmp_path):
+def test_cli_trains_on_a_folder_and_resumes_bitwise(folder, tmp_path, monkeypatch):
+    """End to end from the CLI; a run stopped after its step-6 checkpoint and resumed ends
+    bitwise where an uninterrupted one does, and neither decodes the folder again."""
     root, _ = folder
-    workdir = str(tmp_path / "run")
     argv = ["genimg", "train", "--config", os.path.join(REPO, "configs", "folder_64.py:quick")]
-    argv += ["--workdir", workdir, f"--config.data.path={root}"]
-    argv += [f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.batch_size=4"]
-    argv += ["--config.parallel.num_devices=1"]
-    assert cli(argv) == 0
-    assert os.path.exists(os.path.join(workdir, "samples", "samples_000012.png"))
-    assert cli(["genimg", "train", "--workdir", workdir]) == 0  # resumes from config.json: done
+    argv += [f"--config.data.path={root}", f"--config.data.data_dir={tmp_path / 'tfds'}"]
+    argv += ["--config.train.batch_size=4", "--config.parallel.num_devices=1"]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert cli([*argv, "--workdir", whole]) == 0
+    assert os.path.exists(os.path.join(whole, "samples", "samples_000012.png"))
+
+    def no_decoding(*args):
+        raise AssertionError("the prepared copy should have been reused")
+
+    monkeypatch.setattr(user_images.images_lib, "decode", no_decoding)
+    assert cli([*argv, "--workdir", parts]) == 0
+    shutil.rmtree(os.path.join(parts, "checkpoints", "12"))
+    assert cli(["genimg", "train", "--workdir", parts]) == 0  # resumes at 6 from config.json
+    config = config_lib.load_saved(os.path.join(parts, "config.json"))
+    template = state_lib.initial_state(config, parallel.make_mesh(1))
+    a = Checkpoints(whole, 3).restore(template)
+    b = Checkpoints(parts, 3).restore(template)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
