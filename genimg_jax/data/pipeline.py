@@ -1,6 +1,7 @@
 """TFDS input pipeline: the batch for step s is a pure function of (seed, s).
 
-Every data set, bundled or standard, is read through `tfds.data_source` from array_record files.
+Every data set, bundled, standard or the user's own images (`builders.user_images`), is read
+through its TFDS builder's data source from array_record files.
 The example at global position p = s·B + i is `perm(seed, p // N)[p % N]`, where `perm(seed, e)`
 is epoch e's permutation: every example is seen once per epoch, and nothing is carried between
 steps, so a resumed run reads exactly the batches an uninterrupted one would have read.
