@@ -53,6 +53,11 @@ class Family:
         """{name a message uses: TrainState} of every network in `state`."""
         raise NotImplementedError
 
+    def real_batches_per_step(self, config: ml_collections.ConfigDict) -> int:
+        """Independent real batches each training step takes (stacked on the batch's axis 1
+        when more than one): a GAN's critic draws a fresh one for each of its updates."""
+        return 1
+
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None) -> Callable:
         """The pure step (state, batch, rng) -> (state, metrics); `axis_name` is the device
         axis under pmap, None under jit (see `genimg_jax.parallel`)."""

@@ -43,6 +43,7 @@ def train_batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         binarize=data_cfg.binarize,
+        draws=family_lib.of(config).real_batches_per_step(config),
     )
 
 

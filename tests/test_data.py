@@ -76,6 +76,24 @@ def test_batches_on_bundled_mnist_are_deterministic_and_sharded_by_process(mnist
     np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), b["image"])
 
 
+def test_several_draws_per_step_are_the_one_draw_stream_interleaved(mnist):
+    """`draws=3` (a GAN critic's d_steps): draw k of step s is the one-draw batch of step 3s + k,
+    for the whole batch and for each process's rows, so it stays a pure function of (seed, s)."""
+    kwargs = {"seed": 3, "batch_size": 8, "image_size": 32, "channels": 1, "value_range": (0, 1)}
+    one, three = pipeline.Batches(mnist, **kwargs), pipeline.Batches(mnist, draws=3, **kwargs)
+    for step in (0, 5, 499):  # 499 crosses an epoch (4,000 images / 8 = 500 one-draw steps)
+        b = three[step]
+        assert b["image"].shape == (8, 3, 32, 32, 1) and b["label"].shape == (8, 3)
+        for k in range(3):
+            np.testing.assert_array_equal(b["image"][:, k], one[3 * step + k]["image"])
+            np.testing.assert_array_equal(b["label"][:, k], one[3 * step + k]["label"])
+    halves = [
+        pipeline.Batches(mnist, draws=3, process_index=i, process_count=2, **kwargs)[7]
+        for i in range(2)
+    ]
+    np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), three[7]["image"])
+
+
 def test_standard_data_set_that_cannot_be_prepared_says_how(tmp_path):
     with pytest.raises(pipeline.DataError, match="genimg prepare --data mnist"):
         pipeline.load_split("mnist", "train", str(tmp_path))

@@ -189,6 +189,37 @@ def test_d_step_adds_the_weighted_penalties(gan, name):
     np.testing.assert_allclose(both["d_real"], plain["d_real"], rtol=1e-6)
 
 
+def test_each_critic_update_takes_its_own_real_batch(gan):
+    """WGAN-GP's Algorithm 1: with d_steps=2 and a batch of two draws [B, 2, ...], the step is
+    D on draw 0, D on draw 1, then G (a second code path: the pure steps called one by one)."""
+    config, s, batch = gan
+    second = {"image": jax.random.uniform(jax.random.key(2), (8, 28, 28, 1), minval=-1, maxval=1)}
+    fresh = {"image": jnp.stack([batch["image"], second["image"]], axis=1)}
+    shared = {"loss": losses.GAN_LOSSES["wasserstein"], "latent_dim": config.model.latent_dim}
+    rng = jax.random.key(11)
+    whole, _ = jax.jit(
+        functools.partial(
+            steps.gan.train_step, ema_decay=0.999, d_steps=2, gp_weight=10.0, **shared
+        )
+    )(s, fresh, rng)
+    d = jax.jit(functools.partial(steps.d_step, gp_weight=10.0, **shared))
+    g = jax.jit(functools.partial(steps.g_step, ema_decay=0.999, **shared))
+    by_hand, _ = d(s, batch, jax.random.fold_in(rng, 0))
+    by_hand, _ = d(by_hand, second, jax.random.fold_in(rng, 1))
+    by_hand, _ = g(by_hand, second, jax.random.fold_in(rng, 2))
+    for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(by_hand), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    reused, _ = jax.jit(
+        functools.partial(
+            steps.gan.train_step, ema_decay=0.999, d_steps=2, gp_weight=10.0, **shared
+        )
+    )(s, batch, rng)  # without the draws axis every D update reads the same batch
+    assert not np.allclose(
+        np.asarray(reused.d.params["Dense_0"]["kernel"]),
+        np.asarray(whole.d.params["Dense_0"]["kernel"]),
+    )
+
+
 def test_r1_penalty_changes_the_d_update(gan):
     config, s, batch = gan
     step = functools.partial(

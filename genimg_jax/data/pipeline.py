@@ -329,6 +329,7 @@ class Batches:
         process_index: int = 0,
         process_count: int = 1,
         binarize: bool = False,
+        draws: int = 1,
     ):
         if batch_size % process_count:
             raise ValueError(
@@ -337,10 +338,19 @@ class Batches:
         self.source, self.seed, self.batch_size = source, seed, batch_size
         self.image_size, self.channels, self.value_range = image_size, channels, value_range
         self.binarize = binarize  # data.binarize: threshold the scaled pixels (see `binarize`)
+        # draws > 1: each step holds that many independent batches, stacked on axis 1
+        # ([rows, draws, ...]); draw k of step s is the one-draw stream's batch of step s·draws + k
+        self.draws = draws
         share = batch_size // process_count
         self.rows = slice(process_index * share, (process_index + 1) * share)
 
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        if self.draws > 1:
+            parts = [self._batch(step * self.draws + k) for k in range(self.draws)]
+            return {key: np.stack([p[key] for p in parts], axis=1) for key in parts[0]}
+        return self._batch(step)
+
+    def _batch(self, step: int) -> dict[str, np.ndarray]:
         indices = example_indices(self.seed, step, self.batch_size, len(self.source))
         example = self.source.get(indices[self.rows])
         images = fit_images(example["image"], self.image_size, self.channels)

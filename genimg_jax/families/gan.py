@@ -104,6 +104,10 @@ class GANFamily(Family):
     def networks(self, state: GANState) -> dict:
         return {"generator (G)": state.g, "discriminator (D)": state.d}
 
+    def real_batches_per_step(self, config: ml_collections.ConfigDict) -> int:
+        """One fresh real batch per D update (Gulrajani et al. 2017, Algorithm 1)."""
+        return config.train.d_steps
+
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
         return functools.partial(
             gan_steps.train_step,

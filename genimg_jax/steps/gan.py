@@ -196,9 +196,11 @@ def train_step(
     gp_weight: float = 0.0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
-    """`d_steps` D updates then one G update on the same batch, as one program (the D updates
-    are unrolled: on XLA:CPU a `lax.scan` over them ran 4x slower); metrics are the last D
-    update's and the G update's."""
+    """`d_steps` D updates then one G update, as one program (the D updates are unrolled: on
+    XLA:CPU a `lax.scan` over them ran 4x slower); metrics are the last D update's and the G
+    update's. With d_steps > 1 the batch holds a fresh real batch for each D update, stacked on
+    axis 1 (images [B, d_steps, H, W, C], `pipeline.Batches(draws=d_steps)`), as in Gulrajani et
+    al.'s Algorithm 1; a batch without that axis is reused by every D update."""
     metrics = {}
     shared = {
         "loss": loss,
@@ -207,8 +209,13 @@ def train_step(
         "axis_name": axis_name,
     }
     penalties = {"r1_gamma": r1_gamma, "gp_weight": gp_weight}
+    fresh = batch["image"].ndim == 5  # [B, d_steps, H, W, C]: one real batch per D update
+
+    def draw(i: int) -> Batch:
+        return jax.tree.map(lambda x: x[:, i], batch) if fresh else batch
+
     for i in range(d_steps):
-        state, metrics = d_step(state, batch, jax.random.fold_in(rng, i), **shared, **penalties)
+        state, metrics = d_step(state, draw(i), jax.random.fold_in(rng, i), **shared, **penalties)
     rng_g = jax.random.fold_in(rng, d_steps)
-    state, g_metrics = g_step(state, batch, rng_g, ema_decay=ema_decay, **shared)
+    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, ema_decay=ema_decay, **shared)
     return state, {**metrics, **g_metrics}
