@@ -48,10 +48,10 @@ def train(
     in `mode`); they must differ only in hyperparameters. Each resumes from its own latest
     checkpoint; members resumed at different steps train in groups of equal start step.
     Returns the final states."""
-    for c in configs:
-        start_up(c)
+    for c in configs[1:]:
+        config_lib.validate(c)
+    config = start_up(configs[0])  # the members share everything start_up sets
     programs.check_vectorizable(configs)
-    config = configs[0]
     mesh = parallel.make_mesh(config.parallel.num_devices)
     program_for = functools.cache(lambda k: programs.for_members(config, mesh, k, mode))
     program_for(len(configs))  # devices and batch size checked before anything is written

@@ -60,12 +60,12 @@ def list_images(folder: str) -> tuple[list[str], int]:
     return sorted(found), other
 
 
-def signature(source: Source) -> str:
-    """A name for the prepared data: a hash of the source's content and of the geometry."""
+def signature(source: Source, files: list[str] | None = None) -> str:
+    """A name for the prepared data: a hash of the source's content and of the geometry
+    (`files`: the folder's `list_images`, where the caller has it already)."""
     digest = hashlib.sha256(repr(dataclasses.astuple(source)).encode())
     if source.kind == "folder":
-        files, _ = list_images(source.path)
-        for rel in files:
+        for rel in list_images(source.path)[0] if files is None else files:
             stat = os.stat(os.path.join(source.path, rel))
             digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     else:
@@ -87,9 +87,8 @@ def split_of(keys: list[str]) -> dict[str, list[int]]:
     return {"train": [i for i in range(len(keys)) if i not in chosen], "test": test}
 
 
-def class_names(source: Source) -> list[str]:
-    """The first-level subfolders holding images, sorted: label i is the i-th name."""
-    files, _ = list_images(source.path)
+def class_names(files: list[str]) -> list[str]:
+    """The first-level subfolders holding the images `files`, sorted: label i is the i-th."""
     return sorted({f.split(os.sep)[0] for f in files if os.sep in f})
 
 
@@ -97,9 +96,10 @@ class UserImagesConfig(tfds.core.BuilderConfig):
     """One prepared source; its name is `signature(source)`."""
 
     def __init__(self, source: Source):
-        super().__init__(name=signature(source), description=f"{source.kind} {source.path}")
+        files = list_images(source.path)[0] if source.kind == "folder" else []
+        super().__init__(name=signature(source, files), description=f"{source.kind} {source.path}")
         self.source = source
-        self.names = class_names(source) if source.labels_from_folders else []
+        self.names = class_names(files) if source.labels_from_folders else []
 
 
 class UserImages(tfds.core.GeneratorBasedBuilder):
