@@ -24,9 +24,11 @@ train: $(READY)  ## the main job: DCGAN on the bundled MNIST digits, sample grid
 
 # Two workers, each taking whole test files (module fixtures are computed once): 1.5x faster
 # than one process on the 2-core machine (README, Tests). `make test WORKERS=0` runs serially.
+# A worker that dies ends the run at once, naming its test: pytest-xdist 3.8 can wait forever
+# after replacing a dead worker under --dist loadfile (pytest-xdist issues 784, 1378).
 WORKERS ?= 2
 test: $(READY)
-	$(VENV)/bin/python -m pytest -q -n $(WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -q -n $(WORKERS) --dist loadfile --max-worker-restart=0
 
 lint: $(READY)
 	$(VENV)/bin/ruff check genimg_jax configs tests benchmarks

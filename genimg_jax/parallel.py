@@ -127,6 +127,14 @@ def local_devices(mesh: Mesh) -> list:
     return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
 
 
+def one_program_at_a_time(mesh: Mesh) -> bool:
+    """Whether to wait for each program over `mesh` before dispatching the next: XLA:CPU can
+    deadlock in a collective when several multi-device programs are in flight on few cores
+    (seen with 8 host devices on 2 cores). Accelerators and single-device programs keep
+    asynchronous dispatch."""
+    return jax.default_backend() == "cpu" and len(local_devices(mesh)) > 1
+
+
 def _stacked(mesh: Mesh) -> NamedSharding:
     """A leading axis with one entry per local device, each entry on its device."""
     return NamedSharding(Mesh(np.asarray(local_devices(mesh)), (AXIS,)), PartitionSpec(AXIS))

@@ -164,6 +164,7 @@ class SoloSteps:
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         parallel.check_batch_size(config.train.batch_size, mesh.size)
         self.mesh, self.strategy = mesh, compiled_strategy(config, mesh)
+        self.one_at_a_time = parallel.one_program_at_a_time(mesh)
 
     def place(self, states: list) -> list:
         fresh = guard_lib.fresh()  # a guard of its own per member: the step donates its carry
@@ -182,7 +183,11 @@ class SoloSteps:
         return self.strategy.compile(carry[0], batch[0], keys[0])
 
     def step(self, carry: list, batch: list, keys: list) -> tuple[list, list]:
-        outs = [self.strategy.step(*args) for args in zip(carry, batch, keys, strict=True)]
+        outs = []
+        for args in zip(carry, batch, keys, strict=True):
+            outs.append(self.strategy.step(*args))
+            if self.one_at_a_time:
+                jax.block_until_ready(outs[-1][0])
         return [c for c, _ in outs], [m for _, m in outs]
 
     def guards(self, carry: list) -> list:
@@ -213,6 +218,7 @@ class StackedSteps:
         grid = Mesh(mesh.devices.reshape(rows, mesh.size // rows), (MEMBERS, parallel.AXIS))
         parallel.check_batch_size(config.train.batch_size, mesh.size // rows)
         self.k, self.mesh = k, mesh
+        self.one_at_a_time = parallel.one_program_at_a_time(mesh)
         self.members = NamedSharding(grid, PartitionSpec(MEMBERS))
         self.batches = NamedSharding(grid, PartitionSpec(MEMBERS, parallel.AXIS))
         self.step = _stacked_step(config, mode, self.members)
@@ -242,7 +248,12 @@ class StackedSteps:
         return sorted(metrics)
 
     def states(self, carry) -> list:
-        return [self._take(carry[0], jnp.int32(i)) for i in range(self.k)]
+        states = []
+        for i in range(self.k):
+            states.append(self._take(carry[0], jnp.int32(i)))
+            if self.one_at_a_time:
+                jax.block_until_ready(states[-1])
+        return states
 
     def to_host(self, tree) -> list[dict]:
         host = jax.device_get(tree)

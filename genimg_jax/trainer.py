@@ -112,11 +112,7 @@ def _train(members: list[Member], program, stop: signals.StopRequest) -> None:
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    # XLA:CPU can deadlock in a collective when several steps of a multi-device program are in
-    # flight on few cores (seen with 8 host devices on 2 cores); there, wait for each step.
-    one_step_in_flight = (
-        jax.default_backend() == "cpu" and len(parallel.local_devices(program.mesh)) > 1
-    )
+    one_step_in_flight = parallel.one_program_at_a_time(program.mesh)  # see its doc
     began = last_time = time.perf_counter()
     last_step = start
     # A log step's metrics and guards are read on the host after the next step is dispatched, so
