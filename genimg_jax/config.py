@@ -95,8 +95,11 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for width in ("g_width", "d_width", "width"):
         if width in c.model:
             c.model[width] = 8
-    if "hidden" in c.model:
-        c.model.hidden = 16
+    for hidden in ("hidden", "disc_hidden"):
+        if hidden in c.model:
+            c.model[hidden] = 16
+    if "disc_layers" in c.model:
+        c.model.disc_layers = 2
     c.train.steps = 12
     c.train.batch_size = 16
     c.train.log_every = 4

@@ -153,3 +153,80 @@ RECONSTRUCTION_LOSSES: dict[str, Callable[[Array, Array], Array]] = {
 def vae_loss(recon: Array, kl: Array, beta: Array | float) -> Array:
     """L = E[L_recon] + β·E[KL] over the batch, from per-example terms [B]."""
     return jnp.mean(recon) + beta * jnp.mean(kl)
+
+
+# --------------------------------------------------------------------------------------------
+# The regularisers of β-VAE's relatives (Locatello et al. 2019's study; `model.objective`). Each
+# is a function of the batch's posterior parameters (mean, logvar [B, Z]) and samples z [B, Z],
+# whole-batch statistics included, so under pmap the step gathers them first (steps.vae).
+
+
+def linear_ramp(step: Array, steps: Array) -> Array:
+    """min(1, step / steps), and 1 when steps <= 0: a linear warm-up from 0 to 1."""
+    step, steps = jnp.asarray(step, jnp.float32), jnp.asarray(steps, jnp.float32)
+    return jnp.where(steps > 0, jnp.minimum(1.0, step / jnp.maximum(steps, 1.0)), 1.0)
+
+
+def annealed_kl(kl: Array, capacity: Array, gamma: Array) -> Array:
+    """AnnealedVAE (Burgess et al. 2018): γ·|E[KL] − C| with the capacity C raised during
+    training (`linear_ramp` times `model.c_max`); kl: per example [B]."""
+    return gamma * jnp.abs(jnp.mean(kl) - capacity)
+
+
+def covariance(x: Array) -> Array:
+    """The batch covariance E[x xᵀ] − E[x] E[x]ᵀ (divided by B) of x [B, Z]: [Z, Z]."""
+    centred = x - jnp.mean(x, axis=0)
+    return centred.T @ centred / x.shape[0]
+
+
+def dip_covariance(mean: Array, logvar: Array, variant: str) -> Array:
+    """DIP-VAE's (Kumar et al. 2018) estimate of Cov[z]: Cov of the posterior means ("i"), or
+    of the aggregate posterior, Cov of the means plus E[diag(σ²)] ("ii")."""
+    cov = covariance(mean)
+    if variant == "ii":
+        cov = cov + jnp.diag(jnp.mean(jnp.exp(logvar), axis=0))
+    return cov
+
+
+def dip_penalty(cov: Array, lambda_od: Array, lambda_d: Array) -> Array:
+    """λ_od Σ_{i≠j} Cov_ij² + λ_d Σ_i (Cov_ii − 1)²."""
+    diag = jnp.diagonal(cov)
+    off_diagonal = jnp.sum(jnp.square(cov)) - jnp.sum(jnp.square(diag))
+    return lambda_od * off_diagonal + lambda_d * jnp.sum(jnp.square(diag - 1.0))
+
+
+def gaussian_log_density(z: Array, mean: Array, logvar: Array) -> Array:
+    """log N(z; mean, exp(logvar)) per dimension (broadcasting)."""
+    return -0.5 * (jnp.log(2.0 * jnp.pi) + logvar + jnp.square(z - mean) * jnp.exp(-logvar))
+
+
+def total_correlation(z: Array, mean: Array, logvar: Array) -> Array:
+    """β-TCVAE's (Chen et al. 2018) minibatch-weighted-sampling estimate of the total
+    correlation KL(q(z) || Π_j q(z_j)) over the batch: the mean over i of
+    log Σ_k q(z_i | x_k) − Σ_j log Σ_k q(z_ij | x_k). Like disentanglement_lib it leaves out
+    the constant (Z − 1)·log(N·B) of the data set size N, which no gradient sees."""
+    log_q = gaussian_log_density(z[:, None, :], mean[None, :, :], logvar[None, :, :])  # [B,B,Z]
+    log_qz = jax.nn.logsumexp(jnp.sum(log_q, axis=2), axis=1)  # [B]
+    log_qz_product = jnp.sum(jax.nn.logsumexp(log_q, axis=1), axis=1)  # [B]
+    return jnp.mean(log_qz - log_qz_product)
+
+
+def permute_dims(z: Array, rng: jax.Array) -> Array:
+    """Each column of z [B, Z] shuffled by its own permutation of the batch: samples of
+    Π_j q(z_j) (FactorVAE, Kim & Mnih 2018)."""
+    keys = jax.random.split(rng, z.shape[1])
+    return jax.vmap(lambda c, k: jax.random.permutation(k, c), in_axes=(1, 0), out_axes=1)(z, keys)
+
+
+def factor_vae_tc(logits: Array) -> Array:
+    """FactorVAE's density-ratio estimate of the total correlation from the discriminator's two
+    logits [B, 2] (class 0: a code of q(z), class 1: a permuted one): E[l₀ − l₁]."""
+    return jnp.mean(logits[:, 0] - logits[:, 1])
+
+
+def factor_vae_discriminator_loss(logits: Array, permuted_logits: Array) -> Array:
+    """The discriminator's cross-entropy: −½E[log D₀(z)] − ½E[log D₁(z̃)] (z̃ permuted)."""
+    return -0.5 * (
+        jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+        + jnp.mean(jax.nn.log_softmax(permuted_logits)[:, 1])
+    )

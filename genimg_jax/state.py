@@ -46,6 +46,21 @@ class GANState:
         return self.g.step
 
 
+@flax.struct.dataclass
+class FactorVAEState:
+    """FactorVAE's VAE and the discriminator that estimates the total correlation of its codes
+    (`models.latent_discriminator`). Reads as the VAE's TrainState where sampling and scoring
+    need one (`step`, `params`, `apply_fn`, `hparams`)."""
+
+    vae: TrainState
+    disc: TrainState
+
+    step = property(lambda self: self.vae.step)
+    params = property(lambda self: self.vae.params)
+    apply_fn = property(lambda self: self.vae.apply_fn)
+    hparams = property(lambda self: self.vae.hparams)
+
+
 def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None:
     """lr(t) / lr for `train.schedule` ("constant" or "cosine") after a linear warm-up of
     `train.warmup_steps`; None when it is 1 throughout."""

@@ -16,6 +16,7 @@ from concurrent import futures
 import ml_collections
 
 from genimg_jax import cpu_tuning, sweep, trainer
+from genimg_jax import state as state_lib
 from genimg_jax.errors import ConfigError
 
 LAUNCHERS = ("inprocess", "local", "submitit")
@@ -63,13 +64,19 @@ def _train_member_in_job(config_path: str, workdir: str, index: int) -> str:
 def train_vectorized(
     base: ml_collections.ConfigDict, workdir: str, members: list[sweep.Member], mode: str = "auto"
 ) -> None:
-    """Trains `members` of a sweep as one program (`programs.for_members` in `mode`), each into
-    its folder under `workdir`."""
-    trainer.train(
-        [sweep.apply(base, m.overrides) for m in members],
-        [sweep.member_dir(workdir, m) for m in members],
-        mode,
-    )
+    """Trains `members` of a sweep, each into its folder under `workdir`: the members that
+    differ only in hyperparameters (`state.static_key`) as one program (`programs.for_members`
+    in `mode`), such groups one after another in sweep order (a study's methods)."""
+    groups: dict[str, list[tuple]] = {}
+    for m in members:
+        config = sweep.apply(base, m.overrides)
+        groups.setdefault(state_lib.static_key(config), []).append((config, m))
+    for group in groups.values():
+        trainer.train(
+            [config for config, _ in group],
+            [sweep.member_dir(workdir, m) for _, m in group],
+            mode,
+        )
 
 
 def _train_in_subprocess(config_path: str, workdir: str, member: sweep.Member) -> None:

@@ -129,8 +129,8 @@ def test_vae_beta_is_read_from_the_state(vae):
         )
     )
     rng = jax.random.key(6)
-    _, m1 = step(s.replace(hparams={"beta": jnp.float32(0.0)}), batch, rng)
-    _, m4 = step(s.replace(hparams={"beta": jnp.float32(4.0)}), batch, rng)
+    _, m1 = step(s.replace(hparams={**s.hparams, "beta": jnp.float32(0.0)}), batch, rng)
+    _, m4 = step(s.replace(hparams={**s.hparams, "beta": jnp.float32(4.0)}), batch, rng)
     np.testing.assert_allclose(m1["loss"], m1["recon"], rtol=1e-6)
     np.testing.assert_allclose(m4["loss"], m4["recon"] + 4 * m4["kl"], rtol=1e-5)
     assert step._cache_size() == 1  # β is traced: one compilation serves every value

@@ -112,11 +112,11 @@ def test_vectorized_sweep_resumes_members_where_they_stopped(tmp_path):
     assert all(_summary(tmp_path, m.name)["step"] == 12 for m in sweep.load(BETA_QUICK)[1])
 
 
-def test_vectorize_refuses_members_that_differ_in_more_than_hyperparameters(tmp_path):
+def test_one_program_refuses_members_that_differ_in_more_than_hyperparameters(tmp_path):
     base, members = sweep.load(BETA_QUICK)
-    wider = sweep.Member(9, {"model.width": 16}, "009_width=16")
+    configs = [sweep.apply(base, members[0].overrides), sweep.apply(base, {"model.width": 16})]
     with pytest.raises(ConfigError, match="differ only in"):
-        sweep_run.train_vectorized(base, str(tmp_path), [members[0], wider])
+        trainer.train(configs, [str(tmp_path / "a"), str(tmp_path / "b")], "vmap")
 
 
 def test_vectorized_members_score_and_keep_their_best_like_solo_runs(tmp_path):
