@@ -1,5 +1,7 @@
 """The report of a sweep: one row per member (status, final step, final metrics, wall time), a
-table as Markdown and CSV, and the plots that apply (rate-distortion for β, loss vs lr).
+table as Markdown and CSV, and the plots that apply (rate-distortion for β, loss vs lr; for a
+sweep over VAE objectives, a study like configs/disentanglement_study.py: box plots of every
+disentanglement score per method and a rate-distortion curve per method).
 
     python -m genimg_jax.report runs/bvae_sweep     # writes runs/bvae_sweep/report/*
 
@@ -27,6 +29,19 @@ REPLICATE_FIELD = "seed"  # members that differ only in this field are averaged
 BETA_FIELD = "model.beta"
 LR_FIELDS = ("train.lr", "train.g_lr", "train.d_lr")
 LOSS_METRICS = ("loss", "d_loss", "g_loss")  # plotted against lr when present
+METHOD_FIELD = "model.objective"  # a study's methods
+# the disentanglement scores a study's box plots show, when the members logged them
+STUDY_SCORES = (
+    "mig",
+    "dci_disentanglement",
+    "beta_vae_score",
+    "factor_vae_score",
+    "sap",
+    "modularity",
+    "explicitness",
+    "dci_completeness",
+    "dci_informativeness",
+)
 REPORT_DIR = "report"
 
 Row = dict[str, Any]
@@ -313,6 +328,63 @@ def metric_vs_lr_points(rows: list[Row], metric: str) -> list[dict]:
     return points
 
 
+def study_points(rows: list[Row]) -> list[dict]:
+    """Per method (in sweep order), each study score's finished values over every seed and
+    hyperparameter value: median, quartiles and n."""
+    methods: dict[str, list[Row]] = {}
+    for r in rows:
+        if r["status"] == FINISHED and METHOD_FIELD in r["overrides"]:
+            methods.setdefault(r["overrides"][METHOD_FIELD], []).append(r)
+    points = []
+    for method, group in methods.items():
+        for score in STUDY_SCORES:
+            values = [r["metrics"].get(f"eval/{score}") for r in group]
+            values = [v for v in values if isinstance(v, (int, float))]
+            if not values:
+                continue
+            q1, median, q3 = np.percentile(values, [25, 50, 75])
+            points.append(
+                {
+                    "method": method,
+                    "score": score,
+                    "median": float(median),
+                    "q1": float(q1),
+                    "q3": float(q3),
+                    "n": len(values),
+                    "values": values,
+                }
+            )
+    return points
+
+
+def method_rate_distortion_points(rows: list[Row]) -> list[dict]:
+    """One point per (method, hyperparameter values) over the finished members: KL and recon
+    mean ± std over seeds, in the order of the swept values."""
+    points = []
+    for method in dict.fromkeys(r["overrides"].get(METHOD_FIELD) for r in rows):
+        group = [r for r in rows if r["overrides"].get(METHOD_FIELD) == method]
+        group = _finished_with(group, METHOD_FIELD, ("kl", "recon"))
+        settings: dict[tuple, list[Row]] = {}
+        for r in group:
+            settings.setdefault(_curve(r["overrides"], (METHOD_FIELD,)), []).append(r)
+        for setting in sorted(settings, key=lambda c: _order((c, 0))):
+            members = settings[setting]
+            kl_mean, kl_std = _mean_std([r["metrics"]["kl"] for r in members])
+            recon_mean, recon_std = _mean_std([r["metrics"]["recon"] for r in members])
+            points.append(
+                {
+                    "method": method,
+                    "setting": _label(setting),
+                    "kl_mean": kl_mean,
+                    "kl_std": kl_std,
+                    "recon_mean": recon_mean,
+                    "recon_std": recon_std,
+                    "n": len(members),
+                }
+            )
+    return points
+
+
 # --------------------------------------------------------------------------------------------
 # Plots (matplotlib's Agg canvas; no pyplot state).
 
@@ -401,8 +473,79 @@ def plot_metric_vs_lr(rows: list[Row], path_png: str, metric: str) -> str:
     return _save(fig, ax, path_png, len(curves))
 
 
+def plot_study_boxes(rows: list[Row], path_png: str) -> str:
+    """One panel per disentanglement score: a box per method over all its seeds and
+    hyperparameter values (Locatello et al. 2019's figure)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points = study_points(rows)
+    if not points:
+        raise ValueError("no finished member of a study with disentanglement scores to plot")
+    scores = list(dict.fromkeys(p["score"] for p in points))
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    cols = min(3, len(scores))
+    rows_n = -(-len(scores) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows_n), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, score in enumerate(scores):
+        ax = fig.add_subplot(rows_n, cols, i + 1)
+        by_method = {p["method"]: p["values"] for p in points if p["score"] == score}
+        shown = [m for m in methods if m in by_method]
+        ax.boxplot([by_method[m] for m in shown], tick_labels=shown)
+        ax.set_title(score)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path_png)), exist_ok=True)
+    fig.savefig(path_png)
+    return path_png
+
+
+def plot_method_rate_distortion(rows: list[Row], path_png: str) -> str:
+    """KL vs reconstruction per method: one curve through its hyperparameter values (mean ±
+    std over seeds)."""
+    points = method_rate_distortion_points(rows)
+    if not points:
+        raise ValueError("no finished member of a study with kl and recon to plot")
+    fig, ax = _figure()
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    for method in methods:
+        group = [p for p in points if p["method"] == method]
+        ax.errorbar(
+            [p["kl_mean"] for p in group],
+            [p["recon_mean"] for p in group],
+            xerr=[p["kl_std"] for p in group],
+            yerr=[p["recon_std"] for p in group],
+            fmt="o-",
+            capsize=3,
+            label=method,
+        )
+    ax.set_title("rate-distortion per method (mean ± std over seeds)")
+    ax.set_xlabel("KL(q(z|x) || p(z)), nats (rate)")
+    ax.set_ylabel("reconstruction loss, nats (distortion)")
+    return _save(fig, ax, path_png, len(methods))
+
+
 # --------------------------------------------------------------------------------------------
 # The whole report.
+
+
+def _study_section(points: list[dict], rd: list[dict]) -> str:
+    """Markdown: per method and score, the median and quartiles over members; the per-method
+    rate-distortion points."""
+    text = ""
+    if points:
+        keys = ["method", "score", "median", "q1", "q3", "n"]
+        text += "\n## Disentanglement per method (median, quartiles over seeds and values)\n\n"
+        text += markdown_table(keys, [[p[k] for k in keys] for p in points])
+        text += "\n![scores per method](study_scores.png)\n"
+    if rd:
+        keys = ["method", "setting", "kl_mean", "kl_std", "recon_mean", "recon_std", "n"]
+        text += "\n## Rate-distortion per method (mean ± std over seeds)\n\n"
+        text += markdown_table(keys, [[p[k] for k in keys] for p in rd])
+        text += "\n![rate-distortion per method](study_rate_distortion.png)\n"
+    return text
 
 
 def _aggregate_sections(rd: list[dict], lr: dict[str, list[dict]]) -> str:
@@ -444,8 +587,16 @@ def report(sweep_workdir: str) -> list[str]:
                 lr_points[metric] = points
                 path = os.path.join(out, f"{metric}_vs_lr.png")
                 written.append(plot_metric_vs_lr(rows, path, metric))
+    study, study_rd = [], []
+    if varies(rows, METHOD_FIELD):
+        study, study_rd = study_points(rows), method_rate_distortion_points(rows)
+        if study:
+            written.append(plot_study_boxes(rows, os.path.join(out, "study_scores.png")))
+        if study_rd:
+            path = os.path.join(out, "study_rate_distortion.png")
+            written.append(plot_method_rate_distortion(rows, path))
     with open(md, "a") as f:
-        f.write(_aggregate_sections(rd, lr_points))
+        f.write(_aggregate_sections(rd, lr_points) + _study_section(study, study_rd))
     return written
 
 

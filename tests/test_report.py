@@ -280,3 +280,50 @@ def test_a_checkpoint_beyond_the_last_logged_row_sets_the_step(beta_sweep):
     os.makedirs(folder / "checkpoints" / "6")
     row = report.collect(str(beta_sweep))[3]
     assert (row["status"], row["step"], row["metrics"]) == ("partial", 6, {"kl": 1.0, "recon": 2.0})
+
+
+STUDY_QUICK = os.path.join(REPO, "configs", "disentanglement_study.py") + ":quick"
+
+
+def test_a_study_reports_box_plots_per_method_and_rate_distortion_per_method(tmp_path):
+    """Two methods x two values x one seed with known scores: the medians and quartiles are
+    NumPy's over each method's members, and both figures are images."""
+    base, found = sweep.load(STUDY_QUICK)
+    mig = [0.1, 0.3, 0.2, 0.6]
+    for m in found:
+        folder = write_member(
+            tmp_path,
+            base,
+            m,
+            vae_metrics(5.0 + m.index, 60.0 - m.index, 1.0),
+            base.train.steps,
+            finished=True,
+        )
+        path = os.path.join(folder, "summary.json")
+        with open(path) as f:
+            summary = json.load(f)
+        summary["eval"] = {"mig": mig[m.index], "sap": 0.05 * m.index}
+        with open(path, "w") as f:
+            json.dump(summary, f)
+    sweep.write_manifest(str(tmp_path), STUDY_QUICK, found)
+
+    rows = report.collect(str(tmp_path))
+    points = {(p["method"], p["score"]): p for p in report.study_points(rows)}
+    assert set(points) == {(m, s) for m in ("beta_tcvae", "factor_vae") for s in ("mig", "sap")}
+    factor = points[("factor_vae", "mig")]
+    assert factor["median"] == pytest.approx(np.median(mig[2:]))
+    assert factor["q1"] == pytest.approx(np.percentile(mig[2:], 25)) and factor["n"] == 2
+    rd = report.method_rate_distortion_points(rows)
+    assert [(p["method"], p["kl_mean"]) for p in rd] == [
+        ("beta_tcvae", 5.0),
+        ("beta_tcvae", 6.0),
+        ("factor_vae", 7.0),
+        ("factor_vae", 8.0),
+    ]
+
+    written = report.report(str(tmp_path))
+    for name in ("study_scores.png", "study_rate_distortion.png"):
+        path = os.path.join(str(tmp_path), "report", name)
+        assert path in written and Image.open(path).size[0] > 100
+    with open(os.path.join(str(tmp_path), "report", "summary.md")) as f:
+        assert "Disentanglement per method" in f.read()
