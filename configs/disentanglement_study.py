@@ -80,7 +80,7 @@ def get_config(arg: str | None = None):
         c.train.log_every = 100
         c.train.checkpoint_every = c.eval.every = 1000
         c.eval.examples = 256
-        c.eval.disentanglement_scale = 0.1
+        c.eval.disentanglement_scale = 0.02
     if arg == "quick":
         c.data.image_size = 32
         shrink_for_tests(c)

@@ -321,14 +321,14 @@ def test_dci_from_importance_hand_cases():
     assert metrics.dci_from_importance(one_code_for_all) == pytest.approx((0.0, 1.0), abs=1e-9)
 
 
-def test_encode_for_factors_renders_then_encodes_in_batches():
+def test_represent_factors_renders_then_encodes_in_batches():
     factors = shapes.sample_factors(np.random.default_rng(11), 20)
 
     def encode(images):  # [n, 64, 64, 1] in [0, 1] -> [n, 2]: ink and mean column
         ink = images.sum(axis=(1, 2, 3))
         return np.stack([ink, (images[..., 0].sum(1) * np.arange(64)).sum(1) / ink], 1)
 
-    codes = metrics.encode_for_factors(encode, factors, batch=7)
+    codes = metrics.represent_factors(encode, metrics.SHAPES, factors, batch=7)
     np.testing.assert_allclose(codes, encode(shapes.render(factors) / 255.0), rtol=1e-5)
     # x position moves the shape's centre of mass to the right
     assert scipy.stats.spearmanr(factors[:, 3], codes[:, 1]).statistic > 0.9

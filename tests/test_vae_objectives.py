@@ -274,3 +274,25 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
         rows = _rows(tmp_path / m.name)
         assert rows[-1]["step"] == 12 and "tc" in rows[-1]
         assert ("disc_loss" in rows[-1]) == (m.overrides["model.objective"] == "factor_vae")
+
+
+@pytest.mark.filterwarnings("ignore:The number of unique classes")  # 50 points, 40 classes
+def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size(tmp_path):
+    """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
+    size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
+    from genimg_jax.evaluate import scoring
+
+    config = _study("beta_tcvae")
+    config.eval.disentanglement_scale = 0.005  # the fewest samples each score takes
+    config_lib.validate(config)
+    state = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    scores = scoring.disentanglement_scores(state, config, num=64, seed=0)
+    expected = set(family.of(config).score_modes(config.data)) - {
+        "neg_elbo",
+        "iwae",
+        "neg_elbo_bits_per_dim",
+        "iwae_bits_per_dim",
+    }
+    assert set(scores) == expected
+    assert all(0.0 <= v <= 1.0 for v in scores.values()), scores
+    assert scores == scoring.disentanglement_scores(state, config, num=64, seed=0)

@@ -1,13 +1,17 @@
 """Evaluation metrics as pure functions of arrays: sample quality (Fréchet distance, KID,
 precision/recall, Inception Score, class coverage) from features, VAE likelihood bounds (ELBO,
-IWAE, bits/dim), and disentanglement scores (MIG, DCI) against known factors."""
+IWAE, bits/dim), and disentanglement scores against a known generative process (MIG, DCI,
+BetaVAE, FactorVAE, SAP, modularity and explicitness: `study_scores`)."""
 
 from genimg_jax.metrics.disentanglement import (
+    SHAPES,
+    GroundTruth,
     dci_from_importance,
     dci_scores,
-    encode_for_factors,
     mutual_information_gap,
-    sample_codes,
+    represent_factors,
+    sample_represented,
+    study_scores,
 )
 from genimg_jax.metrics.distances import (
     feature_statistics,
@@ -29,11 +33,12 @@ from genimg_jax.metrics.manifold import (
 )
 
 __all__ = [
+    "SHAPES",
+    "GroundTruth",
     "bits_per_dim",
     "class_coverage",
     "dci_from_importance",
     "dci_scores",
-    "encode_for_factors",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",
@@ -45,5 +50,7 @@ __all__ = [
     "mutual_information_gap",
     "negative_elbo",
     "precision_recall",
-    "sample_codes",
+    "represent_factors",
+    "sample_represented",
+    "study_scores",
 ]
