@@ -2,13 +2,17 @@
 metric's definition written out with NumPy loops, disentanglement_lib's discretisation, known
 answers on a synthetic ground truth whose observations are its factors, and determinism."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.stats
+import tensorflow_datasets as tfds
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from genimg_jax.data.builders import shapes
+from genimg_jax.evaluate import ground_truth
 from genimg_jax.metrics import disentanglement as dis
 
 SIZES = (3, 4, 5, 6)
@@ -387,3 +391,70 @@ def test_study_scores_are_a_pure_function_of_the_seed():
     assert all(isinstance(value, float) for value in first.values())
     assert dis.study_scores(_entangled, TOY, seed=3, scale=SCALE) == first
     assert dis.study_scores(_entangled, TOY, seed=4, scale=SCALE) != first
+
+
+# --------------------------------------------------------------------------------------------
+# A fully factorial TFDS data set (dsprites, shapes3d) as a ground truth, through TFDS's path
+
+
+class _Factorial(tfds.core.GeneratorBasedBuilder):
+    """Every combination of 3 x 4 factors once, shuffled, each image painting its factors."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.uint8),
+                    "label_colour": tfds.features.ClassLabel(num_classes=3),
+                    "label_row": tfds.features.ClassLabel(num_classes=4),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        combos = [(c, r) for c in range(3) for r in range(4)]
+        for i in np.random.default_rng(0).permutation(len(combos)):
+            c, r = combos[i]
+            image = np.zeros((4, 4, 1), np.uint8)
+            image[r, :, 0] = 80 * (c + 1)
+            yield int(i), {"image": image, "label_colour": c, "label_row": r}
+
+
+def test_a_factorial_tfds_split_answers_any_factor_combination_with_its_example(tmp_path):
+    builder = _Factorial(data_dir=str(tmp_path), file_format="array_record")
+    builder.download_and_prepare()
+    truth = ground_truth.factorial(builder)
+    assert truth.factor_sizes == (3, 4)
+    factors = np.array([[0, 0], [2, 3], [1, 2], [2, 3]])
+    images = truth.observations(factors)
+    for (c, r), image in zip(factors, images, strict=True):
+        expected = np.zeros((4, 4, 1), np.float32)
+        expected[r, :, 0] = 80 * (c + 1) / 255.0
+        np.testing.assert_allclose(image, expected)
+    drawn = truth.sample_factors(np.random.default_rng(1), 500)
+    assert drawn.min(axis=0).tolist() == [0, 0] and drawn.max(axis=0).tolist() == [2, 3]
+    # a code that reads the factors off the images is a perfectly disentangled one
+    read = lambda x: np.stack([x.max(axis=(1, 2, 3)), x.sum(axis=(2, 3)).argmax(1)], 1)
+    codes, f = dis.sample_represented(read, truth, np.random.default_rng(2), 300)
+    assert dis.mutual_information_gap(codes, f) > 0.9
+    assert os.path.exists(os.path.join(str(builder.data_dir), "train-" + ground_truth.INDEX_FILE))
+    assert ground_truth.factorial(builder).observations(factors).tolist() == images.tolist()
+
+
+def test_a_split_missing_a_combination_is_refused(tmp_path):
+    class Partial(_Factorial):
+        def _generate_examples(self):
+            for i, (key, example) in enumerate(super()._generate_examples()):
+                if i:  # one combination left out
+                    yield key, example
+
+    builder = Partial(data_dir=str(tmp_path), file_format="array_record")
+    builder.download_and_prepare()
+    with pytest.raises(ValueError, match="not fully factorial: 11 examples for 12"):
+        ground_truth.factorial(builder)

@@ -280,13 +280,14 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
 def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size(tmp_path):
     """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
     size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
-    from genimg_jax.evaluate import scoring
+    from genimg_jax.evaluate import ground_truth, scoring
 
     config = _study("beta_tcvae")
     config.eval.disentanglement_scale = 0.005  # the fewest samples each score takes
     config_lib.validate(config)
     state = trainer.train_and_evaluate(config, str(tmp_path / "run"))
-    scores = scoring.disentanglement_scores(state, config, num=64, seed=0)
+    truth = ground_truth.for_data(config.data)
+    scores = scoring.disentanglement_scores(state, config, truth, num=64, seed=0)
     expected = set(family.of(config).score_modes(config.data)) - {
         "neg_elbo",
         "iwae",
@@ -295,4 +296,4 @@ def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_s
     }
     assert set(scores) == expected
     assert all(0.0 <= v <= 1.0 for v in scores.values()), scores
-    assert scores == scoring.disentanglement_scores(state, config, num=64, seed=0)
+    assert scores == scoring.disentanglement_scores(state, config, truth, num=64, seed=0)

@@ -1,15 +1,7 @@
 """Choosing a run's best checkpoint by a score (`eval.best_metric`; each family's `score_modes`
-says whether lower ("min") or higher ("max") is better), and whether the data carry the known
-factors that disentanglement scores need."""
+says whether lower ("min") or higher ("max") is better)."""
 
-import ml_collections
 import numpy as np
-
-
-def has_disentanglement(data: ml_collections.ConfigDict) -> bool:
-    """Whether the data carry known factors (the shapes data set's generative process; its
-    images are fitted to the model's size as the pipeline fits them)."""
-    return data.name == "shapes"
 
 
 def is_better(mode: str, value: float, best: float | None) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from genimg_jax import family, sampling
 from genimg_jax.data import pipeline
-from genimg_jax.evaluate import best
+from genimg_jax.evaluate import ground_truth
 from genimg_jax.features import feature_nets, reference
 from genimg_jax.metrics import disentanglement, distances, likelihood, manifold
 
@@ -110,6 +110,9 @@ def vae_scorer(
         x = pipeline.binarize(x, value_range)
     rng = jax.random.PRNGKey(seed)
     dims = int(np.prod(x.shape[1:]))
+    truth = (
+        ground_truth.for_data(config.data) if ground_truth.has_known_factors(config.data) else None
+    )
 
     def score(state) -> dict[str, float]:
         elbo, iwae = likelihood_bounds(state, x, rng, iwae_k)
@@ -121,21 +124,25 @@ def vae_scorer(
             "iwae_bits_per_dim": float(likelihood.bits_per_dim(iwae, dims).mean()),
             "num_examples": len(x),
         }
-        if best.has_disentanglement(config.data):
-            scores |= disentanglement_scores(state, config, num, seed)
+        if truth is not None:
+            scores |= disentanglement_scores(state, config, truth, num, seed)
         return scores
 
     return score
 
 
 def disentanglement_scores(
-    state, config: ml_collections.ConfigDict, num: int, seed: int
+    state,
+    config: ml_collections.ConfigDict,
+    truth: disentanglement.GroundTruth,
+    num: int,
+    seed: int,
 ) -> dict[str, float]:
-    """The codes (posterior means) of the shapes data's generative process scored by
-    `eval.disentanglement_scale`: 0, MIG and DCI (random forests) on min(num, 5000) codes;
-    > 0, Locatello et al.'s study scores at that fraction of the study's sample counts
-    (`metrics.disentanglement.study_scores`). Rendered images are fitted to the model's
-    geometry as the training pipeline fits them."""
+    """The codes (posterior means) of the data's generative process `truth`
+    (`evaluate.ground_truth`) scored by `eval.disentanglement_scale`: 0, MIG and DCI (random
+    forests) on min(num, 5000) codes; > 0, Locatello et al.'s study scores at that fraction of
+    the study's sample counts (`metrics.disentanglement.study_scores`). Its images are fitted to
+    the model's geometry as the training pipeline fits them."""
     data = config.data
 
     def represent(images: np.ndarray) -> np.ndarray:
@@ -149,9 +156,9 @@ def disentanglement_scores(
 
     scale = config.eval.disentanglement_scale
     if scale > 0:
-        return disentanglement.study_scores(represent, disentanglement.SHAPES, seed, scale=scale)
+        return disentanglement.study_scores(represent, truth, seed, scale=scale)
     codes, factors = disentanglement.sample_represented(
-        represent, disentanglement.SHAPES, np.random.default_rng(seed), min(num, 5000)
+        represent, truth, np.random.default_rng(seed), min(num, 5000)
     )
     dci = disentanglement.dci_scores(codes, factors)
     return {"mig": disentanglement.mutual_information_gap(codes, factors)} | {

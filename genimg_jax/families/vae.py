@@ -16,7 +16,7 @@ from genimg_jax import config as config_lib
 from genimg_jax import losses, sampling
 from genimg_jax import state as state_lib
 from genimg_jax.data import pipeline
-from genimg_jax.evaluate import best, scoring
+from genimg_jax.evaluate import ground_truth, scoring
 from genimg_jax.family import Family, Rules
 from genimg_jax.models.latent_discriminator import LatentDiscriminator
 from genimg_jax.state import FactorVAEState, TrainState
@@ -159,7 +159,8 @@ class VAEFamily(Family):
         return sampling.vae_prior_samples(state, z)
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
-        return SCORES | (DISENTANGLEMENT_SCORES if best.has_disentanglement(data) else {})
+        known = ground_truth.has_known_factors(data)
+        return SCORES | (DISENTANGLEMENT_SCORES if known else {})
 
     def make_scorer(self, config: ml_collections.ConfigDict):
         ev = config.eval
