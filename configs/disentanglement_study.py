@@ -74,11 +74,11 @@ def get_config(arg: str | None = None):
         c.model.hidden = 64
         c.model.disc_hidden = 256
         c.model.disc_layers = 3
-        c.model.c_steps = 500
+        c.model.c_steps = 1500
         c.train.lr = 1e-3
-        c.train.steps = 1000
+        c.train.steps = 3000
         c.train.log_every = 100
-        c.train.checkpoint_every = c.eval.every = 1000
+        c.train.checkpoint_every = c.eval.every = 3000
         c.eval.examples = 256
         c.eval.disentanglement_scale = 0.02
     if arg == "quick":
