@@ -122,6 +122,26 @@ def gradient_penalty(
     return gradient_penalty_at(d_fn, interpolate(real, fake, eps))
 
 
+def lecam_penalty(
+    real_logits: Array, fake_logits: Array, real_anchor: Array, fake_anchor: Array
+) -> Array:
+    """LeCam (Tseng et al. 2021, their code): E[relu(D(x) − α_F)²] + E[relu(α_R − D(G(z)))²],
+    α_R and α_F the EMAs of D's mean outputs on real and fake images (`lecam_anchors`)."""
+    return jnp.mean(jnp.square(jax.nn.relu(real_logits - fake_anchor))) + jnp.mean(
+        jnp.square(jax.nn.relu(real_anchor - fake_logits))
+    )
+
+
+def lecam_anchors(anchors, real_mean: Array, fake_mean: Array, decay: float) -> dict:
+    """`anchors` ({"lecam_real", "lecam_fake", ...}) moved towards this step's mean outputs:
+    α ← decay·α + (1 − decay)·mean."""
+    return {
+        **anchors,
+        "lecam_real": decay * anchors["lecam_real"] + (1.0 - decay) * real_mean,
+        "lecam_fake": decay * anchors["lecam_fake"] + (1.0 - decay) * fake_mean,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # VAE terms. Per-example values are summed over pixels / latent dimensions, then averaged over
 # the batch, so that the loss is the negative ELBO per example (in nats).

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from genimg_jax import augment, losses, sampling
 from genimg_jax import config as config_lib
-from genimg_jax import losses, sampling
 from genimg_jax import state as state_lib
 from genimg_jax.evaluate import scoring
 from genimg_jax.family import Family, Rules
@@ -40,6 +40,10 @@ class GANFamily(Family):
         c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
         c.train.loss = "non_saturating"
         c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
+        c.train.r1_interval = 1  # lazy R1: on every N-th D step only, scaled by N (StyleGAN2: 16)
+        c.train.augment = ""  # DiffAugment policies D sees, e.g. "color,translation,cutout"
+        c.train.lecam_weight = 0.0  # LeCam regulariser's weight (Tseng et al. 2021); 0 = off
+        c.train.lecam_decay = 0.99  # its anchors: EMAs of D's mean outputs on real and fake
         c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
         c.train.g_lr = 2e-4
         c.train.d_lr = 2e-4
@@ -63,6 +67,16 @@ class GANFamily(Family):
             "model.num_classes": config_lib.count(),
             "train.loss": config_lib.one_of(losses.GAN_LOSSES),
             "train.r1_gamma": config_lib.at_least(0),
+            "train.r1_interval": config_lib.positive(),
+            "train.augment": (
+                lambda v: (
+                    isinstance(v, str)
+                    and all(p in augment.POLICIES for p in augment.parse_policy(v))
+                ),
+                f"comma-separated policies of {', '.join(augment.POLICIES)}, or '' (none)",
+            ),
+            "train.lecam_weight": config_lib.at_least(0),
+            "train.lecam_decay": config_lib.in_unit(),
             "train.gp_weight": config_lib.at_least(0),
             "train.g_lr": config_lib.positive(),
             "train.d_lr": config_lib.positive(),
@@ -90,9 +104,13 @@ class GANFamily(Family):
         z = jnp.zeros((1, config.model.latent_dim))
         x = jnp.zeros((1, *state_lib.image_shape(config)))
         ema = config.train.ema_decay > 0
+        # LeCam's anchors start at 0 and travel with D (checkpointed, per member in a sweep)
+        d_statistics = (
+            {"lecam_real": 0.0, "lecam_fake": 0.0} if config.train.lecam_weight > 0 else {}
+        )
         return GANState(
             g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
-            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x),
+            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, **d_statistics),
         )
 
     def apply_hparams(self, state: GANState, config: ml_collections.ConfigDict) -> GANState:
@@ -117,7 +135,11 @@ class GANFamily(Family):
             d_steps=config.train.d_steps,
             num_classes=config.model.num_classes,
             r1_gamma=config.train.r1_gamma,
+            r1_interval=config.train.r1_interval,
             gp_weight=config.train.gp_weight,
+            augment=augment.parse_policy(config.train.augment),
+            lecam_weight=config.train.lecam_weight,
+            lecam_decay=config.train.lecam_decay,
             axis_name=axis_name,
         )
 

@@ -7,18 +7,25 @@ pmap give the same numbers.
 
 D's `batch_stats` (spectral norm's power-iteration state, when D has one) advance in the D step
 only; the G step reads them and leaves D, parameters and statistics, untouched.
+
+For little data: D can see every image, real and fake, through DiffAugment (`augment`, see
+`genimg_jax.augment`; G learns through it); LeCam's regulariser (`lecam_weight`) keeps D's
+outputs near EMA anchors of the other side's, held in D's `hparams`; R1 can be lazy
+(`r1_interval` = N: on every N-th D step only, times N, as StyleGAN2).
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from genimg_jax import augment as augment_lib
 from genimg_jax import losses, parallel
 from genimg_jax.losses import GANLoss
 from genimg_jax.state import GANState, TrainState, skipped_updates
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int32 [B], ...}
-LABELS_SALT, PENALTY_SALT = 1, 2  # fold_in salts: fake labels, penalty noise (z uses rng itself)
+# fold_in salts: fake labels, penalty noise, augmentation of real and fake (z uses rng itself)
+LABELS_SALT, PENALTY_SALT, REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT = 1, 2, 3, 4
 
 
 def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | None) -> jax.Array:
@@ -94,18 +101,31 @@ def d_step(
     latent_dim: int,
     num_classes: int = 0,
     r1_gamma: float = 0.0,
+    r1_interval: int = 1,
     gp_weight: float = 0.0,
+    augment: tuple[str, ...] = (),
+    lecam_weight: float = 0.0,
+    lecam_decay: float = 0.99,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One discriminator update on real images and G's samples; G is left untouched.
-    L = loss.d_loss + γ/2·R1 (`r1_gamma` > 0) + λ·GP (`gp_weight` > 0); D's spectral-norm
-    statistics, if any, advance one power iteration."""
+    L = loss.d_loss + γ/2·R1·N on every N-th step (`r1_gamma` > 0, N = `r1_interval`) + λ·GP
+    (`gp_weight` > 0) + λ_LC·LeCam (`lecam_weight` > 0), D seeing both sides through
+    `augment`; D's spectral-norm statistics, if any, advance one power iteration."""
     fake_labels = _fake_labels(rng, batch, num_classes, axis_name)
     real_labels = _real_labels(batch, num_classes)
     z = _latents(rng, batch, latent_dim, axis_name)
     fake, _ = _generate(state.g, state.g.params, z, fake_labels)
     fake = jax.lax.stop_gradient(fake)
     real = batch["image"]
+    if augment:
+        real = augment_lib.diff_augment(
+            real, jax.random.fold_in(rng, REAL_AUGMENT_SALT), augment, axis_name
+        )
+        fake = augment_lib.diff_augment(
+            fake, jax.random.fold_in(rng, FAKE_AUGMENT_SALT), augment, axis_name
+        )
+    r1_now = state.d.step % r1_interval == 0  # lazy R1: this step carries the penalty
 
     def loss_fn(d_params):
         # Two passes, not one over concat([real, fake]): concatenating along the sharded batch
@@ -118,12 +138,20 @@ def d_step(
         if r1_gamma > 0 or gp_weight > 0:
             d_real = lambda x: _discriminate(state.d, d_params, x, real_labels, False)[0]
             if r1_gamma > 0:
-                penalties["d_r1"] = losses.r1_penalty(d_real, real)
-                total = total + 0.5 * r1_gamma * penalties["d_r1"]
+                penalties["d_r1"] = jax.lax.cond(
+                    r1_now, lambda: losses.r1_penalty(d_real, real), lambda: jnp.float32(0.0)
+                )
+                total = total + 0.5 * r1_gamma * r1_interval * penalties["d_r1"]
             if gp_weight > 0:  # interpolates carry the real images' labels
                 noise = jax.random.fold_in(rng, PENALTY_SALT)
                 penalties["d_gp"] = losses.gradient_penalty(d_real, real, fake, noise, axis_name)
                 total = total + gp_weight * penalties["d_gp"]
+        if lecam_weight > 0:
+            anchors = state.d.hparams
+            penalties["d_lecam"] = losses.lecam_penalty(
+                real_logits, fake_logits, anchors["lecam_real"], anchors["lecam_fake"]
+            )
+            total = total + lecam_weight * penalties["d_lecam"]
         return total, (real_logits, fake_logits, stats, penalties)
 
     (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
@@ -138,6 +166,9 @@ def d_step(
     }
     metrics = parallel.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
     d = state.d.apply_gradients(grads=grads, batch_stats=stats)
+    if lecam_weight > 0:  # the anchors follow the global batch's mean outputs
+        means = parallel.mean((jnp.mean(real_logits), jnp.mean(fake_logits)), axis_name)
+        d = d.replace(hparams=losses.lecam_anchors(d.hparams, *means, lecam_decay))
     if (skipped := skipped_updates(d)) is not None:
         metrics["d_skipped"] = skipped
     return state.replace(d=d), metrics
@@ -152,15 +183,19 @@ def g_step(
     latent_dim: int,
     ema_decay: float,
     num_classes: int = 0,
+    augment: tuple[str, ...] = (),
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One generator update against a frozen D (its parameters and spectral-norm statistics
-    are read, not changed); updates G's BatchNorm statistics and EMA."""
+    are read, not changed), through D's `augment`; updates G's BatchNorm statistics and EMA."""
     labels = _fake_labels(rng, batch, num_classes, axis_name)
     z = _latents(rng, batch, latent_dim, axis_name)
+    augment_key = jax.random.fold_in(rng, FAKE_AUGMENT_SALT)
 
     def loss_fn(g_params):
         fake, batch_stats = _generate(state.g, g_params, z, labels)
+        if augment:
+            fake = augment_lib.diff_augment(fake, augment_key, augment, axis_name)
         logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
         return loss.g_loss(logits), batch_stats
 
@@ -193,7 +228,11 @@ def train_step(
     d_steps: int = 1,
     num_classes: int = 0,
     r1_gamma: float = 0.0,
+    r1_interval: int = 1,
     gp_weight: float = 0.0,
+    augment: tuple[str, ...] = (),
+    lecam_weight: float = 0.0,
+    lecam_decay: float = 0.99,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """`d_steps` D updates then one G update, as one program (the D updates are unrolled: on
@@ -206,9 +245,16 @@ def train_step(
         "loss": loss,
         "latent_dim": latent_dim,
         "num_classes": num_classes,
+        "augment": augment,
         "axis_name": axis_name,
     }
-    penalties = {"r1_gamma": r1_gamma, "gp_weight": gp_weight}
+    penalties = {
+        "r1_gamma": r1_gamma,
+        "r1_interval": r1_interval,
+        "gp_weight": gp_weight,
+        "lecam_weight": lecam_weight,
+        "lecam_decay": lecam_decay,
+    }
     fresh = batch["image"].ndim == 5  # [B, d_steps, H, W, C]: one real batch per D update
 
     def draw(i: int) -> Batch:

@@ -1,0 +1,166 @@
+"""D's augmentation and regularisers for little data: each DiffAugment policy against NumPy,
+gradients through it, the same draws under pmap as under jit; LeCam and lazy R1 against NumPy;
+a DCGAN with all of them trains and resumes bitwise."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_config
+
+from genimg_jax import augment, losses, parallel, steps, trainer
+from genimg_jax import state as state_lib
+
+X = jax.random.uniform(jax.random.key(0), (8, 16, 16, 3), minval=-1.0, maxval=1.0)
+
+
+def _np_shift(image, dy, dx):
+    h, w = image.shape[:2]
+    out = np.zeros_like(image)
+    for r in range(h):
+        for c in range(w):
+            if 0 <= r - dy < h and 0 <= c - dx < w:
+                out[r, c] = image[r - dy, c - dx]
+    return out
+
+
+def test_color_is_brightness_then_saturation_then_contrast_with_its_draws():
+    key = jax.random.key(1)
+    b, s, c = (np.asarray(augment._uniform(k, 8, None)) for k in jax.random.split(key, 3))
+    x = np.asarray(X, np.float64) + (b - 0.5)
+    x = (x - x.mean(axis=3, keepdims=True)) * (2 * s) + x.mean(axis=3, keepdims=True)
+    x = (x - x.mean(axis=(1, 2, 3), keepdims=True)) * (c + 0.5) + x.mean(
+        axis=(1, 2, 3), keepdims=True
+    )
+    np.testing.assert_allclose(augment.color(X, key), x, rtol=1e-5, atol=1e-5)
+
+
+def test_translation_shifts_each_image_by_its_draw_within_an_eighth():
+    key = jax.random.key(2)
+    shifts = np.asarray(augment._integers(key, 8, -2, 3, None))  # s = round(16 / 8) = 2
+    out = np.asarray(augment.translation(X, key))
+    for i in range(8):
+        np.testing.assert_array_equal(out[i], _np_shift(np.asarray(X[i]), *shifts[i]))
+    many = np.asarray(augment._integers(jax.random.key(3), 4096, -2, 3, None))
+    assert many.min() == -2 and many.max() == 2
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_around_its_centre():
+    key = jax.random.key(4)
+    centres = np.asarray(augment._integers(key, 8, 0, 17, None))  # size 8: even
+    out = np.asarray(augment.cutout(X, key))
+    for i in range(8):
+        mask = np.ones((16, 16), bool)
+        top, left = centres[i] - 4
+        mask[max(top, 0) : max(top + 8, 0), max(left, 0) : max(left + 8, 0)] = False
+        np.testing.assert_array_equal(out[i], np.where(mask[..., None], np.asarray(X[i]), 0.0))
+
+
+def test_diff_augment_keeps_shapes_and_lets_gradients_through():
+    policy = augment.parse_policy("color, translation,cutout")
+    assert policy == ("color", "translation", "cutout")
+    out = augment.diff_augment(X, jax.random.key(5), policy)
+    assert out.shape == X.shape and not np.allclose(out, X)
+    grad = jax.grad(lambda x: jnp.sum(augment.diff_augment(x, jax.random.key(5), policy) ** 2))(X)
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    assert augment.diff_augment(X, jax.random.key(5), ()) is X
+
+
+def test_pmap_draws_the_global_batchs_augmentations():
+    policy = tuple(augment.POLICIES)
+    key = jax.random.key(6)
+    expected = augment.diff_augment(X, key, policy)
+    mesh = parallel.make_mesh(4)
+    fn = jax.pmap(
+        functools.partial(augment.diff_augment, policy=policy, axis_name=parallel.AXIS),
+        axis_name=parallel.AXIS,
+        in_axes=(0, None),
+        devices=parallel.local_devices(mesh),
+    )
+    out = fn(X.reshape(4, 2, 16, 16, 3), key)
+    np.testing.assert_allclose(np.asarray(out).reshape(X.shape), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_lecam_penalty_and_anchors_match_numpy():
+    rng = np.random.default_rng(7)
+    real, fake = rng.normal(size=16), rng.normal(size=16)
+    penalty = losses.lecam_penalty(jnp.asarray(real), jnp.asarray(fake), 0.3, -0.2)
+    expected = np.mean(np.maximum(real - (-0.2), 0) ** 2) + np.mean(np.maximum(0.3 - fake, 0) ** 2)
+    np.testing.assert_allclose(penalty, expected, rtol=1e-6)
+    anchors, a_real, a_fake = {"lecam_real": 0.0, "lecam_fake": 0.0, "other": 1.0}, 0.0, 0.0
+    for step in range(5):
+        anchors = losses.lecam_anchors(anchors, real[step], fake[step], 0.9)
+        a_real, a_fake = 0.9 * a_real + 0.1 * real[step], 0.9 * a_fake + 0.1 * fake[step]
+    np.testing.assert_allclose([anchors["lecam_real"], anchors["lecam_fake"]], [a_real, a_fake])
+    assert anchors["other"] == 1.0
+
+
+def _d_step(config, **kw):
+    return jax.jit(
+        functools.partial(
+            steps.d_step,
+            loss=losses.GAN_LOSSES["non_saturating"],
+            latent_dim=config.model.latent_dim,
+            **kw,
+        )
+    )
+
+
+def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty():
+    config = load_config("dcgan_mnist")
+    s = state_lib.create_state(config, jax.random.key(0))
+    batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
+    rng = jax.random.key(2)
+    _, plain = _d_step(config)(s, batch, rng)
+    _, every = _d_step(config, r1_gamma=10.0)(s, batch, rng)
+    _, lazy = _d_step(config, r1_gamma=10.0, r1_interval=4)(s, batch, rng)  # d.step 0: runs
+    assert float(lazy["d_r1"]) == pytest.approx(float(every["d_r1"]), rel=1e-6)
+    full = float(every["d_loss"]) - float(plain["d_loss"])
+    assert full > 0
+    assert float(lazy["d_loss"]) - float(plain["d_loss"]) == pytest.approx(4 * full, rel=1e-4)
+    later = s.replace(d=s.d.replace(step=jnp.int32(1)))
+    _, skipped = _d_step(config, r1_gamma=10.0, r1_interval=4)(later, batch, rng)
+    _, plain_later = _d_step(config)(later, batch, rng)
+    assert float(skipped["d_r1"]) == 0.0
+    assert float(skipped["d_loss"]) == pytest.approx(float(plain_later["d_loss"]), rel=1e-6)
+
+
+def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_resumes_bitwise(
+    tmp_path,
+):
+    def quick(steps=None):
+        config = load_config("dcgan_mnist")
+        config.parallel.num_devices = 1
+        config.train.augment = "color,translation,cutout"
+        config.train.lecam_weight = 0.3
+        config.train.r1_gamma = 1.0
+        config.train.r1_interval = 4
+        if steps:
+            config.train.steps = steps
+        return config
+
+    config = quick()
+    full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
+    assert float(full.d.hparams["lecam_real"]) != 0.0 and float(full.d.hparams["lecam_fake"]) != 0.0
+    trainer.train_and_evaluate(quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
+    resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # G's gradient flows through D's augmentation: it differs from the one without it
+    s = state_lib.create_state(config, jax.random.key(0))
+    batch = {"image": jnp.zeros((8, 28, 28, 1))}
+    g_step = lambda policy: steps.g_step(
+        s,
+        batch,
+        jax.random.key(3),
+        loss=losses.GAN_LOSSES["non_saturating"],
+        latent_dim=config.model.latent_dim,
+        ema_decay=0.0,
+        augment=policy,
+    )[1]
+    with_aug, without = g_step(("translation", "cutout")), g_step(())
+    assert float(with_aug["g_grad_norm"]) > 0
+    assert float(with_aug["g_grad_norm"]) != pytest.approx(float(without["g_grad_norm"]))
