@@ -137,6 +137,8 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
         config.train.lecam_weight = 0.3
         config.train.r1_gamma = 1.0
         config.train.r1_interval = 4
+        config.train.ada = "blit,geom"
+        config.train.ada_kimg = 0.1  # p moves 0.16 per step of 16 images: visibly
         if steps:
             config.train.steps = steps
         return config
@@ -144,6 +146,7 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
     config = quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert float(full.d.hparams["lecam_real"]) != 0.0 and float(full.d.hparams["lecam_fake"]) != 0.0
+    assert 0.0 <= float(full.d.hparams["ada_p"]) <= 1.0
     trainer.train_and_evaluate(quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
     resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
@@ -164,3 +167,107 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
     with_aug, without = g_step(("translation", "cutout")), g_step(())
     assert float(with_aug["g_grad_norm"]) > 0
     assert float(with_aug["g_grad_norm"]) != pytest.approx(float(without["g_grad_norm"]))
+
+
+# --------------------------------------------------------------------------------------------
+# ADA
+
+
+def _np_bilinear_reflect(image, matrix):
+    """Output pixel (r, c) samples the input at matrix · (c − cx, r − cy, 1) + centre, bilinear
+    weights, coordinates reflected at the borders (numpy's 'reflect' padding), loops."""
+    h, w, _ = image.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+
+    def fold(u, n):
+        period = 2 * (n - 1)
+        u = u % period
+        return period - u if u > n - 1 else u
+
+    out = np.zeros_like(image)
+    for r in range(h):
+        for c in range(w):
+            x, y, _ = matrix @ np.array([c - cx, r - cy, 1.0])
+            x, y = fold(x + cx, w), fold(y + cy, h)
+            x0, y0 = int(np.floor(x)), int(np.floor(y))
+            fx, fy = x - x0, y - y0
+            x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+            out[r, c] = (
+                image[y0, x0] * (1 - fx) * (1 - fy)
+                + image[y0, x1] * fx * (1 - fy)
+                + image[y1, x0] * (1 - fx) * fy
+                + image[y1, x1] * fx * fy
+            )
+    return out
+
+
+def test_warp_flips_rotates_translates_exactly_and_samples_any_affine_map_bilinearly():
+    image = np.asarray(X[0])
+    flip = np.diag([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(augment.warp(X[0], flip), image[:, ::-1], atol=1e-6)
+    quarter = np.asarray(augment._rotation(jnp.float32(np.pi / 2)))
+    rotated = np.asarray(augment.warp(X[0], quarter))
+    np.testing.assert_allclose(rotated, np.rot90(image, k=1), atol=1e-5)  # a quarter turn
+    shift = np.asarray(augment._translate(jnp.float32(2.0), jnp.float32(-1.0)))
+    padded = np.pad(image, ((3, 3), (3, 3), (0, 0)), mode="reflect")
+    expected = padded[3 - 1 : 3 - 1 + 16, 3 + 2 : 3 + 2 + 16]  # out(r, c) = in(r − 1, c + 2)
+    np.testing.assert_allclose(augment.warp(X[0], shift), expected, atol=1e-6)
+    affine = np.array([[0.8, -0.5, 1.3], [0.4, 1.1, -2.2], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(
+        augment.warp(X[0], jnp.asarray(affine, jnp.float32)),
+        _np_bilinear_reflect(image.astype(np.float64), affine),
+        atol=1e-4,
+    )
+
+
+def test_ada_is_the_identity_at_p_0_and_transforms_each_example_with_probability_p():
+    groups = augment.ADA_GROUPS
+    np.testing.assert_array_equal(augment.ada_augment(X, jax.random.key(8), 0.0, groups), X)
+    m = np.asarray(augment.ada_matrices(jax.random.key(9), 8192, 0.5, ("blit",), 16))
+    untouched = np.mean(np.all(np.isclose(m, np.eye(3)), axis=(1, 2)))
+    # each transformation left out (1 − p) or kept and drawn as the identity: no flip (1/2), a
+    # quarter turn of 0 (1/4), a shift of (0, 0) (1/25): Π_t (1 − p + p·P(identity | t))
+    assert untouched == pytest.approx(0.75 * 0.625 * 0.52, abs=0.015)
+    out = augment.ada_augment(X, jax.random.key(10), 1.0, groups)
+    assert out.shape == X.shape and np.isfinite(out).all() and not np.allclose(out, X)
+    grad = jax.grad(lambda x: jnp.sum(augment.ada_augment(x, jax.random.key(10), 1.0, groups)))(X)
+    assert np.abs(grad).sum() > 0
+
+
+def test_ada_p_follows_the_sign_of_d_on_reals_like_a_numpy_loop():
+    signs = [0.9, 0.7, 0.2, 0.65, -0.1, 0.8]
+    p, ref = jnp.float32(0.0), 0.0
+    for r in signs:
+        p = augment.ada_update(p, jnp.float32(r), 0.6, 64, 0.5)
+        ref = min(max(ref + np.sign(r - 0.6) * 64 / 500, 0.0), 1.0)
+        assert float(p) == pytest.approx(ref, abs=1e-6)
+
+
+def test_a_d_step_moves_p_by_one_batch_towards_the_target():
+    config = load_config("dcgan_mnist")
+    config.train.ada = "blit,geom"
+    s = state_lib.create_state(config, jax.random.key(0))
+    s = s.replace(d=s.d.replace(hparams={**s.d.hparams, "ada_p": jnp.float32(0.5)}))
+    batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
+    new, metrics = _d_step(config, ada_groups=("blit", "geom"), ada_kimg=1.0)(
+        s, batch, jax.random.key(2)
+    )
+    expected = 0.5 + np.sign(float(metrics["ada_rt"]) - 0.6) * 8 / 1000
+    assert float(new.d.hparams["ada_p"]) == pytest.approx(expected, abs=1e-6)
+    assert float(metrics["ada_p"]) == float(new.d.hparams["ada_p"])
+
+
+def test_vectorized_members_keep_their_own_p(tmp_path):
+    def member(seed):
+        config = load_config("dcgan_mnist")
+        config.seed = seed
+        config.train.ada = "blit"
+        config.train.ada_kimg = 0.1
+        return config
+
+    solo = [trainer.train([member(s)], [str(tmp_path / f"solo{s}")])[0] for s in (0, 1)]
+    together = trainer.train(
+        [member(0), member(1)], [str(tmp_path / f"v{s}") for s in (0, 1)], "vmap"
+    )
+    for a, b in zip(solo, together, strict=True):
+        assert float(b.d.hparams["ada_p"]) == pytest.approx(float(a.d.hparams["ada_p"]), abs=1e-6)

@@ -44,6 +44,9 @@ class GANFamily(Family):
         c.train.augment = ""  # DiffAugment policies D sees, e.g. "color,translation,cutout"
         c.train.lecam_weight = 0.0  # LeCam regulariser's weight (Tseng et al. 2021); 0 = off
         c.train.lecam_decay = 0.99  # its anchors: EMAs of D's mean outputs on real and fake
+        c.train.ada = ""  # ADA's groups D sees at an adaptive probability p: "blit,geom"
+        c.train.ada_target = 0.6  # p rises while E[sign(D(real))] is above this
+        c.train.ada_kimg = 500.0  # p can move by 1 in this many thousand real images
         c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
         c.train.g_lr = 2e-4
         c.train.d_lr = 2e-4
@@ -76,6 +79,15 @@ class GANFamily(Family):
                 f"comma-separated policies of {', '.join(augment.POLICIES)}, or '' (none)",
             ),
             "train.lecam_weight": config_lib.at_least(0),
+            "train.ada": (
+                lambda v: (
+                    isinstance(v, str)
+                    and all(g in augment.ADA_GROUPS for g in augment.parse_policy(v))
+                ),
+                f"comma-separated groups of {', '.join(augment.ADA_GROUPS)}, or '' (no ADA)",
+            ),
+            "train.ada_target": config_lib.in_unit(),
+            "train.ada_kimg": config_lib.positive(),
             "train.lecam_decay": config_lib.in_unit(),
             "train.gp_weight": config_lib.at_least(0),
             "train.g_lr": config_lib.positive(),
@@ -104,10 +116,13 @@ class GANFamily(Family):
         z = jnp.zeros((1, config.model.latent_dim))
         x = jnp.zeros((1, *state_lib.image_shape(config)))
         ema = config.train.ema_decay > 0
-        # LeCam's anchors start at 0 and travel with D (checkpointed, per member in a sweep)
-        d_statistics = (
-            {"lecam_real": 0.0, "lecam_fake": 0.0} if config.train.lecam_weight > 0 else {}
-        )
+        # D's statistics travel with it (checkpointed, per member in a sweep): LeCam's anchors,
+        # ADA's probability p, all starting at 0
+        d_statistics = {}
+        if config.train.lecam_weight > 0:
+            d_statistics |= {"lecam_real": 0.0, "lecam_fake": 0.0}
+        if config.train.ada:
+            d_statistics["ada_p"] = 0.0
         return GANState(
             g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
             d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, **d_statistics),
@@ -140,6 +155,9 @@ class GANFamily(Family):
             augment=augment.parse_policy(config.train.augment),
             lecam_weight=config.train.lecam_weight,
             lecam_decay=config.train.lecam_decay,
+            ada_groups=augment.parse_policy(config.train.ada),
+            ada_target=config.train.ada_target,
+            ada_kimg=config.train.ada_kimg,
             axis_name=axis_name,
         )
 

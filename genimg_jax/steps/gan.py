@@ -8,8 +8,10 @@ pmap give the same numbers.
 D's `batch_stats` (spectral norm's power-iteration state, when D has one) advance in the D step
 only; the G step reads them and leaves D, parameters and statistics, untouched.
 
-For little data: D can see every image, real and fake, through DiffAugment (`augment`, see
-`genimg_jax.augment`; G learns through it); LeCam's regulariser (`lecam_weight`) keeps D's
+For little data: D can see every image, real and fake, through ADA's transformations at the
+probability p that D's `hparams["ada_p"]` holds and each D step steers (`ada_groups`,
+`ada_target`, `ada_kimg`) and through DiffAugment (`augment`; see `genimg_jax.augment`; G
+learns through both); LeCam's regulariser (`lecam_weight`) keeps D's
 outputs near EMA anchors of the other side's, held in D's `hparams`; R1 can be lazy
 (`r1_interval` = N: on every N-th D step only, times N, as StyleGAN2).
 """
@@ -26,6 +28,15 @@ from genimg_jax.state import GANState, TrainState, skipped_updates
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int32 [B], ...}
 # fold_in salts: fake labels, penalty noise, augmentation of real and fake (z uses rng itself)
 LABELS_SALT, PENALTY_SALT, REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT = 1, 2, 3, 4
+ADA_SALT = 5  # folded into the augmentation keys for ADA's draws
+
+
+def _augmented(x, rng, d: TrainState, augment: tuple, ada_groups: tuple, axis_name):
+    """x as D sees it: ADA's groups at D's probability p, then DiffAugment's policies."""
+    if ada_groups:
+        p = jax.lax.stop_gradient(d.hparams["ada_p"])
+        x = augment_lib.ada_augment(x, jax.random.fold_in(rng, ADA_SALT), p, ada_groups, axis_name)
+    return augment_lib.diff_augment(x, rng, augment, axis_name)
 
 
 def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | None) -> jax.Array:
@@ -106,6 +117,9 @@ def d_step(
     augment: tuple[str, ...] = (),
     lecam_weight: float = 0.0,
     lecam_decay: float = 0.99,
+    ada_groups: tuple[str, ...] = (),
+    ada_target: float = 0.6,
+    ada_kimg: float = 500.0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One discriminator update on real images and G's samples; G is left untouched.
@@ -118,13 +132,11 @@ def d_step(
     fake, _ = _generate(state.g, state.g.params, z, fake_labels)
     fake = jax.lax.stop_gradient(fake)
     real = batch["image"]
-    if augment:
-        real = augment_lib.diff_augment(
-            real, jax.random.fold_in(rng, REAL_AUGMENT_SALT), augment, axis_name
-        )
-        fake = augment_lib.diff_augment(
-            fake, jax.random.fold_in(rng, FAKE_AUGMENT_SALT), augment, axis_name
-        )
+    real_key, fake_key = (
+        jax.random.fold_in(rng, s) for s in (REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT)
+    )
+    real = _augmented(real, real_key, state.d, augment, ada_groups, axis_name)
+    fake = _augmented(fake, fake_key, state.d, augment, ada_groups, axis_name)
     r1_now = state.d.step % r1_interval == 0  # lazy R1: this step carries the penalty
 
     def loss_fn(d_params):
@@ -169,6 +181,12 @@ def d_step(
     if lecam_weight > 0:  # the anchors follow the global batch's mean outputs
         means = parallel.mean((jnp.mean(real_logits), jnp.mean(fake_logits)), axis_name)
         d = d.replace(hparams=losses.lecam_anchors(d.hparams, *means, lecam_decay))
+    if ada_groups:  # p follows the sign of D's outputs on (augmented) reals
+        signs = parallel.mean(jnp.mean(jnp.sign(real_logits)), axis_name)
+        images = real.shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
+        p = augment_lib.ada_update(d.hparams["ada_p"], signs, ada_target, images, ada_kimg)
+        d = d.replace(hparams={**d.hparams, "ada_p": p})
+        metrics |= {"ada_p": p, "ada_rt": signs}
     if (skipped := skipped_updates(d)) is not None:
         metrics["d_skipped"] = skipped
     return state.replace(d=d), metrics
@@ -184,6 +202,7 @@ def g_step(
     ema_decay: float,
     num_classes: int = 0,
     augment: tuple[str, ...] = (),
+    ada_groups: tuple[str, ...] = (),
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One generator update against a frozen D (its parameters and spectral-norm statistics
@@ -194,8 +213,7 @@ def g_step(
 
     def loss_fn(g_params):
         fake, batch_stats = _generate(state.g, g_params, z, labels)
-        if augment:
-            fake = augment_lib.diff_augment(fake, augment_key, augment, axis_name)
+        fake = _augmented(fake, augment_key, state.d, augment, ada_groups, axis_name)
         logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
         return loss.g_loss(logits), batch_stats
 
@@ -233,6 +251,9 @@ def train_step(
     augment: tuple[str, ...] = (),
     lecam_weight: float = 0.0,
     lecam_decay: float = 0.99,
+    ada_groups: tuple[str, ...] = (),
+    ada_target: float = 0.6,
+    ada_kimg: float = 500.0,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """`d_steps` D updates then one G update, as one program (the D updates are unrolled: on
@@ -246,6 +267,7 @@ def train_step(
         "latent_dim": latent_dim,
         "num_classes": num_classes,
         "augment": augment,
+        "ada_groups": ada_groups,
         "axis_name": axis_name,
     }
     penalties = {
@@ -254,6 +276,8 @@ def train_step(
         "gp_weight": gp_weight,
         "lecam_weight": lecam_weight,
         "lecam_decay": lecam_decay,
+        "ada_target": ada_target,
+        "ada_kimg": ada_kimg,
     }
     fresh = batch["image"].ndim == 5  # [B, d_steps, H, W, C]: one real batch per D update
 
