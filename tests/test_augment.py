@@ -271,3 +271,35 @@ def test_vectorized_members_keep_their_own_p(tmp_path):
     )
     for a, b in zip(solo, together, strict=True):
         assert float(b.d.hparams["ada_p"]) == pytest.approx(float(a.d.hparams["ada_p"]), abs=1e-6)
+
+
+def test_ema_half_life_in_images_with_ramp_up_matches_stylegan2s_formula():
+    for step, batch, kimg, rampup in [
+        (0, 32, 10.0, 0.05),
+        (50, 32, 10.0, 0.05),
+        (10**5, 32, 10.0, 0.05),
+        (7, 64, 2.0, 0.0),
+    ]:
+        half_life = kimg * 1000
+        if rampup:
+            half_life = min(half_life, step * batch * rampup)
+        expected = 0.5 ** (batch / max(half_life, 1e-8))
+        got = steps.gan.ema_half_life_decay(jnp.int32(step), batch, kimg, rampup)
+        assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-30)
+    config = load_config("dcgan_mnist")
+    config.train.ema_decay, config.train.ema_kimg = 0.0, 1.0  # the half-life alone turns it on
+    s = state_lib.create_state(config, jax.random.key(0))
+    s = s.replace(g=s.g.replace(step=jnp.int32(9)))
+    new, _ = steps.g_step(
+        s,
+        {"image": jnp.zeros((8, 28, 28, 1))},
+        jax.random.key(1),
+        loss=losses.GAN_LOSSES["non_saturating"],
+        latent_dim=config.model.latent_dim,
+        ema_decay=0.0,
+        ema_kimg=1.0,
+    )
+    decay = 0.5 ** (8 / 1000)  # G's step after its update is 10: no ramp-up
+    expected = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, s.g.ema_params, new.g.params)
+    for a, b in zip(jax.tree.leaves(new.g.ema_params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -53,6 +53,8 @@ class GANFamily(Family):
         c.train.b1 = 0.5
         c.train.d_steps = 1  # D updates per G update
         c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
+        c.train.ema_kimg = 0.0  # > 0: the EMA's half-life in thousands of images (StyleGAN2: 10)
+        c.train.ema_rampup = 0.0  # > 0: the half-life is at most this x the images seen (0.05)
         c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
         c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
         c.eval.classifier_steps = 600  # training steps of the domain classifier
@@ -94,6 +96,8 @@ class GANFamily(Family):
             "train.d_lr": config_lib.positive(),
             "train.d_steps": config_lib.positive(),
             "train.ema_decay": config_lib.in_unit(),
+            "train.ema_kimg": config_lib.at_least(0),
+            "train.ema_rampup": config_lib.at_least(0),
             "eval.feature_net": config_lib.one_of(FEATURE_NETS),
             "eval.classifier_steps": config_lib.positive(),
             "eval.reference_split": (
@@ -115,7 +119,7 @@ class GANFamily(Family):
         g_rng, d_rng = jax.random.split(rng)
         z = jnp.zeros((1, config.model.latent_dim))
         x = jnp.zeros((1, *state_lib.image_shape(config)))
-        ema = config.train.ema_decay > 0
+        ema = config.train.ema_decay > 0 or config.train.ema_kimg > 0
         # D's statistics travel with it (checkpointed, per member in a sweep): LeCam's anchors,
         # ADA's probability p, all starting at 0
         d_statistics = {}
@@ -147,6 +151,8 @@ class GANFamily(Family):
             loss=losses.GAN_LOSSES[config.train.loss],
             latent_dim=config.model.latent_dim,
             ema_decay=config.train.ema_decay,
+            ema_kimg=config.train.ema_kimg,
+            ema_rampup=config.train.ema_rampup,
             d_steps=config.train.d_steps,
             num_classes=config.model.num_classes,
             r1_gamma=config.train.r1_gamma,

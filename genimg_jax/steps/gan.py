@@ -103,6 +103,18 @@ def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def ema_half_life_decay(
+    step: jax.Array, batch: int, half_life_kimg: float, rampup: float
+) -> jax.Array:
+    """StyleGAN2's EMA decay after `step` G updates of `batch` images: the average's half-life
+    is `half_life_kimg` thousand images, or `rampup` times the images seen so far when that is
+    less (0: no ramp-up): 0.5 ** (batch / half_life_images)."""
+    half_life = jnp.float32(half_life_kimg * 1000.0)
+    if rampup > 0:
+        half_life = jnp.minimum(half_life, step.astype(jnp.float32) * batch * rampup)
+    return 0.5 ** (batch / jnp.maximum(half_life, 1e-8))
+
+
 def d_step(
     state: GANState,
     batch: Batch,
@@ -200,13 +212,17 @@ def g_step(
     loss: GANLoss,
     latent_dim: int,
     ema_decay: float,
+    ema_kimg: float = 0.0,
+    ema_rampup: float = 0.0,
     num_classes: int = 0,
     augment: tuple[str, ...] = (),
     ada_groups: tuple[str, ...] = (),
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One generator update against a frozen D (its parameters and spectral-norm statistics
-    are read, not changed), through D's `augment`; updates G's BatchNorm statistics and EMA."""
+    are read, not changed), through D's `augment`; updates G's BatchNorm statistics and EMA
+    (decay `ema_decay` warmed up by `ema_warmup`, or with `ema_kimg` > 0 a half-life in images,
+    `ema_half_life_decay`)."""
     labels = _fake_labels(rng, batch, num_classes, axis_name)
     z = _latents(rng, batch, latent_dim, axis_name)
     augment_key = jax.random.fold_in(rng, FAKE_AUGMENT_SALT)
@@ -224,10 +240,13 @@ def g_step(
     )
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
     if g.ema_params is not None:
+        if ema_kimg > 0:  # the global batch's images per update
+            images = batch["image"].shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
+            decay = ema_half_life_decay(g.step, images, ema_kimg, ema_rampup)
+        else:
+            decay = ema_warmup(ema_decay, g.step)
         g = g.replace(
-            ema_params=optax.incremental_update(
-                g.params, g.ema_params, step_size=1.0 - ema_warmup(ema_decay, g.step)
-            )
+            ema_params=optax.incremental_update(g.params, g.ema_params, step_size=1.0 - decay)
         )
     metrics = {"g_loss": parallel.mean(g_loss, axis_name), "g_grad_norm": optax.tree.norm(grads)}
     if (skipped := skipped_updates(g)) is not None:
@@ -243,6 +262,8 @@ def train_step(
     loss: GANLoss,
     latent_dim: int,
     ema_decay: float,
+    ema_kimg: float = 0.0,
+    ema_rampup: float = 0.0,
     d_steps: int = 1,
     num_classes: int = 0,
     r1_gamma: float = 0.0,
@@ -287,5 +308,6 @@ def train_step(
     for i in range(d_steps):
         state, metrics = d_step(state, draw(i), jax.random.fold_in(rng, i), **shared, **penalties)
     rng_g = jax.random.fold_in(rng, d_steps)
-    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, ema_decay=ema_decay, **shared)
+    ema = {"ema_decay": ema_decay, "ema_kimg": ema_kimg, "ema_rampup": ema_rampup}
+    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, **ema, **shared)
     return state, {**metrics, **g_metrics}
