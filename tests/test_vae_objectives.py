@@ -220,7 +220,9 @@ def test_a_vectorized_sweep_over_beta_tcvaes_six_betas_equals_the_six_solo_runs(
     configs = []
     for beta in [1.0, 2.0, 4.0, 6.0, 8.0, 10.0]:
         configs.append(_study("beta_tcvae", beta=beta))
-        configs[-1].parallel.num_devices = 0  # every device, as a sweep would
+        train = configs[-1].train
+        train.steps = train.checkpoint_every = configs[-1].eval.every = 6
+        train.log_every = 2
     solo = [str(tmp_path / f"solo{i}") for i in range(6)]
     together = [str(tmp_path / f"vmap{i}") for i in range(6)]
     for config, workdir in zip(configs, solo, strict=True):
