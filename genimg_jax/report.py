@@ -23,6 +23,7 @@ from genimg_jax import config as config_lib
 from genimg_jax import sweep as sweep_lib
 from genimg_jax.errors import GenimgError, WorkdirError
 from genimg_jax.logging import read_metrics
+from genimg_jax.metrics.disentanglement import STUDY_SCORES  # a study's box plots, in order
 
 FINISHED, PARTIAL, NOT_STARTED = "finished", "partial", "not started"
 REPLICATE_FIELD = "seed"  # members that differ only in this field are averaged
@@ -30,18 +31,6 @@ BETA_FIELD = "model.beta"
 LR_FIELDS = ("train.lr", "train.g_lr", "train.d_lr")
 LOSS_METRICS = ("loss", "d_loss", "g_loss")  # plotted against lr when present
 METHOD_FIELD = "model.objective"  # a study's methods
-# the disentanglement scores a study's box plots show, when the members logged them
-STUDY_SCORES = (
-    "mig",
-    "dci_disentanglement",
-    "beta_vae_score",
-    "factor_vae_score",
-    "sap",
-    "modularity",
-    "explicitness",
-    "dci_completeness",
-    "dci_informativeness",
-)
 REPORT_DIR = "report"
 
 Row = dict[str, Any]
@@ -415,6 +404,19 @@ def _by_curve(points: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _rate_distortion_curve(ax: Any, group: list[dict], label: str | None) -> None:
+    """KL (x) against reconstruction (y), mean ± std bars, joined in the group's order."""
+    ax.errorbar(
+        [p["kl_mean"] for p in group],
+        [p["recon_mean"] for p in group],
+        xerr=[p["kl_std"] for p in group],
+        yerr=[p["recon_std"] for p in group],
+        fmt="o-",
+        capsize=3,
+        label=label,
+    )
+
+
 def plot_rate_distortion(rows: list[Row], path_png: str) -> str:
     """KL (rate) vs reconstruction (distortion), one point per β (mean ± std over seeds),
     labelled and joined in β order; one curve per learning rate (or other varied field)."""
@@ -425,15 +427,7 @@ def plot_rate_distortion(rows: list[Row], path_png: str) -> str:
     curves = _by_curve(points)
     for curve, group in curves.items():
         group = sorted(group, key=lambda p: p["beta"])
-        ax.errorbar(
-            [p["kl_mean"] for p in group],
-            [p["recon_mean"] for p in group],
-            xerr=[p["kl_std"] for p in group],
-            yerr=[p["recon_std"] for p in group],
-            fmt="o-",
-            capsize=3,
-            label=curve or None,
-        )
+        _rate_distortion_curve(ax, group, curve or None)
         for p in group:
             ax.annotate(
                 f"β={sweep_lib.format_value(p['beta'])}",
@@ -511,16 +505,7 @@ def plot_method_rate_distortion(rows: list[Row], path_png: str) -> str:
     fig, ax = _figure()
     methods = list(dict.fromkeys(p["method"] for p in points))
     for method in methods:
-        group = [p for p in points if p["method"] == method]
-        ax.errorbar(
-            [p["kl_mean"] for p in group],
-            [p["recon_mean"] for p in group],
-            xerr=[p["kl_std"] for p in group],
-            yerr=[p["recon_std"] for p in group],
-            fmt="o-",
-            capsize=3,
-            label=method,
-        )
+        _rate_distortion_curve(ax, [p for p in points if p["method"] == method], method)
     ax.set_title("rate-distortion per method (mean ± std over seeds)")
     ax.set_xlabel("KL(q(z|x) || p(z)), nats (rate)")
     ax.set_ylabel("reconstruction loss, nats (distortion)")

@@ -19,6 +19,18 @@ from genimg_jax.data.builders import shapes
 
 DEFAULT_BINS = 20  # as in disentanglement_lib's MIG
 STUDY_NUM_TRAIN, STUDY_NUM_TEST = 10_000, 5_000  # unsupervised_study_v1's sample counts
+# the scores `study_scores` returns, the headline ones first (higher is better for each)
+STUDY_SCORES = (
+    "mig",
+    "dci_disentanglement",
+    "beta_vae_score",
+    "factor_vae_score",
+    "sap",
+    "modularity",
+    "explicitness",
+    "dci_completeness",
+    "dci_informativeness",
+)
 STUDY_BATCH_SIZE = 64  # observations per BetaVAE / FactorVAE training point
 PRUNE_STD = 0.05  # FactorVAE: codes whose global std is below this are collapsed
 MIN_POINTS = 50  # the fewest samples study_scores draws for any count, whatever its scale
