@@ -279,7 +279,6 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
         assert ("disc_loss" in rows[-1]) == (m.overrides["model.objective"] == "factor_vae")
 
 
-@pytest.mark.filterwarnings("ignore:The number of unique classes")  # 50 points, 40 classes
 def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size():
     """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
     size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
