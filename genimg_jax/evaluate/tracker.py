@@ -19,8 +19,14 @@ from genimg_jax.evaluate import best, scoring
 
 
 def forget_future_best(workdir: str, start: int) -> None:
-    """Deletes the best saves after `start`, the step a run resumes from (see the module doc)."""
-    if os.path.isdir(os.path.join(workdir, checkpoint_lib.BEST)):
+    """Deletes the best saves after `start`, the step a run resumes from (see the module doc).
+    Every process takes process 0's view of whether there are any: opening the folder is a
+    barrier of all processes, and a process that looked after process 0 had made the folder
+    for this run would otherwise wait at it alone."""
+    exists = os.path.isdir(os.path.join(workdir, checkpoint_lib.BEST))
+    if jax.process_count() > 1:
+        exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
+    if exists:
         keeper = checkpoint_lib.Checkpoints(workdir, 1, checkpoint_lib.BEST)
         keeper.delete_after(start)
         keeper.close()
