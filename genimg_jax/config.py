@@ -95,6 +95,8 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for width in ("g_width", "d_width", "width"):
         if width in c.model:
             c.model[width] = 8
+    if "w_dim" in c.model:
+        c.model.w_dim = 8
     for hidden in ("hidden", "disc_hidden"):
         if hidden in c.model:
             c.model[hidden] = 16

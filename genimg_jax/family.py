@@ -85,7 +85,7 @@ class Family:
 
 
 _REGISTRY: dict[str, Family] = {}
-BUILT_IN = "genimg_jax.families"  # registers dcgan, resnet_gan, conv_vae, mlp_vae on import
+BUILT_IN = "genimg_jax.families"  # registers dcgan, resnet_gan, stylegan2, conv_vae, mlp_vae
 
 
 def register(name: str, family: Family) -> Family:

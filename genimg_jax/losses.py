@@ -1,6 +1,7 @@
 """GAN losses, gradient penalties and VAE ELBO terms: pure jnp functions of logits (or critic
 values) and distribution parameters."""
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -120,6 +121,21 @@ def gradient_penalty(
     `train.gp_weight` times it."""
     eps = interpolation_weights(rng, real.shape[0], axis_name)
     return gradient_penalty_at(d_fn, interpolate(real, fake, eps))
+
+
+def path_lengths(synthesis: Callable[[Array], Array], ws: Array, noise: Array) -> Array:
+    """StyleGAN2's path lengths ||J_wᵀ y|| per example [B]: J the Jacobian of the images
+    synthesis(ws) [B, H, W, C] with respect to ws [B, L, D], y = noise / √(H·W) (noise ~ N(0, I)
+    of the images' shape); the norm is taken over D and averaged in square over the L layers'
+    ws, as the official code does."""
+    scale = 1.0 / math.sqrt(noise.shape[1] * noise.shape[2])
+    grads = jax.grad(lambda v: jnp.sum(synthesis(v).astype(jnp.float32) * noise * scale))(ws)
+    return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=2), axis=1))
+
+
+def path_length_penalty(lengths: Array, target: Array) -> Array:
+    """E[(||J_wᵀ y|| − a)²] (Karras et al. 2020), a the running mean of the path lengths."""
+    return jnp.mean(jnp.square(lengths - target))
 
 
 def lecam_penalty(

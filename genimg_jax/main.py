@@ -2,6 +2,7 @@
 
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
 genimg sample  --workdir runs/vae --num 64 --out grid.png [--format grid|npz|png-dir]
+               [--truncation 0.7]   # StyleGAN2
 genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
@@ -50,6 +51,12 @@ flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
+flags.DEFINE_float(
+    "truncation",
+    None,
+    "sample (stylegan2): truncation ψ, w_avg + ψ·(w − w_avg) (default eval.truncation; 1 = none).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
 flags.DEFINE_string(
@@ -133,6 +140,13 @@ def cmd_sample() -> None:
     default = {"grid": "sample.png", "npz": "samples.npz", "png-dir": "png"}[FLAGS.format]
     out = FLAGS.out or os.path.join(workdir, "samples", default)
     config = load_config(workdir)
+    if FLAGS.truncation is not None:
+        if "truncation" not in config.eval:
+            raise UsageError(
+                f"--truncation: model.family={config.model.family!r} has no w to truncate; "
+                "it applies to the stylegan2 family"
+            )
+        config.eval.truncation = FLAGS.truncation
     print(
         sample.export(config, workdir, FLAGS.num, out, FLAGS.format, FLAGS.seed, FLAGS.checkpoint)
     )
@@ -221,7 +235,7 @@ COMMANDS = {
 # The flags each command takes (absl parses them all; `main` refuses the others by name).
 TAKES = {
     "train": ("config", "workdir"),
-    "sample": ("config", "workdir", "checkpoint", "num", "format", "out", "seed"),
+    "sample": ("config", "workdir", "checkpoint", "num", "format", "out", "seed", "truncation"),
     "prepare": ("data", "data_dir"),
     "sweep": ("sweep", "workdir", "member", "launcher", "workers", "vectorize", "vectorize_mode"),
     "report": ("workdir",),

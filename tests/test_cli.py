@@ -64,3 +64,11 @@ def test_sweep_takes_its_file_as_config_or_sweep(flag, tmp_path, capsys):
     assert "--member 9 does not exist: the sweep has 2 members" in capsys.readouterr().err
     argv = ["genimg", "sweep", flag, LR_QUICK, "--workdir", str(tmp_path), "--member", "9"]
     assert main.main(argv) == 2
+
+
+def test_truncation_of_a_family_without_w_is_refused_before_anything_runs(tmp_path, capsys):
+    argv = ["genimg", "sample", f"--config={LR_QUICK}", "--workdir", str(tmp_path / "w")]
+    assert main.main([*argv, "--truncation", "0.7"]) == 2
+    err = capsys.readouterr().err
+    assert "--truncation: model.family='conv_vae' has no w to truncate" in err
+    assert not os.path.exists(tmp_path / "w")

@@ -16,6 +16,8 @@ CONFIGS = [
     "sngan_cifar10",
     "wgan_gp_mnist",
     "vae_binary_mnist",
+    "stylegan2_mnist",
+    "stylegan2_cifar10",
 ]
 SHARED_FIELDS = [
     "seed",

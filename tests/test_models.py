@@ -49,7 +49,12 @@ def test_unknown_family_and_size_name_the_choices():
 @pytest.mark.parametrize("size", [16, 128, 256])
 @pytest.mark.parametrize(
     "config_name,family_name",
-    [("dcgan_mnist", "dcgan"), ("sngan_cifar10", "resnet_gan"), ("vae_mnist", "conv_vae")],
+    [
+        ("dcgan_mnist", "dcgan"),
+        ("sngan_cifar10", "resnet_gan"),
+        ("stylegan2_mnist", "stylegan2"),
+        ("vae_mnist", "conv_vae"),
+    ],
 )
 def test_every_conv_family_builds_its_step_at_every_size(config_name, family_name, size):
     """The blocks follow the size (`common.spatial_plan`: 16 = 4·2², 128 = 4·2⁵, 256 = 4·2⁶):

@@ -209,10 +209,10 @@ def test_arrays_in_npz_with_labels_and_npy_floats(tmp_path):
         pipeline.prepare_data(_data(tmp_path / "bad.npy", name="arrays"))
 
 
-def test_the_folder_template_and_the_celeba_config_validate(tmp_path):
+def test_the_folder_templates_and_the_celeba_config_validate(tmp_path):
     weights = tmp_path / "inception.npz"
     weights.write_bytes(b"")  # validation checks that the file exists; nothing loads it here
-    for name in ("folder_64", "dcgan_celeba64"):
+    for name in ("folder_64", "stylegan2_folder64", "dcgan_celeba64"):
         for arg in (None, "quick"):
             config = load_config(name, arg)
             config.data.path = str(tmp_path)

@@ -29,6 +29,8 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int3
 # fold_in salts: fake labels, penalty noise, augmentation of real and fake (z uses rng itself)
 LABELS_SALT, PENALTY_SALT, REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT = 1, 2, 3, 4
 ADA_SALT = 5  # folded into the augmentation keys for ADA's draws
+# G's own randomness (StyleGAN2: per-layer noise, style mixing) and the path-length probe
+NOISE_SALT, MIXING_SALT, PATH_LENGTH_SALT = 6, 7, 8
 
 
 def _augmented(x, rng, d: TrainState, augment: tuple, ada_groups: tuple, axis_name):
@@ -73,14 +75,52 @@ def _inputs(x: jax.Array, labels: jax.Array | None) -> tuple:
     return (x,) if labels is None else (x, labels)
 
 
+def _g_rngs(rng: jax.Array) -> dict[str, jax.Array]:
+    """The rngs G may draw from while training: `noise` and `style_mixing` (StyleGAN2's G;
+    the other Gs draw nothing)."""
+    return {
+        "noise": jax.random.fold_in(rng, NOISE_SALT),
+        "style_mixing": jax.random.fold_in(rng, MIXING_SALT),
+    }
+
+
 def _generate(
-    g: TrainState, params, z: jax.Array, labels: jax.Array | None = None
+    g: TrainState, params, z: jax.Array, labels: jax.Array | None, rng: jax.Array
 ) -> tuple[jax.Array, dict]:
-    """G(z[, y]) in training mode (batch statistics), and G's updated BatchNorm statistics."""
+    """G(z[, y]) in training mode (batch statistics, G's randomness from `rng`), and G's updated
+    statistics (BatchNorm's; StyleGAN2's w_avg)."""
     fake, updates = g.apply_fn(
-        g.variables(params), *_inputs(z, labels), train=True, mutable=["batch_stats"]
+        g.variables(params),
+        *_inputs(z, labels),
+        train=True,
+        rngs=_g_rngs(rng),
+        mutable=["batch_stats"],
     )
     return fake, updates.get("batch_stats", g.batch_stats)
+
+
+def _path_lengths(
+    g: TrainState, params, z: jax.Array, labels: jax.Array | None, rng: jax.Array, axis_name
+) -> jax.Array:
+    """StyleGAN2's path lengths [B/2] on every other row of the batch (its pl_batch_shrink = 2;
+    every other row, so that pmap's rows are jit's): ||J_wᵀ y|| of G's synthesis at the ws
+    of z, y ~ N(0, I) / √(H·W)."""
+    z = z[::2]
+    labels = None if labels is None else labels[::2]
+    variables, rngs = g.variables(params), _g_rngs(rng)
+    ws, _ = g.apply_fn(
+        variables,
+        *_inputs(z, labels),
+        train=True,
+        rngs=rngs,
+        method="mapping",
+        mutable=["batch_stats"],
+    )
+    synthesis = lambda w: g.apply_fn(variables, w, train=True, rngs=rngs, method="synthesis")
+    shape = jax.eval_shape(synthesis, ws).shape
+    probe = jax.random.fold_in(rng, PATH_LENGTH_SALT)
+    y = parallel.normal_rows(probe, z.shape[0], shape[1:], axis_name)
+    return losses.path_lengths(synthesis, ws, y)
 
 
 def _discriminate(
@@ -141,7 +181,7 @@ def d_step(
     fake_labels = _fake_labels(rng, batch, num_classes, axis_name)
     real_labels = _real_labels(batch, num_classes)
     z = _latents(rng, batch, latent_dim, axis_name)
-    fake, _ = _generate(state.g, state.g.params, z, fake_labels)
+    fake, _ = _generate(state.g, state.g.params, z, fake_labels, rng)
     fake = jax.lax.stop_gradient(fake)
     real = batch["image"]
     real_key, fake_key = (
@@ -217,28 +257,51 @@ def g_step(
     num_classes: int = 0,
     augment: tuple[str, ...] = (),
     ada_groups: tuple[str, ...] = (),
+    pl_weight: float = 0.0,
+    pl_interval: int = 4,
+    pl_decay: float = 0.01,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """One generator update against a frozen D (its parameters and spectral-norm statistics
-    are read, not changed), through D's `augment`; updates G's BatchNorm statistics and EMA
-    (decay `ema_decay` warmed up by `ema_warmup`, or with `ema_kimg` > 0 a half-life in images,
-    `ema_half_life_decay`)."""
+    are read, not changed), through D's `augment`; updates G's statistics and EMA (decay
+    `ema_decay` warmed up by `ema_warmup`, or with `ema_kimg` > 0 a half-life in images,
+    `ema_half_life_decay`). With `pl_weight` > 0 (StyleGAN2's G), every `pl_interval`-th
+    step adds pl_weight · pl_interval · E[(path length − a)²], a = G's `hparams["pl_mean"]`,
+    which moves towards the global batch's mean path length by `pl_decay` first."""
     labels = _fake_labels(rng, batch, num_classes, axis_name)
     z = _latents(rng, batch, latent_dim, axis_name)
     augment_key = jax.random.fold_in(rng, FAKE_AUGMENT_SALT)
+    pl_now = state.g.step % pl_interval == 0  # lazy path-length regularisation
+
+    def path_length_terms(g_params):
+        lengths = _path_lengths(state.g, g_params, z, labels, rng, axis_name)
+        mean_length = parallel.mean(jnp.mean(jax.lax.stop_gradient(lengths)), axis_name)
+        target = state.g.hparams["pl_mean"] + pl_decay * (mean_length - state.g.hparams["pl_mean"])
+        return losses.path_length_penalty(lengths, target), target
 
     def loss_fn(g_params):
-        fake, batch_stats = _generate(state.g, g_params, z, labels)
+        fake, batch_stats = _generate(state.g, g_params, z, labels, rng)
         fake = _augmented(fake, augment_key, state.d, augment, ada_groups, axis_name)
         logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
-        return loss.g_loss(logits), batch_stats
+        g_loss = loss.g_loss(logits)
+        total, terms = g_loss, {}
+        if pl_weight > 0:
+            skip = lambda _: (jnp.float32(0.0), state.g.hparams["pl_mean"])
+            penalty, target = jax.lax.cond(pl_now, path_length_terms, skip, g_params)
+            total = total + pl_weight * pl_interval * penalty
+            terms = {"g_pl": penalty, "pl_mean": target}
+        return total, (g_loss, batch_stats, terms)
 
-    (g_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
+    (_, (g_loss, batch_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.g.params
+    )
     grads = parallel.mean(grads, axis_name)
     batch_stats = jax.tree.map(  # running statistics never take a non-finite batch's values
         lambda new, old: jnp.where(jnp.isfinite(new), new, old), batch_stats, state.g.batch_stats
     )
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if pl_weight > 0:  # the target is the same on every device (a global mean)
+        g = g.replace(hparams={**g.hparams, "pl_mean": terms["pl_mean"]})
     if g.ema_params is not None:
         if ema_kimg > 0:  # the global batch's images per update
             images = batch["image"].shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
@@ -248,7 +311,11 @@ def g_step(
         g = g.replace(
             ema_params=optax.incremental_update(g.params, g.ema_params, step_size=1.0 - decay)
         )
-    metrics = {"g_loss": parallel.mean(g_loss, axis_name), "g_grad_norm": optax.tree.norm(grads)}
+    metrics = {
+        "g_loss": parallel.mean(g_loss, axis_name),
+        "g_grad_norm": optax.tree.norm(grads),
+        **parallel.mean(terms, axis_name),
+    }
     if (skipped := skipped_updates(g)) is not None:
         metrics["g_skipped"] = skipped
     return state.replace(g=g), metrics
@@ -275,6 +342,9 @@ def train_step(
     ada_groups: tuple[str, ...] = (),
     ada_target: float = 0.6,
     ada_kimg: float = 500.0,
+    pl_weight: float = 0.0,
+    pl_interval: int = 4,
+    pl_decay: float = 0.01,
     axis_name: str | None = None,
 ) -> tuple[GANState, dict]:
     """`d_steps` D updates then one G update, as one program (the D updates are unrolled: on
@@ -309,5 +379,6 @@ def train_step(
         state, metrics = d_step(state, draw(i), jax.random.fold_in(rng, i), **shared, **penalties)
     rng_g = jax.random.fold_in(rng, d_steps)
     ema = {"ema_decay": ema_decay, "ema_kimg": ema_kimg, "ema_rampup": ema_rampup}
-    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, **ema, **shared)
+    path_length = {"pl_weight": pl_weight, "pl_interval": pl_interval, "pl_decay": pl_decay}
+    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, **ema, **path_length, **shared)
     return state, {**metrics, **g_metrics}

@@ -1,0 +1,31 @@
+"""StyleGAN2 on the bundled MNIST digits (offline): a small StyleGAN2 (28x28, 7 -> 14 -> 28)
+with the paper's regularisers: lazy R1, path-length regularisation, style mixing, G's EMA with
+a half-life in images.
+
+genimg train --config configs/stylegan2_mnist.py --workdir runs/stylegan2_mnist
+genimg train --config configs/stylegan2_mnist.py:quick --workdir /tmp/quick   # seconds
+genimg sample --workdir runs/stylegan2_mnist --truncation 0.7 --out truncated.png
+"""
+
+from genimg_jax.config import base_config, shrink_for_tests
+
+
+def get_config(arg: str | None = None):
+    c = base_config("stylegan2")
+    c.data.name = "bundled_mnist"
+    c.data.image_size = 28
+    c.model.latent_dim = 128
+    c.model.w_dim = 128
+    c.model.mapping_layers = 4
+    c.model.g_width = 32  # channels: 32 at 28 px, 64 at 14, 128 at 7
+    c.model.d_width = 32
+    c.model.channel_max = 128
+    c.train.r1_gamma = 0.1
+    c.train.steps = 5000
+    c.train.batch_size = 64
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.eval.every = 1000
+    if arg == "quick":
+        shrink_for_tests(c)
+    return c
