@@ -128,6 +128,27 @@ def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty():
     assert float(skipped["d_loss"]) == pytest.approx(float(plain_later["d_loss"]), rel=1e-6)
 
 
+def test_lazy_r1_by_conditional_and_by_select_updates_d_alike(monkeypatch):
+    """`lax.cond` (GPU, TPU) and the select of XLA:CPU (`steps.gan.conditionals_are_slow`)
+    are two programs for the same numbers, on the step the penalty runs and on one it skips."""
+    config = load_config("dcgan_mnist")
+    s = state_lib.create_state(config, jax.random.key(0))
+    batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
+    results = {}
+    for form in ("1", "0"):
+        monkeypatch.setenv("GENIMG_LAZY_COND", form)
+        step = _d_step(config, r1_gamma=10.0, r1_interval=4)
+        for d_step in (0, 1):
+            start = s.replace(d=s.d.replace(step=jnp.int32(d_step)))
+            results[form, d_step] = step(start, batch, jax.random.key(2))
+    for d_step in (0, 1):
+        (a, ma), (b, mb) = results["1", d_step], results["0", d_step]
+        for x, y in zip(jax.tree.leaves(a.d.params), jax.tree.leaves(b.d.params), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(ma["d_r1"], mb["d_r1"], rtol=1e-5)
+    assert float(results["0", 0][1]["d_r1"]) > 0 and float(results["0", 1][1]["d_r1"]) == 0
+
+
 def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_resumes_bitwise(
     tmp_path,
 ):

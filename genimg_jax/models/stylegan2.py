@@ -88,10 +88,9 @@ def modulated_conv(
         "SAME",
         dimension_numbers=DIMENSION_NUMBERS,
     )
-    if demodulate:
-        w = weight[None] * styles[:, None, None, :, None]  # [B, k, k, I, O]
-        scale = lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + eps)  # [B, O]
-        y = y * scale[:, None, None, :].astype(y.dtype)
+    if demodulate:  # Σ_{kh,kw,i} (weight · s_i)² = Σ_i s_i² · Σ_{kh,kw} weight²: [B, O]
+        squares = jnp.square(styles.astype(jnp.float32)) @ jnp.sum(jnp.square(weight), (0, 1))
+        y = y * lax.rsqrt(squares + eps)[:, None, None, :].astype(y.dtype)
     return y
 
 
