@@ -20,6 +20,7 @@ def get_config(arg: str | None = None):
     c.model.g_width = 16  # channels: 16 at 28 px, 32 at 14, 64 at 7
     c.model.d_width = 16
     c.model.channel_max = 64
+    c.train.g_lr = c.train.d_lr = 2e-4  # the paper's 0.002 collapsed these small networks
     c.train.r1_gamma = 0.1
     c.train.steps = 4000
     c.train.batch_size = 32
