@@ -216,15 +216,15 @@ def _rows(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_a_vectorized_sweep_over_beta_tcvaes_six_betas_equals_the_six_solo_runs(tmp_path):
+def test_a_vectorized_sweep_over_beta_tcvaes_betas_equals_the_solo_runs(tmp_path):
     configs = []
-    for beta in [1.0, 2.0, 4.0, 6.0, 8.0, 10.0]:
+    for beta in [1.0, 4.0, 10.0]:
         configs.append(_study("beta_tcvae", beta=beta))
         train = configs[-1].train
         train.steps = train.checkpoint_every = configs[-1].eval.every = 6
         train.log_every = 2
-    solo = [str(tmp_path / f"solo{i}") for i in range(6)]
-    together = [str(tmp_path / f"vmap{i}") for i in range(6)]
+    solo = [str(tmp_path / f"solo{i}") for i in range(3)]
+    together = [str(tmp_path / f"vmap{i}") for i in range(3)]
     for config, workdir in zip(configs, solo, strict=True):
         trainer.train([config], [workdir])
     trainer.train(configs, together, "vmap")
@@ -235,7 +235,7 @@ def test_a_vectorized_sweep_over_beta_tcvaes_six_betas_equals_the_six_solo_runs(
             for key in ("loss", "recon", "kl", "tc", "grad_norm"):
                 assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-5), (a, key)
     losses_at_end = [_rows(b)[-1]["loss"] for b in together]
-    assert len(set(losses_at_end)) == 6  # each member trained with its own β
+    assert len(set(losses_at_end)) == 3  # each member trained with its own β
 
 
 def test_the_study_grid_is_the_papers():
