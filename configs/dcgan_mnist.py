@@ -12,8 +12,9 @@ def get_config(arg: str | None = None):
     c.data.name = "bundled_mnist"
     c.data.image_size = 28
     c.model.latent_dim = 64
-    c.model.g_width = 64
-    c.model.d_width = 64
+    c.model.g_width = 96  # a wider G than D, and both learning rates at 4e-4: FID 18.4 against
+    c.model.d_width = 64  # 23.1 for 64 and 2e-4 in a sweep of this job's settings (2026-12-05)
+    c.train.g_lr = c.train.d_lr = 4e-4
     c.train.steps = 5000
     c.train.batch_size = 64
     c.train.log_every = 100
