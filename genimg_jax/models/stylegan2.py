@@ -20,11 +20,12 @@ Every layer has equalised learning rate: weights drawn N(0, 1) and scaled by 1/â
 used. Widths: `width Â· (image size / feature size)` channels, at most `channel_max` (the
 official channel_base / resolution rule).
 
-Deviations, chosen for simplicity and measured as none here: the 2x resampling filters are
-`jax.image.resize`'s bilinear ones, which in the interior equal StyleGAN2's [1, 3, 3, 1]
-upfirdn filters (the border handling differs); D's second conv of a block runs after the
-downsampling (4x fewer multiply-adds); the lazy regularisers do not rescale Adam's
-hyperparameters. G's outputs are linear while training and clipped to [-1, 1] when sampled.
+Deviations from the official code, for simplicity (their effect is not measured): the 2x
+resampling filters are `jax.image.resize`'s bilinear ones, which in the interior equal
+StyleGAN2's [1, 3, 3, 1] upfirdn filters (the border handling differs); D's second conv of a
+block runs after the downsampling (4x fewer multiply-adds); the lazy regularisers do not
+rescale Adam's hyperparameters. G's outputs are linear while training and clipped to [-1, 1]
+when sampled.
 
 Randomness: noise comes from the `noise` rng and style mixing from `style_mixing` (the GAN step
 passes both); each is drawn for the global batch and sliced per device, so pmap equals jit.
