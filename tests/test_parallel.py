@@ -160,6 +160,8 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
         "--config.eval.every=20",
         "--config.eval.scores=True",  # both processes score; together they save the best
         "--config.eval.examples=32",
+        "--config.train.g_lr=2e-4",  # as `_config`'s reference run
+        "--config.train.d_lr=2e-4",
     ]
     config_file = os.path.join(REPO, "configs", f"{name}.py:quick")
     run = subprocess.run(
