@@ -1,4 +1,7 @@
-"""DCGAN on the bundled MNIST digits (offline): the default main job.
+"""A class-conditional DCGAN on the bundled MNIST digits (offline): the default main job.
+G draws the digit it is given (a class embedding beside z), D adds a projection term (Miyato &
+Koyama 2018); sample grids show the classes in order. `--config.model.num_classes=0` trains the
+unconditional DCGAN instead (README, "GANs on little data", for both runs' scores).
 
 genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist
 genimg train --config configs/dcgan_mnist.py:quick --workdir /tmp/quick   # seconds
@@ -12,6 +15,7 @@ def get_config(arg: str | None = None):
     c.data.name = "bundled_mnist"
     c.data.image_size = 28
     c.model.latent_dim = 64
+    c.model.num_classes = 10  # FID 4.3, precision 0.90 against 18.4 and 0.70 unconditional
     c.model.g_width = 96  # a wider G than D, and both learning rates at 4e-4: FID 18.4 against
     c.model.d_width = 64  # 23.1 for 64 and 2e-4 in a sweep of this job's settings (2026-12-05)
     c.train.g_lr = c.train.d_lr = 4e-4

@@ -16,6 +16,7 @@ from genimg_jax import logging as log_lib
 from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import CheckpointError
+from genimg_jax.models.common import fixed_labels
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
@@ -63,12 +64,14 @@ def draw_batches(
     padded to its shape)."""
     state = restore(config, workdir, which)
     z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
+    labels = fixed_labels(num, config.model.get("num_classes", 0))  # by index, not by batch
     samples = jax.jit(family.of(config).samples)
     size = min(batch, num)
     for start in range(0, num, size):
-        part = z[start : start + size]
-        padded = jnp.pad(part, ((0, size - len(part)), (0, 0)))
-        yield np.asarray(samples(state, padded))[: len(part)]
+        part, part_labels = z[start : start + size], labels[start : start + size]
+        padding = size - len(part)
+        padded = jnp.pad(part, ((0, padding), (0, 0))), jnp.pad(part_labels, (0, padding))
+        yield np.asarray(samples(state, *padded))[: len(part)]
 
 
 def draw(

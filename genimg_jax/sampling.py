@@ -7,11 +7,13 @@ import jax.numpy as jnp
 from genimg_jax.state import GANState, TrainState
 
 
-def gan_samples(state: GANState, z: jax.Array) -> jax.Array:
-    """G(z) with the EMA weights when kept, BatchNorm in inference mode: [N, H, W, C] in [-1, 1]."""
+def gan_samples(state: GANState, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    """G(z[, labels]) with the EMA weights when kept, BatchNorm in inference mode: [N, H, W, C]
+    in [-1, 1]. A conditional G without labels draws the classes 0, 1, ..., K-1, 0, ... of the
+    batch's rows; an unconditional G ignores labels."""
     g = state.g
     params = g.params if g.ema_params is None else g.ema_params
-    return g.apply_fn(g.variables(params), z, train=False)
+    return g.apply_fn(g.variables(params), z, labels, train=False)
 
 
 def vae_prior_samples(state: TrainState, z: jax.Array) -> jax.Array:
@@ -29,3 +31,4 @@ def vae_reconstructions(state: TrainState, x: jax.Array) -> jax.Array:
 def latents(key: jax.Array, num: int, latent_dim: int) -> jax.Array:
     """Fixed z ~ N(0, I) for sample grids: [num, latent_dim]."""
     return jax.random.normal(key, (num, latent_dim))
+

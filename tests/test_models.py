@@ -66,12 +66,15 @@ def test_every_conv_family_builds_its_step_at_every_size(config_name, family_nam
     config.train.batch_size = 2
     s = jax.eval_shape(lambda key: state.create_state(config, key), jax.random.key(0))
     images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    labels = jax.ShapeDtypeStruct((2,), jnp.int32)  # read by the conditional main job's models
     step = steps.make_train_step(config)
-    new_state, metrics = jax.eval_shape(step, s, {"image": images}, jax.random.key(2))
+    batch = {"image": images, "label": labels}
+    new_state, metrics = jax.eval_shape(step, s, batch, jax.random.key(2))
     assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape, s)
     assert metrics and all(m.shape == () for m in metrics.values())
     z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
-    assert jax.eval_shape(family.of(config).samples, s, z).shape == (2, size, size, 3)
+    shape = jax.eval_shape(family.of(config).samples, s, z, labels).shape
+    assert shape == (2, size, size, 3)
 
 
 @pytest.mark.parametrize("size", [16, 64, 128])
@@ -98,7 +101,7 @@ def test_the_conv_vae_trains_a_step_at_256_pixels():
     s, metrics = jax.jit(steps.make_train_step(config))(s, {"image": x}, jax.random.key(2))
     assert all(bool(jnp.isfinite(v)) for v in metrics.values()), metrics
     z = jax.random.normal(jax.random.key(3), (2, config.model.latent_dim))
-    assert family.of(config).samples(s, z).shape == (2, 256, 256, 3)
+    assert family.of(config).samples(s, z, None).shape == (2, 256, 256, 3)
 
 
 def test_spatial_plan_and_widths():

@@ -79,9 +79,10 @@ class TinyAE(Family):
         return {"z": jax.random.normal(key, (config.eval.num_samples, config.model.latent_dim))}
 
     def sample_grids(self, state, z):
-        return {"decoded": self.samples(state, z)}
+        return {"decoded": self.samples(state, z, None)}
 
-    def samples(self, state, z):
+    def samples(self, state, z, labels):
+        del labels
         return state.apply_fn({"params": state.params}, z, method="decode")
 
     def score_modes(self, data):

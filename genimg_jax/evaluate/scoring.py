@@ -26,6 +26,7 @@ from genimg_jax.data import pipeline
 from genimg_jax.evaluate import ground_truth
 from genimg_jax.features import feature_nets, reference
 from genimg_jax.metrics import disentanglement, distances, likelihood, manifold
+from genimg_jax.models.common import fixed_labels
 
 SAMPLE_CHUNK = 250  # GAN samples drawn per compiled call (memory of wide generators)
 EXAMPLE_BATCH = 100  # VAE test examples bounded at once
@@ -33,8 +34,9 @@ DECODED_ELEMENTS = 2**25  # pixels decoded at once in the IWAE bound (~1 GB of a
 
 
 @jax.jit
-def _samples_in_unit_range(state, z: jax.Array) -> jax.Array:
-    return jnp.clip((sampling.gan_samples(state, z) + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
+def _samples_in_unit_range(state, z: jax.Array, labels: jax.Array) -> jax.Array:
+    images = sampling.gan_samples(state, z, labels)
+    return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
 
 
 @jax.jit
@@ -47,11 +49,16 @@ def gan_scorer(config: ml_collections.ConfigDict, num: int, seed: int) -> Callab
     net = feature_nets.for_config(config)
     real_features = reference.reference_features(config, net, num)
     z = sampling.latents(jax.random.PRNGKey(seed), len(real_features), config.model.latent_dim)
+    labels = fixed_labels(len(z), config.model.get("num_classes", 0))  # classes by index
 
     def score(state) -> dict[str, float]:
         fake = np.concatenate(
             [
-                np.asarray(_samples_in_unit_range(state, z[i : i + SAMPLE_CHUNK]))
+                np.asarray(
+                    _samples_in_unit_range(
+                        state, z[i : i + SAMPLE_CHUNK], labels[i : i + SAMPLE_CHUNK]
+                    )
+                )
                 for i in range(0, len(z), SAMPLE_CHUNK)
             ]
         )

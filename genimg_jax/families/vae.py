@@ -144,7 +144,8 @@ class VAEFamily(Family):
             grids["reconstructions"] = sampling.vae_reconstructions(state, x)
         return grids
 
-    def samples(self, state: TrainState, z: jax.Array) -> jax.Array:
+    def samples(self, state: TrainState, z: jax.Array, labels: jax.Array) -> jax.Array:
+        del labels  # the VAEs are unconditional
         return sampling.vae_prior_samples(state, z)
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
