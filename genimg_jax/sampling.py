@@ -31,4 +31,3 @@ def vae_reconstructions(state: TrainState, x: jax.Array) -> jax.Array:
 def latents(key: jax.Array, num: int, latent_dim: int) -> jax.Array:
     """Fixed z ~ N(0, I) for sample grids: [num, latent_dim]."""
     return jax.random.normal(key, (num, latent_dim))
-
