@@ -517,9 +517,10 @@ def test_other_backends_get_the_plain_convolutions_with_autodiffs_gradients(monk
     assert layers.custom_gradients_here()  # this CPU: the tuned layers
     monkeypatch.setenv("GENIMG_CUSTOM_CONV_GRADIENTS", "0")
     assert not layers.custom_gradients_here()
-    assert_matches_flax(CASES, our_layer, flax_layer, lambda size, stride: size * stride)
+    # the plain layers have no per-case branches: a square and a non-square case of each
+    assert_matches_flax(CASES[:2], our_layer, flax_layer, lambda size, stride: size * stride)
     ours = lambda cout, k, s: layers.Conv(cout, (k, k), (s, s))
-    assert_matches_flax(CONV_CASES, ours, flax_conv, lambda size, stride: -(-size // stride))
+    assert_matches_flax(CONV_CASES[:2], ours, flax_conv, lambda size, stride: -(-size // stride))
     x, kernel, g = jnp.ones((2, 4, 4, 3)), jnp.ones((4, 4, 5, 3)), jnp.ones((2, 8, 8, 5))
     _, vjp = jax.vjp(layers.conv_transpose, x, kernel)
     convs = [e for e in all_eqns(jax.make_jaxpr(vjp)(g).jaxpr) if e.primitive is lax_conv()]
