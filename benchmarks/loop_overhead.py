@@ -205,11 +205,12 @@ def main() -> None:
 
     mesh = parallel.make_mesh(1)
     images = np.random.default_rng(0).uniform(-1, 1, (b, s, s, c)).astype(np.float32)
+    fixed = {"image": images, "label": np.arange(b, dtype=np.int32) % 10}  # the digits' classes
     key = jax.random.PRNGKey(0)
     bare = Chunks(
         jax.jit(steps.make_train_step(config), donate_argnums=0),
         state_lib.initial_state(config, mesh),
-        {"image": jax.device_put(images)},
+        jax.device_put(fixed),
         key,
         args.segment,
     )
@@ -220,7 +221,7 @@ def main() -> None:
     guarded = Chunks(
         strategy.step,
         strategy.place_state((state_lib.initial_state(config, mesh), fresh_guard)),
-        strategy.place_batch({"image": images}),
+        strategy.place_batch(fixed),
         parallel.replicate_global(key, mesh),
         args.segment,
     )

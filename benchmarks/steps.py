@@ -112,8 +112,9 @@ def case_config(case: Case, dtype: str = "float32"):
     config.parallel.num_devices = 1
     for key, value in case.overrides.items():
         config.model[key] = value
-    if "d_steps" in config.train:  # GANs: one D and one G update, the PyTorch twins' step
-        config.train.d_steps = 1
+    if "d_steps" in config.train:  # GANs: one D and one G update, the PyTorch twins' step,
+        config.train.d_steps = 1  # unconditional as the twins (the main job's G and D less
+        config.model.num_classes = 0  # their class embeddings)
     if case.config == "vae_mnist":
         config.model.latent_dim = 16
     return config
