@@ -71,10 +71,10 @@ class Family:
         """{grid name: images [N, H, W, C]} from `grid_inputs` (jitted by the loop)."""
         raise NotImplementedError
 
-    def samples(self, state: Any, z: jax.Array, labels: jax.Array) -> jax.Array:
-        """Images [N, H, W, C] in `value_range` from latents z [N, latent_dim] and the classes
-        int32 [N] a conditional model draws (`models.common.fixed_labels` of the samples'
-        indices; unconditional models ignore them) (jitted)."""
+    def samples(self, state: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """Images [N, H, W, C] in `value_range` from latents z [N, latent_dim] and, for a
+        conditional model, the classes int32 [N] to draw (`sampling.class_labels`; else None)
+        (jitted)."""
         raise NotImplementedError
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:

@@ -16,7 +16,6 @@ from genimg_jax import logging as log_lib
 from genimg_jax import state as state_lib
 from genimg_jax.checkpoint import Checkpoints
 from genimg_jax.errors import CheckpointError
-from genimg_jax.models.common import fixed_labels
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
@@ -64,14 +63,16 @@ def draw_batches(
     padded to its shape)."""
     state = restore(config, workdir, which)
     z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
-    labels = fixed_labels(num, config.model.get("num_classes", 0))  # by index, not by batch
+    labels = sampling.class_labels(num, config)  # by the sample's index, not by batch
     samples = jax.jit(family.of(config).samples)
     size = min(batch, num)
+    pad = lambda x: (
+        None if x is None else jnp.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1))
+    )
     for start in range(0, num, size):
-        part, part_labels = z[start : start + size], labels[start : start + size]
-        padding = size - len(part)
-        padded = jnp.pad(part, ((0, padding), (0, 0))), jnp.pad(part_labels, (0, padding))
-        yield np.asarray(samples(state, *padded))[: len(part)]
+        part = slice(start, start + size)
+        chunk = samples(state, pad(z[part]), None if labels is None else pad(labels[part]))
+        yield np.asarray(chunk)[: len(z[part])]
 
 
 def draw(

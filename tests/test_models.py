@@ -9,7 +9,7 @@ import pytest
 from conftest import load_config
 from PIL import Image
 
-from genimg_jax import family, state, steps, trainer
+from genimg_jax import family, sampling, state, steps, trainer
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3), (64, 1)])  # 28 x 1: the main job's tests
@@ -69,6 +69,7 @@ def test_every_conv_family_builds_its_step_at_every_size(config_name, family_nam
     labels = jax.ShapeDtypeStruct((2,), jnp.int32)  # read by the conditional main job's models
     step = steps.make_train_step(config)
     batch = {"image": images, "label": labels}
+    labels = sampling.class_labels(2, config)  # None unless conditional
     new_state, metrics = jax.eval_shape(step, s, batch, jax.random.key(2))
     assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape, s)
     assert metrics and all(m.shape == () for m in metrics.values())

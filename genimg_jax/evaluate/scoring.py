@@ -26,7 +26,6 @@ from genimg_jax.data import pipeline
 from genimg_jax.evaluate import ground_truth
 from genimg_jax.features import feature_nets, reference
 from genimg_jax.metrics import disentanglement, distances, likelihood, manifold
-from genimg_jax.models.common import fixed_labels
 
 SAMPLE_CHUNK = 250  # GAN samples drawn per compiled call (memory of wide generators)
 EXAMPLE_BATCH = 100  # VAE test examples bounded at once
@@ -34,7 +33,7 @@ DECODED_ELEMENTS = 2**25  # pixels decoded at once in the IWAE bound (~1 GB of a
 
 
 @jax.jit
-def _samples_in_unit_range(state, z: jax.Array, labels: jax.Array) -> jax.Array:
+def _samples_in_unit_range(state, z: jax.Array, labels: jax.Array | None) -> jax.Array:
     images = sampling.gan_samples(state, z, labels)
     return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
 
@@ -49,19 +48,15 @@ def gan_scorer(config: ml_collections.ConfigDict, num: int, seed: int) -> Callab
     net = feature_nets.for_config(config)
     real_features = reference.reference_features(config, net, num)
     z = sampling.latents(jax.random.PRNGKey(seed), len(real_features), config.model.latent_dim)
-    labels = fixed_labels(len(z), config.model.get("num_classes", 0))  # classes by index
+    labels = sampling.class_labels(len(z), config)  # sample i draws class i mod K
+
+    def samples(state, part: slice) -> np.ndarray:
+        part_labels = None if labels is None else labels[part]
+        return np.asarray(_samples_in_unit_range(state, z[part], part_labels))
 
     def score(state) -> dict[str, float]:
-        fake = np.concatenate(
-            [
-                np.asarray(
-                    _samples_in_unit_range(
-                        state, z[i : i + SAMPLE_CHUNK], labels[i : i + SAMPLE_CHUNK]
-                    )
-                )
-                for i in range(0, len(z), SAMPLE_CHUNK)
-            ]
-        )
+        chunks = range(0, len(z), SAMPLE_CHUNK)
+        fake = np.concatenate([samples(state, slice(i, i + SAMPLE_CHUNK)) for i in chunks])
         fake_features, fake_probs = net.extract(fake)
         kid, kid_std = distances.kernel_inception_distance(
             real_features, fake_features, subset_size=max(2, len(fake) // 2), seed=seed

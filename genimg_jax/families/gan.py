@@ -173,7 +173,7 @@ class GANFamily(Family):
     def sample_grids(self, state: GANState, z: jax.Array) -> dict:
         return {"samples": sampling.gan_samples(state, z)}
 
-    def samples(self, state: GANState, z: jax.Array, labels: jax.Array) -> jax.Array:
+    def samples(self, state: GANState, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         return sampling.gan_samples(state, z, labels)
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:

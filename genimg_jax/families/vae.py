@@ -144,7 +144,7 @@ class VAEFamily(Family):
             grids["reconstructions"] = sampling.vae_reconstructions(state, x)
         return grids
 
-    def samples(self, state: TrainState, z: jax.Array, labels: jax.Array) -> jax.Array:
+    def samples(self, state: TrainState, z: jax.Array, labels: None) -> jax.Array:
         del labels  # the VAEs are unconditional
         return sampling.vae_prior_samples(state, z)
 
