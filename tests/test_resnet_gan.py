@@ -34,7 +34,7 @@ def test_resnet_gan_is_a_registered_gan_family():
     assert isinstance(family.get("resnet_gan"), GANFamily)
 
 
-@pytest.mark.parametrize("size,channels", [(32, 3), (28, 1), (64, 3)])
+@pytest.mark.parametrize("size,channels", [(32, 3), (28, 1)])  # 16-256 px traced in test_models
 def test_shapes_follow_the_config(size, channels):
     config = _config(size, channels)
     s = state.create_state(config, jax.random.key(0))

@@ -114,7 +114,7 @@ def test_path_lengths_match_finite_differences(tiny):
     ws = g.apply_fn(variables, z, method="mapping")
     synthesis = lambda w: g.apply_fn(variables, w, method="synthesis", train=True)
     y = jax.random.normal(jax.random.key(2), (2, 16, 16, 1))
-    lengths = np.asarray(losses.path_lengths(synthesis, ws, y))
+    lengths = np.asarray(jax.jit(lambda w: losses.path_lengths(synthesis, w, y))(ws))
 
     probe = lambda w: jnp.sum(synthesis(w) * y, axis=(1, 2, 3)) / 16.0  # <G(w), y>/√(HW) [B]
     h = 1e-2
