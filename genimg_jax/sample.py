@@ -66,13 +66,17 @@ def draw_batches(
     labels = sampling.class_labels(num, config)  # by the sample's index, not by batch
     samples = jax.jit(family.of(config).samples)
     size = min(batch, num)
-    pad = lambda x: (
-        None if x is None else jnp.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1))
-    )
+
+    def padded(x: jax.Array | None, part: slice) -> jax.Array | None:  # to the compiled shape
+        if x is None:
+            return None
+        x = x[part]
+        return jnp.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1))
+
     for start in range(0, num, size):
         part = slice(start, start + size)
-        chunk = samples(state, pad(z[part]), None if labels is None else pad(labels[part]))
-        yield np.asarray(chunk)[: len(z[part])]
+        images = samples(state, padded(z, part), padded(labels, part))
+        yield np.asarray(images)[: min(size, num - start)]
 
 
 def draw(

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax.models.common import fixed_labels
+from genimg_jax.models.common import fixed_labels, model_inputs
 from genimg_jax.state import GANState, TrainState
 
 
@@ -15,8 +15,7 @@ def gan_samples(state: GANState, z: jax.Array, labels: jax.Array | None = None) 
     batch's rows; an unconditional G is called without them."""
     g = state.g
     params = g.params if g.ema_params is None else g.ema_params
-    inputs = (z,) if labels is None else (z, labels)
-    return g.apply_fn(g.variables(params), *inputs, train=False)
+    return g.apply_fn(g.variables(params), *model_inputs(z, labels), train=False)
 
 
 def vae_prior_samples(state: TrainState, z: jax.Array) -> jax.Array:

@@ -66,14 +66,13 @@ def test_every_conv_family_builds_its_step_at_every_size(config_name, family_nam
     config.train.batch_size = 2
     s = jax.eval_shape(lambda key: state.create_state(config, key), jax.random.key(0))
     images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
-    labels = jax.ShapeDtypeStruct((2,), jnp.int32)  # read by the conditional main job's models
-    step = steps.make_train_step(config)
-    batch = {"image": images, "label": labels}
-    labels = sampling.class_labels(2, config)  # None unless conditional
+    batch = {"image": images, "label": jax.ShapeDtypeStruct((2,), jnp.int32)}  # labels: read
+    step = steps.make_train_step(config)  # by the conditional main job's models
     new_state, metrics = jax.eval_shape(step, s, batch, jax.random.key(2))
     assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape, s)
     assert metrics and all(m.shape == () for m in metrics.values())
     z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
+    labels = sampling.class_labels(2, config)  # None unless conditional
     shape = jax.eval_shape(family.of(config).samples, s, z, labels).shape
     assert shape == (2, size, size, 3)
 

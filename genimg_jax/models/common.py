@@ -39,6 +39,12 @@ def fixed_labels(num: int, num_classes: int) -> Array:
     return jnp.arange(num, dtype=jnp.int32) % max(num_classes, 1)
 
 
+def model_inputs(x: Array, labels: Array | None) -> tuple:
+    """A G's or D's positional inputs: (x,) for an unconditional model, else (x, labels), so
+    that models whose __call__ takes no labels are called as they expect."""
+    return (x,) if labels is None else (x, labels)
+
+
 def labels_or_default(labels: Array | None, batch: int, num_classes: int) -> Array | None:
     """A conditional model's labels: the given int32 [B], or `fixed_labels(batch, K)` when None
     (initialisation, and sample grids drawn without labels); None for an unconditional model."""

@@ -26,6 +26,7 @@ import optax
 from genimg_jax import augment as augment_lib
 from genimg_jax import losses, parallel
 from genimg_jax.losses import GANLoss
+from genimg_jax.models.common import model_inputs
 from genimg_jax.state import GANState, TrainState, skipped_updates
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int32 [B], ...}
@@ -73,11 +74,6 @@ def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
     return batch["label"].astype(jnp.int32)
 
 
-def _inputs(x: jax.Array, labels: jax.Array | None) -> tuple:
-    """A model's positional inputs: (x,) or (x, labels)."""
-    return (x,) if labels is None else (x, labels)
-
-
 def _g_rngs(rng: jax.Array) -> dict[str, jax.Array]:
     """The rngs G may draw from while training: `noise` and `style_mixing` (StyleGAN2's G;
     the other Gs draw nothing)."""
@@ -94,7 +90,7 @@ def _generate(
     statistics (BatchNorm's; StyleGAN2's w_avg)."""
     fake, updates = g.apply_fn(
         g.variables(params),
-        *_inputs(z, labels),
+        *model_inputs(z, labels),
         train=True,
         rngs=_g_rngs(rng),
         mutable=["batch_stats"],
@@ -113,7 +109,7 @@ def _path_lengths(
     variables, rngs = g.variables(params), _g_rngs(rng)
     ws, _ = g.apply_fn(
         variables,
-        *_inputs(z, labels),
+        *model_inputs(z, labels),
         train=True,
         rngs=rngs,
         method="mapping",
@@ -131,7 +127,7 @@ def _discriminate(
 ) -> tuple[jax.Array, dict]:
     """D's logits [B] and its `batch_stats` (advanced one power iteration when `update_stats`
     and D has spectral norm; otherwise returned as they were)."""
-    args = _inputs(x, labels)
+    args = model_inputs(x, labels)
     if update_stats and d.batch_stats:
         logits, updates = d.apply_fn(
             d.variables(params), *args, train=True, update_stats=True, mutable=["batch_stats"]
