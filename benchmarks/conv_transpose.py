@@ -21,7 +21,7 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from genimg_jax.models.layers import ConvTranspose
-from genimg_jax import cpu_tuning
+from genimg_jax.runtime import cpu_tuning
 
 cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 

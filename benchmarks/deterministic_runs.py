@@ -22,7 +22,8 @@ except ModuleNotFoundError:  # a checkout without `pip install -e .`: import fro
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from genimg_jax import config as config_lib
-from genimg_jax import cpu_tuning, trainer
+from genimg_jax.runtime import cpu_tuning
+from genimg_jax.train import loop as trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -43,15 +43,18 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from genimg_jax import cpu_tuning
+from genimg_jax.runtime import cpu_tuning
 
 cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 from genimg_jax import config as config_lib
-from genimg_jax import guard as guard_lib
-from genimg_jax import parallel, programs, steps, trainer
-from genimg_jax import state as state_lib
+from genimg_jax.core import state as state_lib
 from genimg_jax.data import pipeline
+from genimg_jax.families import train_step as steps
+from genimg_jax.runtime import parallel
+from genimg_jax.train import guard as guard_lib
+from genimg_jax.train import loop as trainer
+from genimg_jax.train import programs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -41,14 +41,16 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from genimg_jax import cpu_tuning
+from genimg_jax.runtime import cpu_tuning
 
 cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 import torch_reference as ref
 
-from genimg_jax import family, parallel, steps
-from genimg_jax import state as state_lib
+from genimg_jax.core import family
+from genimg_jax.core import state as state_lib
+from genimg_jax.families import train_step as steps
+from genimg_jax.runtime import parallel
 
 
 @dataclass

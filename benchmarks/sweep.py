@@ -28,8 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from genimg_jax import config as config_lib
-from genimg_jax import cpu_tuning, parallel, programs, sweep, sweep_run
-from genimg_jax import state as state_lib
+from genimg_jax.core import state as state_lib
+from genimg_jax.runtime import cpu_tuning, parallel
+from genimg_jax.sweeps import run as sweep_run
+from genimg_jax.sweeps import spec as sweep
+from genimg_jax.train import programs
 
 cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
@@ -131,7 +134,7 @@ def whole_sweep_seconds(k: int, steps_per_member: int) -> tuple[float, float]:
                 [
                     sys.executable,
                     "-m",
-                    "genimg_jax.main",
+                    "genimg_jax.cli.main",
                     "train",
                     "--config",
                     spec,

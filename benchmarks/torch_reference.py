@@ -378,7 +378,7 @@ def ours_param_counts(config) -> dict[str, int]:
     """Parameter counts of genimg_jax's networks for `config`, keyed "g"/"d" or "vae"."""
     import jax
 
-    from genimg_jax import state as state_lib
+    from genimg_jax.core import state as state_lib
 
     state = jax.eval_shape(lambda: state_lib.create_state(config, jax.random.PRNGKey(0)))
 
@@ -503,7 +503,7 @@ def check_outputs(config, tol: float = 1e-4) -> float:
     Returns the largest relative error."""
     import jax
 
-    from genimg_jax import state as state_lib
+    from genimg_jax.core import state as state_lib
 
     state = state_lib.create_state(config, jax.random.PRNGKey(0))
     data, m = config.data, config.model

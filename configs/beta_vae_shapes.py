@@ -38,7 +38,7 @@ def get_config(arg: str | None = None):
 def get_sweep(arg: str | None = None):
     """β × lr × seed (30 members); `quick`: β ∈ {1, 4} × seed ∈ {0, 1} (4 members); `rd`:
     β ∈ {0.5, 1, 2, 4, 8} × seed ∈ {0, 1} at one learning rate (10 members, the README plot)."""
-    from genimg_jax.sweep import axis, product
+    from genimg_jax.sweeps.spec import axis, product
 
     if arg == "quick":
         return product(axis("model.beta", [1.0, 4.0]), axis("seed", [0, 1]))

@@ -92,7 +92,7 @@ def get_config(arg: str | None = None):
 def get_sweep(arg: str | None = None):
     """For each method of `SIZES[arg]`: its swept field over the first values x the seeds, the
     method's fixed fields alongside (DIP-VAE's λ_d follows λ_od: 10 λ_od for I, λ_od for II)."""
-    from genimg_jax.sweep import axis, chain, product, zipped
+    from genimg_jax.sweeps.spec import axis, chain, product, zipped
 
     num_values, num_seeds, methods = SIZES[arg]
     grids = []

@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None):
     """lr × seed (6 members); `quick`: lr ∈ {1e-3, 3e-3} × seed 0 (2 members)."""
-    from genimg_jax.sweep import axis, product
+    from genimg_jax.sweeps.spec import axis, product
 
     if arg == "quick":
         return product(axis("train.lr", [1e-3, 3e-3]), axis("seed", [0]))

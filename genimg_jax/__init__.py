@@ -8,13 +8,13 @@ import importlib
 
 _API = {  # name -> (module, attribute)
     "load_config": ("genimg_jax.config", "from_file"),
-    "train": ("genimg_jax.trainer", "train_and_evaluate"),
-    "create_state": ("genimg_jax.state", "create_state"),
-    "make_train_step": ("genimg_jax.steps", "make_train_step"),
-    "batches": ("genimg_jax.member", "train_batches"),
-    "draw_samples": ("genimg_jax.sample", "draw"),
-    "register_family": ("genimg_jax.family", "register"),
-    "tune_cpu": ("genimg_jax.cpu_tuning", "tune_cpu"),
+    "train": ("genimg_jax.train.loop", "train_and_evaluate"),
+    "create_state": ("genimg_jax.core.state", "create_state"),
+    "make_train_step": ("genimg_jax.families.train_step", "make_train_step"),
+    "batches": ("genimg_jax.train.member", "train_batches"),
+    "draw_samples": ("genimg_jax.cli.sample", "draw"),
+    "register_family": ("genimg_jax.core.family", "register"),
+    "tune_cpu": ("genimg_jax.runtime.cpu_tuning", "tune_cpu"),
 }
 __all__ = [
     "batches",

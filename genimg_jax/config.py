@@ -12,10 +12,10 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax import family as family_lib
-from genimg_jax import parallel
-from genimg_jax.errors import ConfigError
+from genimg_jax.core import family as family_lib
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.models.common import COMPUTE_DTYPES, SUPPORTED_IMAGE_SIZES
+from genimg_jax.runtime import parallel
 
 OPTIMIZERS = ("adam", "adamw")
 

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from genimg_jax import cpu_tuning
+from genimg_jax.runtime import cpu_tuning
 
 # Eight host-platform CPU devices, so multi-device runs are real (set before JAX starts).
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):

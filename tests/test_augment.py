@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import augment, losses, parallel, steps, trainer
-from genimg_jax import state as state_lib
+from genimg_jax.core import augment, losses
+from genimg_jax.core import state as state_lib
+from genimg_jax.families import train_step as steps
+from genimg_jax.runtime import parallel
+from genimg_jax.train import loop as trainer
 
 X = jax.random.uniform(jax.random.key(0), (8, 16, 16, 3), minval=-1.0, maxval=1.0)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from genimg_jax import main
+from genimg_jax.cli import main
 
 LR_QUICK = os.path.join(REPO, "configs", "vae_mnist.py:quick")
 

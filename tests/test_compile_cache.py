@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import compile_cache, programs, trainer
+from genimg_jax.runtime import compile_cache
+from genimg_jax.train import loop as trainer
+from genimg_jax.train import programs
 
 COMPILED = "compiled the training step in"
 

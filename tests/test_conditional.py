@@ -12,9 +12,11 @@ import pytest
 from conftest import load_config
 
 from genimg_jax import config as config_lib
-from genimg_jax import losses, state, steps, trainer
+from genimg_jax.core import losses, state
 from genimg_jax.data import pipeline
+from genimg_jax.families import train_step as steps
 from genimg_jax.models.common import fixed_labels
+from genimg_jax.train import loop as trainer
 
 FAMILIES = {"dcgan": "dcgan_mnist", "resnet_gan": "sngan_cifar10"}
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from genimg_jax import cpu_tuning
+from genimg_jax.runtime import cpu_tuning
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 

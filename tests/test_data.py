@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from genimg_jax.cli.main import main as cli
 from genimg_jax.data import pipeline
-from genimg_jax.main import main as cli
 
 
 @pytest.mark.parametrize("n,batch", [(10, 3), (12, 4), (7, 16)])

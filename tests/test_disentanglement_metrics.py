@@ -12,7 +12,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from genimg_jax.data.builders import shapes
-from genimg_jax.evaluate import ground_truth
+from genimg_jax.families.vae import ground_truth
 from genimg_jax.metrics import disentanglement as dis
 
 SIZES = (3, 4, 5, 6)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax import eval_workdir as evaluate
-from genimg_jax import family, main, trainer
+from genimg_jax.cli import eval as evaluate
+from genimg_jax.cli import main
 from genimg_jax.config import validate
-from genimg_jax.errors import ConfigError
+from genimg_jax.core import family
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.features import feature_nets, reference
+from genimg_jax.train import loop as trainer
 
 
 def scored_config(name: str, **eval_fields):

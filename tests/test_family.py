@@ -15,8 +15,9 @@ import tiny_family
 from conftest import REPO
 
 from genimg_jax import config as config_lib
-from genimg_jax import family, trainer
-from genimg_jax.errors import ConfigError
+from genimg_jax.core import family
+from genimg_jax.core.errors import ConfigError
+from genimg_jax.train import loop as trainer
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,7 +25,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, REPO]))
     return subprocess.run(
-        [sys.executable, "-m", "genimg_jax.main", *args],
+        [sys.executable, "-m", "genimg_jax.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax import parallel, trainer
-from genimg_jax import state as state_lib
-from genimg_jax.checkpoint import Checkpoints
+from genimg_jax.cli.main import main as cli
+from genimg_jax.core import state as state_lib
+from genimg_jax.core.errors import CheckpointError, DivergenceError, WorkdirError
 from genimg_jax.data import pipeline
-from genimg_jax.errors import CheckpointError, DivergenceError, WorkdirError
-from genimg_jax.logging import MetricWriter
-from genimg_jax.main import main as cli
+from genimg_jax.runtime import parallel
+from genimg_jax.train import loop as trainer
+from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.train.outputs import MetricWriter
 
 STEPS = 600  # long enough that a signal sent after the first log lands mid-run
 OVERRIDES = {"parallel.num_devices": 1, "train.log_every": 10, "train.checkpoint_every": 5}
@@ -44,7 +45,7 @@ def _argv(workdir, **overrides) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "genimg_jax.main",
+        "genimg_jax.cli.main",
         "train",
         "--config",
         os.path.join(REPO, "configs", "vae_mnist.py:quick"),

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import losses, state, steps, trainer
+from genimg_jax.core import losses, state
+from genimg_jax.families import train_step as steps
+from genimg_jax.train import loop as trainer
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from genimg_jax import losses
+from genimg_jax.core import losses
 
 
 def _sigmoid(x):

@@ -9,7 +9,10 @@ import pytest
 from conftest import load_config
 from PIL import Image
 
-from genimg_jax import family, sampling, state, steps, trainer
+from genimg_jax.core import family, state
+from genimg_jax.families import sampling
+from genimg_jax.families import train_step as steps
+from genimg_jax.train import loop as trainer
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3)])  # 28: the main job's; 16-256: traced below

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax import parallel, sweep, sweep_run, trainer
-from genimg_jax import state as state_lib
-from genimg_jax.checkpoint import Checkpoints
-from genimg_jax.evaluate import scoring
+from genimg_jax.core import state as state_lib
+from genimg_jax.families import scoring
+from genimg_jax.runtime import parallel
+from genimg_jax.sweeps import run as sweep_run
+from genimg_jax.sweeps import spec as sweep
+from genimg_jax.train import loop as trainer
+from genimg_jax.train.checkpoint import Checkpoints
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genimg_jax import report, sweep
-from genimg_jax.errors import WorkdirError
+from genimg_jax.core.errors import WorkdirError
+from genimg_jax.sweeps import report
+from genimg_jax.sweeps import spec as sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py") + ":quick"

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import family, losses, parallel, state, steps, trainer
-from genimg_jax.checkpoint import Checkpoints
+from genimg_jax.core import family, losses, state
 from genimg_jax.families import GANFamily
+from genimg_jax.families import train_step as steps
+from genimg_jax.runtime import parallel
+from genimg_jax.train import loop as trainer
+from genimg_jax.train.checkpoint import Checkpoints
 
 
 def _config(size=32, channels=3):

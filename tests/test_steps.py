@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import losses, state, steps
+from genimg_jax.core import losses, state
+from genimg_jax.families import train_step as steps
 
 LOSS = losses.GAN_LOSSES["non_saturating"]
 pytestmark = pytest.mark.accelerator  # benchmarks/device_check.sh runs these on the GPU

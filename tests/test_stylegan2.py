@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax import family, losses, main, parallel, sample, state, steps, trainer
+from genimg_jax.cli import main, sample
+from genimg_jax.core import family, losses, state
 from genimg_jax.families import StyleGAN2Family
-from genimg_jax.models import stylegan2
+from genimg_jax.families import train_step as steps
+from genimg_jax.families.stylegan2 import networks as stylegan2
+from genimg_jax.runtime import parallel
+from genimg_jax.train import loop as trainer
 
 
 def _tree_equal(a, b) -> bool:

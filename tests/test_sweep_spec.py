@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from genimg_jax import sweep
 from genimg_jax.config import base_config
-from genimg_jax.errors import ConfigError
+from genimg_jax.core.errors import ConfigError
+from genimg_jax.sweeps import spec as sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

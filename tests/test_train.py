@@ -12,11 +12,14 @@ import pytest
 from conftest import REPO, load_config
 from PIL import Image
 
-from genimg_jax import family, parallel, sample, trainer
-from genimg_jax import logging as log_lib
-from genimg_jax import state as state_lib
-from genimg_jax.checkpoint import Checkpoints
-from genimg_jax.main import main as cli
+from genimg_jax.cli import sample
+from genimg_jax.cli.main import main as cli
+from genimg_jax.core import family
+from genimg_jax.core import state as state_lib
+from genimg_jax.runtime import parallel
+from genimg_jax.train import loop as trainer
+from genimg_jax.train import outputs as log_lib
+from genimg_jax.train.checkpoint import Checkpoints
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 
@@ -90,7 +93,7 @@ def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_pa
         [
             sys.executable,
             "-m",
-            "genimg_jax.main",
+            "genimg_jax.cli.main",
             "train",
             "--config",
             os.path.join(REPO, "configs", f"{name}.py:quick"),

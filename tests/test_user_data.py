@@ -14,13 +14,13 @@ from conftest import REPO, load_config
 from PIL import Image
 
 from genimg_jax import config as config_lib
-from genimg_jax import parallel
-from genimg_jax import state as state_lib
-from genimg_jax.checkpoint import Checkpoints
+from genimg_jax.cli.main import main as cli
+from genimg_jax.core import state as state_lib
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.data import pipeline
 from genimg_jax.data.builders import user_images
-from genimg_jax.errors import ConfigError
-from genimg_jax.main import main as cli
+from genimg_jax.runtime import parallel
+from genimg_jax.train.checkpoint import Checkpoints
 
 SIZE = 16
 

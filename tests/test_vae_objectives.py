@@ -15,10 +15,14 @@ import scipy.stats
 from conftest import REPO, load_config
 
 from genimg_jax import config as config_lib
-from genimg_jax import family, losses, parallel, sweep, sweep_run, trainer
-from genimg_jax import state as state_lib
-from genimg_jax.checkpoint import Checkpoints
-from genimg_jax.steps.vae import OBJECTIVES
+from genimg_jax.core import family, losses
+from genimg_jax.core import state as state_lib
+from genimg_jax.families.vae.step import OBJECTIVES
+from genimg_jax.runtime import parallel
+from genimg_jax.sweeps import run as sweep_run
+from genimg_jax.sweeps import spec as sweep
+from genimg_jax.train import loop as trainer
+from genimg_jax.train.checkpoint import Checkpoints
 
 STUDY = os.path.join(REPO, "configs", "disentanglement_study.py")
 
@@ -282,7 +286,8 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
 def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size():
     """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
     size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
-    from genimg_jax.evaluate import ground_truth, scoring
+    from genimg_jax.families import scoring
+    from genimg_jax.families.vae import ground_truth
 
     config = _study("beta_tcvae")
     config.eval.disentanglement_scale = 0.005  # the fewest samples each score takes

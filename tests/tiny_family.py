@@ -12,9 +12,9 @@ import optax
 
 import genimg_jax
 from genimg_jax import config as config_lib
-from genimg_jax import state as state_lib
+from genimg_jax.core import state as state_lib
+from genimg_jax.core.family import Family
 from genimg_jax.data import pipeline
-from genimg_jax.family import Family
 
 
 class TinyAutoencoder(nn.Module):

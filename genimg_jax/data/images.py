@@ -5,7 +5,7 @@ that prepare a user's own images."""
 import numpy as np
 from PIL import Image, ImageOps
 
-from genimg_jax.errors import GenimgError
+from genimg_jax.core.errors import GenimgError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 

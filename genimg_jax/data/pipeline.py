@@ -22,10 +22,10 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from genimg_jax.core.errors import GenimgError
 from genimg_jax.data import builders
 from genimg_jax.data.builders import user_images
 from genimg_jax.data.images import fit_images
-from genimg_jax.errors import GenimgError
 
 IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
 KEEP_DECODED = 4  # decoded splits kept per process, for the next run of an in-process sweep

@@ -12,7 +12,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genimg_jax import losses
+from genimg_jax.core import losses
 
 Array = jax.Array
 LOG_2PI = math.log(2.0 * math.pi)

@@ -1,0 +1,183 @@
+"""GAN families: a generator G (with an EMA of its weights) and a discriminator D, each with
+its own TrainState and optimizer, trained by `steps.gan` on images in [-1, 1] and scored on
+sample quality (`evaluate.scoring.gan_scorer`)."""
+
+import functools
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genimg_jax import config as config_lib
+from genimg_jax.core import augment, losses
+from genimg_jax.core import state as state_lib
+from genimg_jax.core.family import Family, Rules
+from genimg_jax.core.state import GANState
+from genimg_jax.families import sampling, scoring
+from genimg_jax.families.gan import step as gan_steps
+from genimg_jax.features.feature_nets import FEATURE_NETS
+
+SCORES = {"fid": "min", "kid": "min", "precision": "max", "recall": "max", "inception_score": "max"}
+
+
+class GANFamily(Family):
+    """A GAN whose (G, D) modules `build(config)` returns."""
+
+    value_range = (-1.0, 1.0)
+    hyperparameters = ("train.g_lr", "train.d_lr")
+
+    def __init__(self, build: Callable[[ml_collections.ConfigDict], tuple]):
+        self._build = build
+
+    def build(self, config):
+        return self._build(config)
+
+    def add_defaults(self, c: ml_collections.ConfigDict) -> None:
+        c.model.g_width = 64
+        c.model.d_width = 64
+        c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
+        c.train.loss = "non_saturating"
+        c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
+        c.train.r1_interval = 1  # lazy R1: on every N-th D step only, scaled by N (StyleGAN2: 16)
+        c.train.augment = ""  # DiffAugment policies D sees, e.g. "color,translation,cutout"
+        c.train.lecam_weight = 0.0  # LeCam regulariser's weight (Tseng et al. 2021); 0 = off
+        c.train.lecam_decay = 0.99  # its anchors: EMAs of D's mean outputs on real and fake
+        c.train.ada = ""  # ADA's groups D sees at an adaptive probability p: "blit,geom"
+        c.train.ada_target = 0.6  # p rises while E[sign(D(real))] is above this
+        c.train.ada_kimg = 500.0  # p can move by 1 in this many thousand real images
+        c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
+        c.train.g_lr = 2e-4
+        c.train.d_lr = 2e-4
+        c.train.b1 = 0.5
+        c.train.d_steps = 1  # D updates per G update
+        c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
+        c.train.ema_kimg = 0.0  # > 0: the EMA's half-life in thousands of images (StyleGAN2: 10)
+        c.train.ema_rampup = 0.0  # > 0: the half-life is at most this x the images seen (0.05)
+        c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
+        c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
+        c.eval.classifier_steps = 600  # training steps of the domain classifier
+        c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
+        # the real images samples are compared with: the first eval.examples of this split;
+        # "" = data.eval_split (the test images), or e.g. "train" (README, Evaluation)
+        c.eval.reference_split = ""
+
+    def rules(self, config: ml_collections.ConfigDict) -> Rules:
+        ev = config.eval
+        needs_weights = ev.scores and ev.feature_net == "inception"
+        return {
+            "model.g_width": config_lib.positive(),
+            "model.d_width": config_lib.positive(),
+            "model.num_classes": config_lib.count(),
+            "train.loss": config_lib.one_of(losses.GAN_LOSSES),
+            "train.r1_gamma": config_lib.at_least(0),
+            "train.r1_interval": config_lib.positive(),
+            "train.augment": (
+                lambda v: (
+                    isinstance(v, str)
+                    and all(p in augment.POLICIES for p in augment.parse_policy(v))
+                ),
+                f"comma-separated policies of {', '.join(augment.POLICIES)}, or '' (none)",
+            ),
+            "train.lecam_weight": config_lib.at_least(0),
+            "train.ada": (
+                lambda v: (
+                    isinstance(v, str)
+                    and all(g in augment.ADA_GROUPS for g in augment.parse_policy(v))
+                ),
+                f"comma-separated groups of {', '.join(augment.ADA_GROUPS)}, or '' (no ADA)",
+            ),
+            "train.ada_target": config_lib.in_unit(),
+            "train.ada_kimg": config_lib.positive(),
+            "train.lecam_decay": config_lib.in_unit(),
+            "train.gp_weight": config_lib.at_least(0),
+            "train.g_lr": config_lib.positive(),
+            "train.d_lr": config_lib.positive(),
+            "train.d_steps": config_lib.positive(),
+            "train.ema_decay": config_lib.in_unit(),
+            "train.ema_kimg": config_lib.at_least(0),
+            "train.ema_rampup": config_lib.at_least(0),
+            "eval.feature_net": config_lib.one_of(FEATURE_NETS),
+            "eval.classifier_steps": config_lib.positive(),
+            "eval.reference_split": (
+                lambda v: isinstance(v, str),
+                "a split name such as 'train' or 'test', or '' (data.eval_split)",
+            ),
+            "eval.inception_weights": (
+                lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
+                (
+                    "a local .npz file when eval.feature_net='inception' scores (nothing is "
+                    "downloaded; docs/inception_weights.md says how to make it), or use "
+                    "eval.feature_net='classifier'"
+                ),
+            ),
+        }
+
+    def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
+        (g, d), tx = state_lib.static_parts(config)
+        g_rng, d_rng = jax.random.split(rng)
+        z = jnp.zeros((1, config.model.latent_dim))
+        x = jnp.zeros((1, *state_lib.image_shape(config)))
+        ema = config.train.ema_decay > 0 or config.train.ema_kimg > 0
+        # D's statistics travel with it (checkpointed, per member in a sweep): LeCam's anchors,
+        # ADA's probability p, all starting at 0
+        d_statistics = {}
+        if config.train.lecam_weight > 0:
+            d_statistics |= {"lecam_real": 0.0, "lecam_fake": 0.0}
+        if config.train.ada:
+            d_statistics["ada_p"] = 0.0
+        return GANState(
+            g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
+            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, **d_statistics),
+        )
+
+    def apply_hparams(self, state: GANState, config: ml_collections.ConfigDict) -> GANState:
+        return state.replace(
+            g=state_lib.with_learning_rate(state.g, config.train.g_lr),
+            d=state_lib.with_learning_rate(state.d, config.train.d_lr),
+        )
+
+    def networks(self, state: GANState) -> dict:
+        return {"generator (G)": state.g, "discriminator (D)": state.d}
+
+    def real_batches_per_step(self, config: ml_collections.ConfigDict) -> int:
+        """One fresh real batch per D update (Gulrajani et al. 2017, Algorithm 1)."""
+        return config.train.d_steps
+
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
+        return functools.partial(
+            gan_steps.train_step,
+            loss=losses.GAN_LOSSES[config.train.loss],
+            latent_dim=config.model.latent_dim,
+            ema_decay=config.train.ema_decay,
+            ema_kimg=config.train.ema_kimg,
+            ema_rampup=config.train.ema_rampup,
+            d_steps=config.train.d_steps,
+            num_classes=config.model.num_classes,
+            r1_gamma=config.train.r1_gamma,
+            r1_interval=config.train.r1_interval,
+            gp_weight=config.train.gp_weight,
+            augment=augment.parse_policy(config.train.augment),
+            lecam_weight=config.train.lecam_weight,
+            lecam_decay=config.train.lecam_decay,
+            ada_groups=augment.parse_policy(config.train.ada),
+            ada_target=config.train.ada_target,
+            ada_kimg=config.train.ada_kimg,
+            axis_name=axis_name,
+        )
+
+    def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
+        return {"z": sampling.latents(key, config.eval.num_samples, config.model.latent_dim)}
+
+    def sample_grids(self, state: GANState, z: jax.Array) -> dict:
+        return {"samples": sampling.gan_samples(state, z)}
+
+    def samples(self, state: GANState, z: jax.Array, labels: jax.Array | None) -> jax.Array:
+        return sampling.gan_samples(state, z, labels)
+
+    def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
+        return SCORES
+
+    def make_scorer(self, config: ml_collections.ConfigDict):
+        return scoring.gan_scorer(config, config.eval.examples, config.seed)

@@ -1,0 +1,121 @@
+"""The pure VAE step: (state, batch, rng) -> (state, metrics), for β-VAE and its relatives
+(`model.objective`; Locatello et al. 2019's six methods):
+
+    L = E[L_recon] + w(t)·R,   w(t) = min(1, t / model.kl_warmup_steps) (1 when 0: no warm-up)
+
+| objective      | R                                                                |
+|----------------|------------------------------------------------------------------|
+| `beta_vae`     | β·KL                                                             |
+| `annealed_vae` | γ·|KL − C(t)|, C(t) = C_max·min(1, t / model.c_steps)            |
+| `factor_vae`   | KL + γ·TC, TC from a discriminator on codes (a second network)   |
+| `dip_vae_i`    | KL + λ_od Σ_{i≠j} Cov_ij² + λ_d Σ_i (Cov_ii − 1)², Cov of the means |
+| `dip_vae_ii`   | the same with the aggregate posterior's covariance               |
+| `beta_tcvae`   | KL + (β − 1)·TC, TC by minibatch-weighted sampling               |
+
+KL is E[KL(q(z|x) || N(0, I))] over the batch; every coefficient is traced in the state's
+`hparams`, so one compiled step serves every value of a sweep. The relatives' terms are whole-
+batch statistics: under pmap the step gathers the codes of all devices first, so it computes
+what jit computes on the global batch (the gather's transpose sums the devices' cotangents and
+the gradient mean divides them again).
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from genimg_jax.core import losses
+from genimg_jax.core.state import FactorVAEState, TrainState, skipped_updates
+from genimg_jax.runtime import parallel
+
+Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [0, 1], ...}
+OBJECTIVES = ("beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae")
+
+
+def regulariser(objective: str, hp, step, kl, mean, logvar, z, disc=None) -> tuple[jax.Array, dict]:
+    """(R, its parts for the metrics) of the module doc's table from per-example kl [B],
+    posterior parameters and samples [B, Z] of the whole batch, and FactorVAE's discriminator
+    state `disc` (its weights are not trained by R)."""
+    if objective == "beta_vae":
+        return hp["beta"] * jnp.mean(kl), {}
+    if objective == "annealed_vae":
+        capacity = hp["c_max"] * losses.linear_ramp(step, hp["c_steps"])
+        return losses.annealed_kl(kl, capacity, hp["gamma"]), {"capacity": capacity}
+    if objective in ("dip_vae_i", "dip_vae_ii"):
+        cov = losses.dip_covariance(mean, logvar, objective.removeprefix("dip_vae_"))
+        penalty = losses.dip_penalty(cov, hp["lambda_od"], hp["lambda_d"])
+        return jnp.mean(kl) + penalty, {"dip_penalty": penalty}
+    if objective == "beta_tcvae":
+        tc = losses.total_correlation(z, mean, logvar)
+        return jnp.mean(kl) + (hp["beta"] - 1.0) * tc, {"tc": tc}
+    if objective == "factor_vae":
+        tc = losses.factor_vae_tc(disc.apply_fn({"params": disc.params}, z))
+        return jnp.mean(kl) + hp["gamma"] * tc, {"tc": tc}
+    raise ValueError(f"model.objective={objective!r}; use one of {', '.join(OBJECTIVES)}")
+
+
+def discriminator_update(disc: TrainState, z: jax.Array, rng: jax.Array, axis_name):
+    """FactorVAE's discriminator step on codes z [B, Z] (whole batch, no gradient to the VAE)
+    against their dimension-wise permutation: (new disc, metrics)."""
+    permuted = losses.permute_dims(z, rng)
+
+    def loss_fn(params):
+        logits = disc.apply_fn({"params": params}, z)
+        permuted_logits = disc.apply_fn({"params": params}, permuted)
+        loss = losses.factor_vae_discriminator_loss(logits, permuted_logits)
+        accuracy = 0.5 * (
+            jnp.mean(logits[:, 0] > logits[:, 1])
+            + jnp.mean(permuted_logits[:, 1] > permuted_logits[:, 0])
+        )
+        return loss, accuracy
+
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(disc.params)
+    grads = parallel.mean(grads, axis_name)  # equal on every device (the same global codes)
+    return disc.apply_gradients(grads=grads), {"disc_loss": loss, "disc_accuracy": accuracy}
+
+
+def vae_step(
+    state: TrainState | FactorVAEState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    reconstruction: Callable[[jax.Array, jax.Array], jax.Array],
+    latent_dim: int,
+    objective: str = "beta_vae",
+    axis_name: str | None = None,
+) -> tuple[TrainState | FactorVAEState, dict]:
+    """One update of the module doc's loss for `objective` (a `FactorVAEState` for
+    "factor_vae", else the VAE's TrainState). `axis_name`: None under jit, the device axis
+    under pmap (see `genimg_jax.parallel`)."""
+    vae = state.vae if objective == "factor_vae" else state
+    disc = state.disc if objective == "factor_vae" else None
+    hp, x = vae.hparams, batch["image"]
+    eps = parallel.normal_rows(rng, x.shape[0], (latent_dim,), axis_name)  # reparameterisation
+    whole_batch = objective != "beta_vae" and axis_name is not None
+    gather = (lambda a: jax.lax.all_gather(a, axis_name, tiled=True)) if whole_batch else None
+    warmup = losses.linear_ramp(vae.step, hp["kl_warmup_steps"])
+
+    def loss_fn(params):
+        logits, mean, logvar = vae.apply_fn({"params": params}, x, eps)
+        recon, kl = reconstruction(x, logits), losses.gaussian_kl(mean, logvar)
+        z = mean + jnp.exp(0.5 * logvar) * eps
+        codes = (kl, mean, logvar, z)
+        if gather is not None:
+            codes = tuple(gather(a) for a in codes)
+        reg, parts = regulariser(objective, hp, vae.step, *codes, disc=disc)
+        loss = jnp.mean(recon) + warmup * reg
+        return loss, (jnp.mean(recon), jnp.mean(kl), parts, codes[3])
+
+    (loss, (recon, kl, parts, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(vae.params)
+    grads = parallel.mean(grads, axis_name)
+    metrics = parallel.mean({"loss": loss, "recon": recon, "kl": kl} | parts, axis_name)
+    metrics |= {"neg_elbo": metrics["recon"] + metrics["kl"], "grad_norm": optax.tree.norm(grads)}
+    new_vae = vae.apply_gradients(grads=grads)
+    if (skipped := skipped_updates(new_vae)) is not None:
+        metrics["skipped"] = skipped
+    if disc is None:
+        return new_vae, metrics
+    z = jax.lax.stop_gradient(z)
+    new_disc, disc_metrics = discriminator_update(disc, z, jax.random.fold_in(rng, 1), axis_name)
+    return FactorVAEState(vae=new_vae, disc=new_disc), metrics | disc_metrics

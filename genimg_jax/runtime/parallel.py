@@ -1,0 +1,186 @@
+"""Devices and hosts: the `data` mesh, shardings, multi-host start-up, and the pieces that let the
+same pure steps run under `jax.jit` (global arrays) or `jax.pmap` (per-device shards).
+
+Under jit the step sees the global batch and XLA inserts the cross-device reductions. Under pmap
+the step sees one device's rows and `axis_name="data"` names the axis to reduce over; the helpers
+below make both give the same numbers (batch means over the global batch, random draws made for
+the global batch and then sliced), so results do not depend on how the batch is split.
+"""
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from genimg_jax.core.errors import GenimgError
+
+AXIS = "data"
+STRATEGIES = ("jit", "pmap")
+MULTIHOST = ("auto", "yes", "no")
+
+
+class ParallelError(GenimgError, ValueError):
+    """Devices, hosts and batch size do not fit together; the message says how to fix it."""
+
+    exit_code = 2
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: flags that must be set before JAX initialises its backends, and multi-host.
+
+
+def set_deterministic_gpu_ops(enabled: bool) -> None:
+    """Asks XLA for deterministic GPU reductions and convolutions (no effect on CPU, where every
+    op already is). Must run before JAX initialises its backends; a flag the user set wins."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if enabled and "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
+def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
+    """Joins a multi-process run: from `parallel.coordinator_address` / `num_processes` /
+    `process_id` when set; else, with `parallel.multihost` "yes" (or "auto" when SLURM or Open
+    MPI describe several tasks), lets JAX read them from the cluster (SLURM, TPU VMs, MPI)."""
+    if jax.distributed.is_initialized() or cfg.multihost == "no":
+        return
+    if cfg.coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=cfg.coordinator_address,
+            num_processes=cfg.num_processes or None,
+            process_id=cfg.process_id if cfg.process_id >= 0 else None,
+        )
+    elif cfg.multihost == "yes" or _cluster_environment():
+        jax.distributed.initialize()
+
+
+def _cluster_environment() -> bool:
+    """Whether SLURM or Open MPI describe a job of several tasks (TPU VMs: multihost="yes")."""
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    return slurm or mpi
+
+
+# --------------------------------------------------------------------------------------------
+# Mesh and shardings.
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+    """A 1-D mesh named `data` over the first `num_devices` devices (0: all of all processes)."""
+    devices = jax.devices()
+    if num_devices > len(devices):
+        raise ParallelError(
+            f"parallel.num_devices={num_devices} but only {len(devices)} devices exist "
+            f"({jax.default_backend()}); use at most {len(devices)}, or 0 for all"
+        )
+    if num_devices and jax.process_count() > 1:
+        raise ParallelError("parallel.num_devices must be 0 (all devices) in a multi-process run")
+    return Mesh(np.asarray(devices[: num_devices or len(devices)]), (AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over `data`."""
+    return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def check_batch_size(batch_size: int, devices: int) -> None:
+    """Raises ParallelError unless the global batch splits evenly over `devices` devices."""
+    if batch_size % devices:
+        raise ParallelError(
+            f"train.batch_size={batch_size} is not divisible by the {devices} devices; "
+            f"use a multiple of {devices}"
+        )
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """This process's rows of the global batch -> global arrays sharded along `data`."""
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def replicate_global(tree, mesh: Mesh):
+    """Host values, identical on every process -> global arrays replicated over the mesh."""
+    sharding = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
+        jax.device_get(tree),
+    )
+
+
+def to_host(tree):
+    """Replicated global arrays -> NumPy values, on every process (each holds a full copy)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+# --------------------------------------------------------------------------------------------
+# pmap layout: a leading axis of one entry per local device.
+
+
+def local_devices(mesh: Mesh) -> list:
+    """The mesh's devices that belong to this process."""
+    return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+
+
+def one_program_at_a_time(mesh: Mesh) -> bool:
+    """Whether to wait for each program over `mesh` before dispatching the next: XLA:CPU can
+    deadlock in a collective when several multi-device programs are in flight on few cores
+    (seen with 8 host devices on 2 cores). Accelerators and single-device programs keep
+    asynchronous dispatch."""
+    return jax.default_backend() == "cpu" and len(local_devices(mesh)) > 1
+
+
+def _stacked(mesh: Mesh) -> NamedSharding:
+    """A leading axis with one entry per local device, each entry on its device."""
+    return NamedSharding(Mesh(np.asarray(local_devices(mesh)), (AXIS,)), PartitionSpec(AXIS))
+
+
+def pmap_replicate(tree, mesh: Mesh):
+    """A replicated global state -> one copy per local device, stacked on a leading axis."""
+    n = len(local_devices(mesh))
+    host = to_host(tree)
+    return jax.device_put(
+        jax.tree.map(lambda x: np.broadcast_to(x, (n, *x.shape)), host), _stacked(mesh)
+    )
+
+
+def pmap_unreplicate(tree, mesh: Mesh):
+    """One device's copy of a pmapped state, as global arrays replicated over the mesh."""
+    return replicate_global(jax.tree.map(lambda x: x[0], tree), mesh)
+
+
+def pmap_shard(local_batch: dict, mesh: Mesh) -> dict:
+    """This process's rows [b, ...] -> [local devices, b / local devices, ...] on those devices."""
+    n = len(local_devices(mesh))
+    stacked = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), local_batch)
+    return jax.device_put(stacked, _stacked(mesh))
+
+
+# --------------------------------------------------------------------------------------------
+# Inside a step: reductions and random draws that mean the same under jit and pmap.
+
+
+def mean(tree, axis_name: str | None):
+    """The mean over devices of per-device means (pmap), or the tree unchanged (jit)."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def global_rows(draw, rng: jax.Array, rows: int, axis_name: str | None) -> jax.Array:
+    """`draw(rng, n)` made for the global batch (n = rows · devices) and sliced to this device's
+    `rows` under pmap (`axis_name`); all of it under jit. The global draw is the same whatever
+    the device count, so the samples are too."""
+    if axis_name is None:
+        return draw(rng, rows)
+    devices = jax.lax.psum(1, axis_name)
+    draws = draw(rng, rows * devices)
+    return jax.lax.dynamic_slice_in_dim(draws, jax.lax.axis_index(axis_name) * rows, rows)
+
+
+def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) -> jax.Array:
+    """N(0, 1) draws [rows, *shape] for this device's rows of the global batch."""
+    return global_rows(lambda k, n: jax.random.normal(k, (n, *shape)), rng, rows, axis_name)
