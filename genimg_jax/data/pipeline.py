@@ -8,9 +8,11 @@ steps, so a resumed run reads exactly the batches an uninterrupted one would hav
 """
 
 import collections
+import contextlib
 import difflib
 import fcntl
 import functools
+import logging
 import os
 import socket
 import threading
@@ -21,6 +23,7 @@ from typing import Protocol
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from genimg_jax.core.errors import GenimgError
 from genimg_jax.data import builders
@@ -30,6 +33,7 @@ from genimg_jax.data.images import fit_images
 IN_MEMORY_LIMIT_BYTES = 2 << 30  # smaller splits are decoded once and kept as one array
 KEEP_DECODED = 4  # decoded splits kept per process, for the next run of an in-process sweep
 STANDARD_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
+QUIET_LOGGERS = ("absl", "tensorflow_datasets")  # TFDS logs through absl's logger
 
 
 class DataError(GenimgError):
@@ -127,9 +131,11 @@ def data_key(data: ml_collections.ConfigDict) -> str:
     return data.name if source is None else f"{data.name}-{user_images.signature(source)}"
 
 
-def prepare_data(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+def prepare_data(
+    data: ml_collections.ConfigDict, verbose: bool = False
+) -> tfds.core.DatasetBuilder:
     """`prepare` for a data config (a TFDS name, or the user's folder or arrays)."""
-    return prepare(data.name, data.data_dir, user_source(data))
+    return prepare(data.name, data.data_dir, user_source(data), verbose=verbose)
 
 
 def load_data_split(data: ml_collections.ConfigDict, split: str) -> "ImageSource":
@@ -137,8 +143,50 @@ def load_data_split(data: ml_collections.ConfigDict, split: str) -> "ImageSource
     return load_split(data.name, split, data.data_dir, user_source(data))
 
 
+class _Quiet:
+    """While entered (by any thread, nested or not): the loggers QUIET_LOGGERS at ERROR and
+    TFDS's progress bars off; the first to enter saves the previous levels and switch, the last
+    to leave restores them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: tuple[list[int], bool] | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+                self._saved = ([lg.level for lg in loggers], tqdm_utils._active)
+                for lg in loggers:
+                    lg.setLevel(max(lg.level, logging.ERROR))
+                tfds.disable_progress_bar()
+            self._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                levels, bars = self._saved
+                for n, level in zip(QUIET_LOGGERS, levels, strict=True):
+                    logging.getLogger(n).setLevel(level)
+                tfds.display_progress_bar(bars)
+
+
+_quiet = _Quiet()
+
+
+def quiet_tfds(verbose: bool = False) -> contextlib.AbstractContextManager:
+    """A context in which TFDS says nothing below an error: absl's and TFDS's loggers at ERROR
+    and TFDS's progress bars off, restored on leaving (nothing changes when `verbose`)."""
+    return contextlib.nullcontext() if verbose else _quiet
+
+
 def prepare(
-    name: str, data_dir: str | None = None, source: user_images.Source | None = None
+    name: str,
+    data_dir: str | None = None,
+    source: user_images.Source | None = None,
+    verbose: bool = False,
 ) -> tfds.core.DatasetBuilder:
     """Writes data set `name` (or the user's images `source`) as array_record under `data_dir`
     if it is not there yet.
@@ -146,26 +194,53 @@ def prepare(
     Bundled data sets and a user's images are built offline. Standard ones need the internet
     and TensorFlow (TFDS encodes their images with it); when either is missing, a DataError
     says what to do.
+
+    It says one line, "preparing ... into DIR", when it writes the data; TFDS's logging below
+    errors, its messages and progress bars only when `verbose` (and the bar of the decoding of
+    a folder on a terminal).
     """
     data_dir = default_data_dir(data_dir)
-    builder = _builder(name, data_dir, source)
-    if builder.is_prepared():
-        return builder
-    os.makedirs(data_dir, exist_ok=True)
-    lock_name = f".{builder.name}.{builder.builder_config.name if source else ''}.prepare.lock"
-    with open(os.path.join(data_dir, lock_name), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing a data dir prepare it once
+    with quiet_tfds(verbose):
+        if source is not None:
+            try:
+                user_images.check_source(source)  # an empty folder says so before anything else
+            except user_images.images_lib.ImageError as e:
+                raise DataError(str(e)) from None
         builder = _builder(name, data_dir, source)
         if builder.is_prepared():
             return builder
-        if source is not None:
-            try:
-                builder.download_and_prepare()
-            except user_images.images_lib.ImageError as e:
-                raise DataError(str(e)) from None
-            user_images.write_bad_files(builder)
-            return builder
-        return _prepare_locked(builder, name, data_dir)
+        os.makedirs(data_dir, exist_ok=True)
+        lock_name = f".{builder.name}.{builder.builder_config.name if source else ''}.prepare.lock"
+        with open(os.path.join(data_dir, lock_name), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing a data dir prepare it once
+            builder = _builder(name, data_dir, source)
+            if builder.is_prepared():
+                return builder
+            if not verbose:  # TFDS prints "Downloading and preparing ..." and "... prepared"
+                builder._log_download_bytes = builder._log_download_done = lambda: None
+            if source is not None:
+                builder.progress = True if verbose else None
+                _say_preparing(builder, _describe_source(builder))
+                try:
+                    builder.download_and_prepare()
+                except user_images.images_lib.ImageError as e:
+                    raise DataError(str(e)) from None
+                user_images.write_bad_files(builder)
+                return builder
+            return _prepare_locked(builder, name, data_dir)
+
+
+def _describe_source(builder: user_images.UserImages) -> str:
+    """What the user's images `builder` prepares, for `_say_preparing`."""
+    source = builder.builder_config.source
+    geometry = f"{source.image_size}x{source.image_size}x{source.channels}"
+    if source.kind == "folder":
+        return f"{builder.builder_config.num_images} images from {source.path} ({geometry})"
+    return f"the images of {source.path} ({geometry})"
+
+
+def _say_preparing(builder: tfds.core.DatasetBuilder, what: str) -> None:
+    print(f"preparing {what} into {builder.data_dir}", flush=True)
 
 
 def _builder(
@@ -222,6 +297,7 @@ def _prepare_locked(builder, name: str, data_dir: str) -> tfds.core.DatasetBuild
                 f"Data set {name!r} is not prepared in {data_dir}, and the download host "
                 f"storage.googleapis.com cannot be reached from here. {how}"
             )
+    _say_preparing(builder, name)
     builder.download_and_prepare()
     return builder
 

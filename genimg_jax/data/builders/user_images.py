@@ -8,7 +8,8 @@ Two kinds of source (`data.name`):
 - "arrays": a `.npz` (the array `images`, else the first one; labels from `labels` or `y`) or a
   `.npy` of images [N, H, W, C] or [N, H, W], uint8, or floats in [0, 1] (or [-1, 1]).
 
-Images are decoded in parallel threads (PIL releases the GIL while decoding and resizing),
+Images are decoded in parallel threads (PIL releases the GIL while decoding and resizing; a
+progress bar on a terminal, or always with `UserImages.progress = True`),
 centre-cropped and resized to `data.image_size` x `data.channels` (`images.fit_images`) and written
 once. The builder config's name is a hash of the source's content (relative paths, sizes and
 modification times of the files) and of the geometry and options, so a second run reuses the
@@ -74,6 +75,29 @@ def signature(source: Source, files: list[str] | None = None) -> str:
     return "s" + digest.hexdigest()[:20]
 
 
+def check_source(source: Source) -> list[str]:
+    """A one-line ImageError when `source` cannot be prepared at all (a missing folder, a folder
+    without images, a path that is not a .npz/.npy file); nothing is decoded. Returns a folder's
+    `list_images` (none for arrays)."""
+    if source.kind == "folder":
+        if not os.path.isdir(source.path):
+            raise images_lib.ImageError(
+                f"data.path={source.path!r} is not a folder; give the folder of your images"
+            )
+        files, other = list_images(source.path)
+        if not files:
+            raise images_lib.ImageError(
+                f"data.path={source.path!r} holds no images ({', '.join(images_lib.EXTENSIONS)})"
+                + (f"; {other} other files were ignored" if other else ": it is empty")
+            )
+        return files
+    if not os.path.isfile(source.path) or not source.path.endswith((".npz", ".npy")):
+        raise images_lib.ImageError(
+            f"data.path={source.path!r} is not a .npz or .npy file of images [N, H, W, C]"
+        )
+    return []
+
+
 def _is_test(key: str) -> bool:
     return int(hashlib.sha256(key.encode()).hexdigest(), 16) % TEST_EVERY == 0
 
@@ -100,12 +124,15 @@ class UserImagesConfig(tfds.core.BuilderConfig):
         super().__init__(name=signature(source, files), description=f"{source.kind} {source.path}")
         self.source = source
         self.names = class_names(files) if source.labels_from_folders else []
+        self.num_images = len(files)  # of a folder (0 for arrays, whose count needs a read)
 
 
 class UserImages(tfds.core.GeneratorBasedBuilder):
     """A user's folder of images or array file (see the module doc); built without network."""
 
     VERSION = tfds.core.Version("1.0.0")
+    # the decoding progress bar: None on a terminal only, True always, False never
+    progress: bool | None = None
 
     def _info(self) -> tfds.core.DatasetInfo:
         source = self.builder_config.source
@@ -127,7 +154,9 @@ class UserImages(tfds.core.GeneratorBasedBuilder):
         del dl_manager
         source = self.builder_config.source
         if source.kind == "folder":
-            keys, pixels, labels, bad = _decode_folder(source, self.builder_config.names)
+            keys, pixels, labels, bad = _decode_folder(
+                source, self.builder_config.names, self.progress
+            )
         else:
             keys, pixels, labels, bad = _load_arrays(source)
         self.bad_files = bad  # written beside the prepared data by `write_bad_files`
@@ -162,31 +191,28 @@ def _decode_one(source: Source, rel: str) -> np.ndarray | str:
     return images_lib.fit_images(image[None], source.image_size, source.channels)[0]
 
 
-def _decode_folder(source: Source, names: list[str]):
-    """Every image of the folder decoded and fitted, in parallel threads with a progress bar:
+def _decode_folder(source: Source, names: list[str], progress: bool | None = None):
+    """Every image of the folder decoded and fitted, in parallel threads with a progress bar
+    (`progress`: None on a terminal only, left there when True):
     (keys, uint8 [N, S, S, C], labels [N] or None, [(bad file, why)])."""
-    if not os.path.isdir(source.path):
-        raise images_lib.ImageError(
-            f"data.path={source.path!r} is not a folder; give the folder of your images"
-        )
-    files, other = list_images(source.path)
-    if not files:
-        raise images_lib.ImageError(
-            f"data.path={source.path!r} holds no images ({', '.join(images_lib.EXTENSIONS)})"
-            + (f"; {other} other files were ignored" if other else ": it is empty")
-        )
+    files = check_source(source)
     workers = min(32, 2 * (os.cpu_count() or 1))
     decoded: list = [None] * len(files)
     with (
         futures.ThreadPoolExecutor(workers) as pool,
         tqdm(
-            total=len(files), unit="image", desc=f"preparing {source.path}", mininterval=1.0
-        ) as progress,
+            total=len(files),
+            unit="image",
+            desc="decoding",
+            mininterval=1.0,
+            disable=None if progress is None else not progress,
+            leave=bool(progress),
+        ) as bar,
     ):
         jobs = {pool.submit(_decode_one, source, rel): i for i, rel in enumerate(files)}
         for job in futures.as_completed(jobs):
             decoded[jobs[job]] = job.result()
-            progress.update(1)
+            bar.update(1)
     bad = [(rel, why) for rel, why in zip(files, decoded, strict=True) if isinstance(why, str)]
     if bad and not source.skip_bad_files:
         rel, why = bad[0]
@@ -223,10 +249,7 @@ def _array_labels(path: str) -> bool:
 
 def _load_arrays(source: Source):
     """A .npz/.npy of images fitted to the geometry: (keys, uint8 [N, S, S, C], labels, [])."""
-    if not os.path.isfile(source.path) or not source.path.endswith((".npz", ".npy")):
-        raise images_lib.ImageError(
-            f"data.path={source.path!r} is not a .npz or .npy file of images [N, H, W, C]"
-        )
+    check_source(source)
     labels = None
     if source.path.endswith(".npz"):
         with np.load(source.path) as f:
