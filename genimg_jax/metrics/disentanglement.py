@@ -35,6 +35,7 @@ STUDY_BATCH_SIZE = 64  # observations per BetaVAE / FactorVAE training point
 PRUNE_STD = 0.05  # FactorVAE: codes whose global std is below this are collapsed
 MIN_POINTS = 50  # the fewest samples study_scores draws for any count, whatever its scale
 DEFAULT_TREES = {"forest": 50, "gbt": 100}  # DCI: trees per classifier, by estimator
+SAP_C = 0.01  # SAP's linear SVMs' C, as disentanglement_lib
 ENCODE_BATCH = 256  # observations encoded per call of `represent`
 
 Represent = Callable[[np.ndarray], np.ndarray]
@@ -100,6 +101,101 @@ def sample_represented(
 def _sklearn_seed(rng: np.random.Generator) -> int:
     """A scikit-learn random_state drawn from rng."""
     return int(rng.integers(2**31 - 1))
+
+
+# --------------------------------------------------------------------------------------------
+# The study's scikit-learn estimators
+#
+# disentanglement_lib (2018-19, scikit-learn 0.20/0.21) built its estimators with that
+# version's defaults: `LogisticRegression(random_state=...)` for the BetaVAE score and
+# `LogisticRegression()` for explicitness, `LinearSVC(C=0.01, class_weight="balanced")` for SAP,
+# `GradientBoostingClassifier()` for DCI. Several defaults have changed since (0.22:
+# LogisticRegression became multinomial lbfgs; 1.5: LinearSVC's dual="auto" solves the primal
+# when samples outnumber features), so the functions below spell out 0.21's values and the
+# scores do not move with the installed scikit-learn.
+
+
+def study_logistic_regression(seed: int):
+    """scikit-learn 0.21's `LogisticRegression(random_state=seed)`: one-vs-rest liblinear.
+
+    Its defaults then: solver="liblinear", multi_class="ovr" (the "warn" placeholders of 0.20
+    and 0.21 resolve to these), penalty="l2", C=1.0, dual=False, tol=1e-4, max_iter=100,
+    fit_intercept=True, intercept_scaling=1 (liblinear regularises the intercept as the weight
+    of a constant feature 1), class_weight=None. For each class a binary L2-regularised
+    logistic regression of "this class" against the rest; it predicts the class of the largest
+    decision value and its probabilities are the classes' sigmoids normalised to sum to 1.
+    scikit-learn 1.8 removed multi_class, and its liblinear refuses 3 or more classes, so the
+    one-vs-rest is `OneVsRestClassifier` over the binary liblinear model: the same K binary
+    fits, predictions and probabilities. (L2 is left to the default: `penalty="l2"` up to 1.7,
+    `l1_ratio=0.0` from 1.8, where passing `penalty` is deprecated.)
+    """
+    from sklearn.linear_model import LogisticRegression  # imported here: slow, seldom needed
+    from sklearn.multiclass import OneVsRestClassifier
+
+    binary = LogisticRegression(
+        solver="liblinear",
+        C=1.0,
+        dual=False,
+        tol=1e-4,
+        max_iter=100,
+        fit_intercept=True,
+        intercept_scaling=1.0,
+        class_weight=None,
+        random_state=seed,
+    )
+    return OneVsRestClassifier(binary)
+
+
+def study_linear_svc(c: float, seed: int):
+    """scikit-learn 0.21's `LinearSVC(C=c, class_weight="balanced", random_state=seed)`, as
+    disentanglement_lib's SAP: penalty="l2", loss="squared_hinge", dual=True (liblinear's dual
+    coordinate descent; `dual="auto"`, the default from 1.5, would solve the primal here),
+    tol=1e-4, max_iter=1000, multi_class="ovr", fit_intercept=True, intercept_scaling=1 (the
+    intercept regularised as a constant feature's weight)."""
+    from sklearn.svm import LinearSVC  # imported here: slow, seldom needed
+
+    return LinearSVC(
+        C=c,
+        penalty="l2",
+        loss="squared_hinge",
+        dual=True,
+        tol=1e-4,
+        max_iter=1000,
+        multi_class="ovr",
+        fit_intercept=True,
+        intercept_scaling=1,
+        class_weight="balanced",
+        random_state=seed,
+    )
+
+
+def study_gradient_boosting(num_trees: int, seed: int):
+    """scikit-learn 0.21's `GradientBoostingClassifier(n_estimators=num_trees,
+    random_state=seed)`, as disentanglement_lib's DCI (100 stages): log-loss ("deviance" then),
+    learning_rate=0.1, subsample=1.0, max_depth=3, min_samples_split=2, min_samples_leaf=1,
+    max_features=None, no early stopping, no pruning (ccp_alpha=0, added in 0.22). The split
+    criterion is left to the default: "friedman_mse" up to 1.8; 1.9 deprecates the parameter
+    and grows squared-error trees, whose best split is the same (both rank a split by
+    n_l·n_r/(n_l + n_r)·(mean_l - mean_r)²) and whose impurity importances are the same."""
+    from sklearn.ensemble import GradientBoostingClassifier  # imported here: slow
+
+    return GradientBoostingClassifier(
+        loss="log_loss",
+        learning_rate=0.1,
+        n_estimators=num_trees,
+        subsample=1.0,
+        max_depth=3,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        min_impurity_decrease=0.0,
+        max_features=None,
+        max_leaf_nodes=None,
+        init=None,
+        n_iter_no_change=None,
+        ccp_alpha=0.0,
+        random_state=seed,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,16 +326,13 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
 
 def _tree_classifier(estimator: str, num_trees: int | None, seed: int):
     """A scikit-learn tree-ensemble classifier: "forest" or "gbt" (see `dci_from_split`)."""
-    from sklearn.ensemble import (  # imported here: slow, seldom needed
-        GradientBoostingClassifier,
-        RandomForestClassifier,
-    )
+    from sklearn.ensemble import RandomForestClassifier  # imported here: slow, seldom needed
 
     if estimator not in DEFAULT_TREES:
         raise ValueError(f"estimator must be one of {sorted(DEFAULT_TREES)}, got {estimator!r}")
     num_trees = num_trees or DEFAULT_TREES[estimator]
     if estimator == "gbt":
-        return GradientBoostingClassifier(n_estimators=num_trees, random_state=seed)
+        return study_gradient_boosting(num_trees, seed)
     return RandomForestClassifier(
         n_estimators=num_trees, max_features=None, min_samples_leaf=2, random_state=seed, n_jobs=-1
     )
@@ -263,11 +356,12 @@ def dci_from_split(
 
     estimator "forest": random forests of num_trees (default 50) trees whose every split
     considers all codes (max_features=None, as Eastwood & Williams' regressors did).
-    estimator "gbt": disentanglement_lib's GradientBoostingClassifier with scikit-learn's
-    defaults (num_trees=None: 100 stages). Gradient boosting fits one tree per class per stage,
-    one after another: on the study's 10000 train codes (Z=10) of the `shapes` factors (3, 6,
-    40, 32 and 32 classes) it took 293 s on this project's 2-core machine (8, 16, 103, 83 and
-    83 s per factor). `max_train` fits on only the first max_train training samples (None: all).
+    estimator "gbt": disentanglement_lib's GradientBoostingClassifier with scikit-learn 0.21's
+    defaults (`study_gradient_boosting`; num_trees=None: 100 stages). Gradient boosting fits
+    one tree per class per stage, one after another: on the study's 10000 train codes (Z=10)
+    of the `shapes` factors (3, 6, 40, 32 and 32 classes) it took 293 s on this project's
+    2-core machine (8, 16, 103, 83 and 83 s per factor). `max_train` fits on only the first
+    max_train training samples (None: all).
     """
     train_codes, train_factors = _check(train_codes, train_factors)
     test_codes, test_factors = _check(test_codes, test_factors)
@@ -383,18 +477,31 @@ def compute_beta_vae(
     num_eval: int = STUDY_NUM_TEST,
     batch: int = ENCODE_BATCH,
 ) -> dict[str, float]:
-    """The BetaVAE score (Higgins et al. 2017) as disentanglement_lib computes it: a
-    LogisticRegression (scikit-learn's defaults) learns which factor was shared from
-    num_train `beta_vae_points`; {"train_accuracy", "eval_accuracy"} on those and on num_eval
-    fresh points. The score is eval_accuracy; chance is 1/F."""
-    from sklearn.linear_model import LogisticRegression  # imported here: slow, seldom needed
-
+    """The BetaVAE score (Higgins et al. 2017) as disentanglement_lib computes it:
+    `beta_vae_accuracy` of num_train `beta_vae_points` and num_eval fresh ones,
+    {"train_accuracy", "eval_accuracy"}. The score is eval_accuracy; chance is 1/F."""
     train = beta_vae_points(represent, gt, rng, num_train, batch_size=batch_size, batch=batch)
-    model = LogisticRegression(random_state=_sklearn_seed(rng)).fit(*train)
+    seed = _sklearn_seed(rng)
     evaluation = beta_vae_points(represent, gt, rng, num_eval, batch_size=batch_size, batch=batch)
+    return beta_vae_accuracy(*train, *evaluation, seed=seed)
+
+
+def beta_vae_accuracy(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    eval_features: np.ndarray,
+    eval_labels: np.ndarray,
+    *,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The BetaVAE score's classifier: the study's logistic regression
+    (`study_logistic_regression`, one-vs-rest liblinear) learns the shared factor from
+    features [P, Z] with labels int [P]; {"train_accuracy", "eval_accuracy"} of its
+    predictions on the training and the evaluation points."""
+    model = study_logistic_regression(seed).fit(train_features, train_labels)
     return {
-        "train_accuracy": float(model.score(*train)),
-        "eval_accuracy": float(model.score(*evaluation)),
+        "train_accuracy": float(model.score(train_features, train_labels)),
+        "eval_accuracy": float(model.score(eval_features, eval_labels)),
     }
 
 
@@ -505,15 +612,14 @@ def sap_score_matrix(
     seed: int = 0,
 ) -> np.ndarray:
     """SAP's score matrix [Z, F] for discrete factors (Kumar et al. 2018), as
-    disentanglement_lib: entry (i, j) is the test accuracy of a linear SVM (LinearSVC, C=0.01,
-    balanced class weights) trained to predict factor j from code i alone."""
-    from sklearn.svm import LinearSVC  # imported here: slow, seldom needed
-
+    disentanglement_lib: entry (i, j) is the test accuracy of a linear SVM
+    (`study_linear_svc`: scikit-learn 0.21's LinearSVC, C=0.01, balanced class weights)
+    trained to predict factor j from code i alone."""
     train_codes, train_factors = _check(train_codes, train_factors)
     test_codes, test_factors = _check(test_codes, test_factors)
     scores = np.zeros((train_codes.shape[1], train_factors.shape[1]))
     for i, j in np.ndindex(scores.shape):
-        svm = LinearSVC(C=0.01, class_weight="balanced", random_state=seed)
+        svm = study_linear_svc(SAP_C, seed)
         svm.fit(train_codes[:, [i]], train_factors[:, j])
         scores[i, j] = svm.score(test_codes[:, [i]], test_factors[:, j])
     return scores
@@ -588,14 +694,14 @@ def explicitness(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Explicitness (Ridgeway & Mozer 2018), as disentanglement_lib: (train, test) mean over
-    factors of the one-vs-rest ROC AUC, averaged over the factor's classes, of a
-    LogisticRegression (scikit-learn's defaults) that predicts the factor from all codes.
+    factors of the one-vs-rest ROC AUC, averaged over the factor's classes, of the study's
+    logistic regression (`study_logistic_regression`: disentanglement_lib's
+    `LogisticRegression()` under scikit-learn 0.21, one-vs-rest liblinear) that predicts the
+    factor from all codes.
 
     Codes are standardised with the training mean and std (constant codes left at 0). Classes
     absent from the set being scored are left out of its average.
     """
-    from sklearn.linear_model import LogisticRegression  # imported here: slow, seldom needed
-
     train_codes, train_factors = _check(train_codes, train_factors)
     test_codes, test_factors = _check(test_codes, test_factors)
     mean, std = train_codes.mean(axis=0), train_codes.std(axis=0)
@@ -603,7 +709,7 @@ def explicitness(
     x_train, x_test = (train_codes - mean) / std, (test_codes - mean) / std
     train_auc, test_auc = [], []
     for j in range(train_factors.shape[1]):
-        model = LogisticRegression(random_state=seed).fit(x_train, train_factors[:, j])
+        model = study_logistic_regression(seed).fit(x_train, train_factors[:, j])
         for auc, x, y in ((train_auc, x_train, train_factors), (test_auc, x_test, test_factors)):
             auc.append(_one_vs_rest_auc(y[:, j], model.predict_proba(x), model.classes_))
     return float(np.mean(train_auc)), float(np.mean(test_auc))

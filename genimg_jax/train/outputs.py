@@ -24,6 +24,7 @@ PACKAGES = (
     "tensorflow-datasets",
     "ml-collections",
     "numpy",
+    "scikit-learn",  # the disentanglement scores' estimators (metrics/disentanglement.py)
 )
 
 
