@@ -9,7 +9,8 @@ after.
 
 Configs whose data cannot be had offline (celeb_a, cifar10, a user's folder) run on the bundled
 digits at their own image size and channels, and are scored on the domain classifier's
-features where they name the Inception network. The state's hash is taken over its arrays' bytes as
+features where they name the Inception network; the disentanglement study's scores are taken at
+1% of the study's sample counts. The state's hash is taken over its arrays' bytes as
 a sorted multiset, so moving an array within the state (a field renamed, a statistic kept apart
 from the hyperparameters) keeps the hash while any changed value changes it."""
 
@@ -53,6 +54,8 @@ def fingerprint(path: str) -> dict:
     config.eval.scores = True
     if config.eval.get("feature_net") == "inception":  # its weights cannot be had offline
         config.eval.feature_net = "classifier"
+    if config.eval.get("disentanglement_scale", 0) > 0:  # the study's scores, at 1% of its counts
+        config.eval.disentanglement_scale = 0.01
     config.compile_cache_dir = ""
     with tempfile.TemporaryDirectory() as workdir:
         state = genimg_jax.train(config, workdir)

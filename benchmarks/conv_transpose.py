@@ -21,9 +21,9 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from genimg_jax.models.layers import ConvTranspose
-from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 
-cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+runtime_setup.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 # (batch, size, in_channels, out_channels): [B, S, S, I] -> [B, 2S, 2S, O], kernel 4, stride 2
 SHAPES = [(64, 4, 256, 128), (64, 8, 128, 64), (64, 16, 64, 1)]

@@ -22,8 +22,8 @@ except ModuleNotFoundError:  # a checkout without `pip install -e .`: import fro
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from genimg_jax import config as config_lib
-from genimg_jax.runtime import cpu_tuning
-from genimg_jax.train import loop as trainer
+from genimg_jax.runtime import setup as runtime_setup
+from genimg_jax.training import loop as trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--tiny", action="store_true", help="32x32, batch 16: a dry run")
     args = parser.parse_args()
-    cpu_tuning.tune_if_cpu()
+    runtime_setup.tune_if_cpu()
     config = config_lib.from_file(os.path.join(REPO, "configs", "dcgan_mnist.py"))
     config.deterministic = True
     config.parallel.num_devices = 1

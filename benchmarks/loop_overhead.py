@@ -13,7 +13,7 @@ the bare step is timed inside the trainer's run, interleaved with it. The loop i
 steps, as the loop draws its next batch, the wrapper waits for the trainer's last step, closes
 the trainer's segment (its wall-clock time: data, dispatch, logs, and any evaluation or
 checkpoint in it), runs `--segment` steps of
-- the bare step: `jax.jit(steps.make_train_step(config), donate_argnums=0)` on a fixed batch,
+- the bare step: `jax.jit(families.make_train_step(config), donate_argnums=0)` on a fixed batch,
 - the trainer's own compiled program (`make_strategy` + divergence guard) on a fixed batch,
 each dispatched back to back and waited for at the end, then opens the next trainer segment.
 The first segment (compilation) is not counted; the last ends when `train_and_evaluate` returns
@@ -43,18 +43,17 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 
-cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+runtime_setup.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 from genimg_jax import config as config_lib
-from genimg_jax.core import state as state_lib
+from genimg_jax import families
 from genimg_jax.data import pipeline
-from genimg_jax.families import train_step as steps
 from genimg_jax.runtime import parallel
-from genimg_jax.train import guard as guard_lib
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import programs
+from genimg_jax.training import guard as guard_lib
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import programs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -211,8 +210,8 @@ def main() -> None:
     fixed = {"image": images, "label": np.arange(b, dtype=np.int32) % 10}  # the digits' classes
     key = jax.random.PRNGKey(0)
     bare = Chunks(
-        jax.jit(steps.make_train_step(config), donate_argnums=0),
-        state_lib.initial_state(config, mesh),
+        jax.jit(families.make_train_step(config), donate_argnums=0),
+        families.initial_state(config, mesh),
         jax.device_put(fixed),
         key,
         args.segment,
@@ -223,7 +222,7 @@ def main() -> None:
     fresh_guard = parallel.replicate_global(guard_lib.fresh(), mesh)  # placed as step outputs
     guarded = Chunks(
         strategy.step,
-        strategy.place_state((state_lib.initial_state(config, mesh), fresh_guard)),
+        strategy.place_state((families.initial_state(config, mesh), fresh_guard)),
         strategy.place_batch(fixed),
         parallel.replicate_global(key, mesh),
         args.segment,

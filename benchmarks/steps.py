@@ -3,7 +3,7 @@
 Run: `.venv/bin/python benchmarks/steps.py [--quick] [--no-compile]` (needs the benchmark-only
 extra: `.venv/bin/pip install torch==2.13.0`, the CPU wheel).
 
-Ours is `jax.jit(genimg_jax.steps.make_train_step(config), donate_argnums=0)`, compiled ahead
+Ours is `jax.jit(genimg_jax.families.make_train_step(config), donate_argnums=0)`, compiled ahead
 of time, warm, timed to `block_until_ready`; PyTorch's twins and steps are in
 `torch_reference.py` (same layers and parameter counts, checked here). Each repeat times one
 step of every implementation of every model, and one large float32 matmul (`jnp.dot`, the
@@ -41,15 +41,13 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: import from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 
-cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+runtime_setup.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 import torch_reference as ref
 
-from genimg_jax.core import family
-from genimg_jax.core import state as state_lib
-from genimg_jax.families import train_step as steps
+from genimg_jax import families
 from genimg_jax.runtime import parallel
 
 
@@ -135,14 +133,14 @@ class Ours:
 
     def __init__(self, config):
         mesh = parallel.make_mesh(1)
-        self.state = state_lib.initial_state(config, mesh)
-        lo, hi = family.of(config).value_range
+        self.state = families.initial_state(config, mesh)
+        lo, hi = families.of(config).value_range
         size = config.data.image_size
         shape = (config.train.batch_size, size, size, config.data.channels)
         images = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
         self.batch = {"image": jax.device_put(images)}
         self.key = jax.random.PRNGKey(0)
-        jitted = jax.jit(steps.make_train_step(config), donate_argnums=0)
+        jitted = jax.jit(families.make_train_step(config), donate_argnums=0)
         start = time.perf_counter()
         self.step = jitted.lower(self.state, self.batch, self.key).compile()
         self.compile_s = time.perf_counter() - start
@@ -159,7 +157,7 @@ class Torch:
     def __init__(self, config, compile: bool):
         self.step, self.counts = ref.build_step(config, compile=compile, device=TORCH_DEVICE)
         ref.check_param_counts(config, self.counts)
-        lo, hi = family.of(config).value_range
+        lo, hi = families.of(config).value_range
         size, b = config.data.image_size, config.train.batch_size
         x = torch.rand(b, config.data.channels, size, size) * (hi - lo) + lo
         self.x = x.to(TORCH_DEVICE)

@@ -28,13 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from genimg_jax import config as config_lib
-from genimg_jax.core import state as state_lib
-from genimg_jax.runtime import cpu_tuning, parallel
+from genimg_jax import families
+from genimg_jax.runtime import parallel
+from genimg_jax.runtime import setup as runtime_setup
 from genimg_jax.sweeps import run as sweep_run
 from genimg_jax.sweeps import spec as sweep
-from genimg_jax.train import programs
+from genimg_jax.training import programs
 
-cpu_tuning.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
+runtime_setup.tune_if_cpu()  # what the `genimg` command applies, before JAX starts
 
 
 def load_config(name: str):
@@ -71,7 +72,7 @@ def step_times(config, k: int, repeats: int, modes: tuple[str, ...]) -> dict[str
     states = []
     for i in range(k):
         c = sweep.apply(config, {"seed": i, "train.lr": 1e-3 * (1 + i % 3)})
-        states.append(state_lib.initial_state(c, mesh))
+        states.append(families.initial_state(c, mesh))
     b = config.train.batch_size
     shape = (b, config.data.image_size, config.data.image_size, config.data.channels)
     rng = np.random.default_rng(0)

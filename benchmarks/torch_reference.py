@@ -378,9 +378,9 @@ def ours_param_counts(config) -> dict[str, int]:
     """Parameter counts of genimg_jax's networks for `config`, keyed "g"/"d" or "vae"."""
     import jax
 
-    from genimg_jax.core import state as state_lib
+    from genimg_jax import families
 
-    state = jax.eval_shape(lambda: state_lib.create_state(config, jax.random.PRNGKey(0)))
+    state = jax.eval_shape(lambda: families.create_state(config, jax.random.PRNGKey(0)))
 
     def count(tree) -> int:
         return sum(leaf.size for leaf in jax.tree.leaves(tree))
@@ -503,9 +503,9 @@ def check_outputs(config, tol: float = 1e-4) -> float:
     Returns the largest relative error."""
     import jax
 
-    from genimg_jax.core import state as state_lib
+    from genimg_jax import families
 
-    state = state_lib.create_state(config, jax.random.PRNGKey(0))
+    state = families.create_state(config, jax.random.PRNGKey(0))
     data, m = config.data, config.model
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (8, data.image_size, data.image_size, data.channels)).astype("f4")

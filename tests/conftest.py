@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 
 # Eight host-platform CPU devices, so multi-device runs are real (set before JAX starts).
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -41,7 +41,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # The CPU settings the `genimg` command applies before JAX starts (cpu_tuning.py), so that the
 # in-process tests compile and run the programs its processes do.
-cpu_tuning.tune_if_cpu()
+runtime_setup.tune_if_cpu()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,7 +1,10 @@
 """The Python API: the README's example runs as it is, and `genimg_jax` exports what it names."""
 
+import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 from conftest import REPO
@@ -30,4 +33,47 @@ def test_the_package_exports_its_entry_points_lazily():
     assert genimg_jax.__all__ == sorted(genimg_jax._API)
     for name in genimg_jax.__all__:
         assert callable(getattr(genimg_jax, name)), name
-    assert genimg_jax.train.__name__ == "train_and_evaluate"
+    assert genimg_jax.training.__name__ == "train_and_evaluate"
+
+
+def test_the_readmes_family_contract_is_the_codes():
+    """README "Adding a model family": its table names every abstract member of
+    `core.family.Family`, and nothing the class lacks."""
+    from genimg_jax.core.family import Family
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Adding a model family") :]
+    section = section[: section.index("\n## ", 5)]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {m for line in table for m in re.findall(r"`(\w+)", line.split("|")[1])}
+    assert Family.__abstractmethods__ <= named, Family.__abstractmethods__ - named
+    assert all(hasattr(Family, name) for name in named), [
+        n for n in named if not hasattr(Family, n)
+    ]
+
+
+def test_the_python_apis_train_changes_no_process_wide_setting(tmp_path):
+    """`genimg_jax.train` in a fresh process: XLA_FLAGS, JAX's compilation cache directory and
+    its CPU dispatch are as they were before (the CLI's runtime setup is what changes them,
+    `genimg_jax.setup_runtime`), and the run record keeps the flags the run compiled under."""
+    script = f"""
+import json, os, jax, genimg_jax
+read = lambda: (os.environ.get("XLA_FLAGS"), jax.config.jax_compilation_cache_dir,
+                jax.config.read("jax_cpu_enable_async_dispatch"))
+before = read()
+config = genimg_jax.load_config({os.path.join(REPO, "configs", "vae_mnist.py")!r}, "quick")
+config.train.steps = 2
+genimg_jax.train(config, {str(tmp_path / "run")!r})
+print(json.dumps({{"before": before, "after": read()}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_COMP"))}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["after"] == seen["before"], seen
+    with open(tmp_path / "run" / "run_record.json") as f:
+        record = json.load(f)
+    assert record["xla_flags"] == "" and "versions" in record

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import load_config
 
+from genimg_jax import families
 from genimg_jax.core import augment, losses
-from genimg_jax.core import state as state_lib
-from genimg_jax.families import train_step as steps
+from genimg_jax.families.gan import step as gan_step
 from genimg_jax.runtime import parallel
-from genimg_jax.train import loop as trainer
+from genimg_jax.training import loop as trainer
 
 X = jax.random.uniform(jax.random.key(0), (8, 16, 16, 3), minval=-1.0, maxval=1.0)
 
@@ -101,26 +101,26 @@ def test_lecam_penalty_and_anchors_match_numpy():
 
 
 def _d_step(config, **kw):
-    return jax.jit(
-        functools.partial(
-            steps.d_step,
-            loss=losses.GAN_LOSSES["non_saturating"],
-            latent_dim=config.model.latent_dim,
-            **kw,
-        )
+    spec = gan_step.GANStep(
+        loss=losses.GAN_LOSSES["non_saturating"],
+        latent_dim=config.model.latent_dim,
+        ema=gan_step.EMA(0.0, 0.0, 0.0),
+        **kw,
     )
+    return jax.jit(functools.partial(gan_step.d_step, spec=spec))
 
 
 def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty(monkeypatch):
-    """Also: `lax.cond` (GPU, TPU) and XLA:CPU's select (`steps.gan.conditionals_are_slow`)
+    """Also: `lax.cond` (GPU, TPU) and XLA:CPU's select (`gan_step.conditionals_are_slow`)
     are two programs for the same update, on the step the penalty runs and on one it skips."""
     config = load_config("dcgan_mnist")
-    s = state_lib.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     rng = jax.random.key(2)
-    plain_step, lazy_step = _d_step(config), _d_step(config, r1_gamma=10.0, r1_interval=4)
+    lazy_r1 = gan_step.LazyPenalty(10.0, 4)
+    plain_step, lazy_step = _d_step(config), _d_step(config, r1=lazy_r1)
     _, plain = plain_step(s, batch, rng)
-    _, every = _d_step(config, r1_gamma=10.0)(s, batch, rng)
+    _, every = _d_step(config, r1=gan_step.LazyPenalty(10.0, 1))(s, batch, rng)
     ran, lazy = lazy_step(s, batch, rng)  # d.step 0: runs
     assert float(lazy["d_r1"]) == pytest.approx(float(every["d_r1"]), rel=1e-6)
     full = float(every["d_loss"]) - float(plain["d_loss"])
@@ -132,10 +132,10 @@ def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty(monkeypatch):
     assert float(skipped["d_r1"]) == 0.0
     assert float(skipped["d_loss"]) == pytest.approx(float(plain_later["d_loss"]), rel=1e-6)
 
-    selects = steps.gan.conditionals_are_slow()
-    monkeypatch.setenv("GENIMG_LAZY_COND", "1" if selects else "0")
-    assert steps.gan.conditionals_are_slow() != selects
-    other_form = _d_step(config, r1_gamma=10.0, r1_interval=4)
+    selects = gan_step.conditionals_are_slow()
+    other = "cond" if selects else "select"  # train.lazy_regularizers
+    assert gan_step.conditionals_are_slow(other) != selects
+    other_form = _d_step(config, r1=lazy_r1, lazy=other)
     for start, expected in ((s, ran), (later, skipped_state)):
         new, _ = other_form(start, batch, rng)
         for x, y in zip(jax.tree.leaves(new.d), jax.tree.leaves(expected.d), strict=True):
@@ -168,16 +168,18 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
         np.testing.assert_array_equal(a, b)
 
     # G's gradient flows through D's augmentation: it differs from the one without it
-    s = state_lib.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jnp.zeros((8, 28, 28, 1))}
-    g_step = lambda policy: steps.g_step(
+    g_step = lambda policy: gan_step.g_step(
         s,
         batch,
         jax.random.key(3),
-        loss=losses.GAN_LOSSES["non_saturating"],
-        latent_dim=config.model.latent_dim,
-        ema_decay=0.0,
-        augment=policy,
+        gan_step.GANStep(
+            loss=losses.GAN_LOSSES["non_saturating"],
+            latent_dim=config.model.latent_dim,
+            ema=gan_step.EMA(0.0, 0.0, 0.0),
+            augment=policy,
+        ),
     )[1]
     with_aug, without = g_step(("translation", "cutout")), g_step(())
     assert float(with_aug["g_grad_norm"]) > 0
@@ -261,7 +263,7 @@ def test_ada_p_follows_the_sign_of_d_on_reals_like_a_numpy_loop():
 def test_a_d_step_moves_p_by_one_batch_towards_the_target():
     config = load_config("dcgan_mnist")
     config.train.ada = "blit,geom"
-    s = state_lib.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     s = s.replace(d=s.d.replace(hparams={**s.d.hparams, "ada_p": jnp.float32(0.5)}))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     new, metrics = _d_step(config, ada_groups=("blit", "geom"), ada_kimg=1.0)(
@@ -301,20 +303,21 @@ def test_ema_half_life_in_images_with_ramp_up_matches_stylegan2s_formula():
         if rampup:
             half_life = min(half_life, step * batch * rampup)
         expected = 0.5 ** (batch / max(half_life, 1e-8))
-        got = steps.gan.ema_half_life_decay(jnp.int32(step), batch, kimg, rampup)
+        got = gan_step.ema_half_life_decay(jnp.int32(step), batch, kimg, rampup)
         assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-30)
     config = load_config("dcgan_mnist")
     config.train.ema_decay, config.train.ema_kimg = 0.0, 1.0  # the half-life alone turns it on
-    s = state_lib.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     s = s.replace(g=s.g.replace(step=jnp.int32(9)))
-    new, _ = steps.g_step(
+    new, _ = gan_step.g_step(
         s,
         {"image": jnp.zeros((8, 28, 28, 1))},
         jax.random.key(1),
-        loss=losses.GAN_LOSSES["non_saturating"],
-        latent_dim=config.model.latent_dim,
-        ema_decay=0.0,
-        ema_kimg=1.0,
+        gan_step.GANStep(
+            loss=losses.GAN_LOSSES["non_saturating"],
+            latent_dim=config.model.latent_dim,
+            ema=gan_step.EMA(0.0, 1.0, 0.0),
+        ),
     )
     decay = 0.5 ** (8 / 1000)  # G's step after its update is 10: no ramp-up
     expected = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, s.g.ema_params, new.g.params)

@@ -11,8 +11,9 @@ import pytest
 from conftest import load_config
 
 from genimg_jax.runtime import compile_cache
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import programs
+from genimg_jax.runtime import setup as runtime_setup
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import programs
 
 COMPILED = "compiled the training step in"
 
@@ -59,12 +60,15 @@ def test_the_cache_dir_setting_names_the_directory(tmp_path, monkeypatch):
     assert compile_cache.resolve("~/c") == os.path.expanduser("~/c")
     # "auto": what JAX was given (here by the suite, JAX_COMPILATION_CACHE_DIR), else the default
     assert compile_cache.resolve("auto") == os.environ["JAX_COMPILATION_CACHE_DIR"]
-    previous = compile_cache.use(str(tmp_path / "mine"))
+    previous = runtime_setup.use_compile_cache(str(tmp_path / "mine"))
     try:
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
-        assert compile_cache.use("") is None and jax.config.jax_compilation_cache_dir is None
+        assert (
+            runtime_setup.use_compile_cache("") is None
+            and jax.config.jax_compilation_cache_dir is None
+        )
     finally:
-        compile_cache.use("auto")
+        runtime_setup.use_compile_cache("auto")
     assert previous == str(tmp_path / "mine")
     assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
 
@@ -75,14 +79,14 @@ def test_every_program_is_cached_unless_the_user_set_a_minimum_compile_time(monk
     try:
         monkeypatch.delenv(compile_cache.MIN_COMPILE_TIME_VAR, raising=False)
         jax.config.update(option, compile_cache.JAX_MIN_COMPILE_TIME)  # JAX's default
-        compile_cache.use("auto")
+        runtime_setup.use_compile_cache("auto")
         assert getattr(jax.config, option) == 0.0
         jax.config.update(option, 2.5)  # the user's own, from their script
-        compile_cache.use("auto")
+        runtime_setup.use_compile_cache("auto")
         assert getattr(jax.config, option) == 2.5
         monkeypatch.setenv(compile_cache.MIN_COMPILE_TIME_VAR, "1")  # ...or from the environment
         jax.config.update(option, 1.0)
-        compile_cache.use("auto")
+        runtime_setup.use_compile_cache("auto")
         assert getattr(jax.config, option) == 1.0
     finally:
         jax.config.update(option, before)

@@ -24,9 +24,9 @@ import pytest
 from conftest import load_config
 
 from genimg_jax.data import pipeline
-from genimg_jax.train import guard as guard_lib
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import programs
+from genimg_jax.training import guard as guard_lib
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import programs
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 # The loop jits `guard.guarded(step)`: the name JAX logs for the training step.

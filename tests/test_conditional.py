@@ -12,11 +12,12 @@ import pytest
 from conftest import load_config
 
 from genimg_jax import config as config_lib
-from genimg_jax.core import losses, state
+from genimg_jax import families
+from genimg_jax.core import losses
 from genimg_jax.data import pipeline
-from genimg_jax.families import train_step as steps
+from genimg_jax.families.gan import step as gan_step
 from genimg_jax.models.common import fixed_labels
-from genimg_jax.train import loop as trainer
+from genimg_jax.training import loop as trainer
 
 FAMILIES = {"dcgan": "dcgan_mnist", "resnet_gan": "sngan_cifar10"}
 
@@ -37,7 +38,7 @@ def test_fixed_labels_cycle_through_the_classes_in_order():
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def conditional(request):
     config = _conditional(FAMILIES[request.param])
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     return request.param, config, s
 
 
@@ -55,7 +56,7 @@ def test_unconditional_models_have_no_class_parameters():
     for name in FAMILIES.values():
         config = load_config(name)
         config.model.num_classes = 0  # the main job, dcgan_mnist, is conditional
-        s = state.create_state(config, jax.random.key(0))
+        s = families.create_state(config, jax.random.key(0))
         paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]
         assert not [p for p in paths if "Embed" in p], name
 
@@ -64,7 +65,7 @@ def test_a_conditional_step_without_labels_says_what_to_do(conditional):
     _, config, s = conditional
     size, channels = config.data.image_size, config.data.channels
     batch = {"image": jnp.zeros((4, size, size, channels))}
-    step = steps.make_train_step(config)
+    step = families.make_train_step(config)
     with pytest.raises(ValueError, match="model.num_classes=10 needs labelled data"):
         jax.eval_shape(step, s, batch, jax.random.key(0))
 
@@ -78,7 +79,7 @@ def trained(conditional):
         "image": jax.random.uniform(jax.random.key(1), (b, size, size, channels), minval=-1),
         "label": jnp.arange(b, dtype=jnp.int32) % 10,
     }
-    step = jax.jit(steps.make_train_step(config))
+    step = jax.jit(families.make_train_step(config))
     new, _ = step(s, batch, jax.random.key(3))
     new, metrics = step(new, batch, jax.random.key(3))
     return name, config, s, new, metrics
@@ -125,9 +126,9 @@ def test_fake_labels_are_one_global_draw_sliced_per_device():
         pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
     batch = {"image": jnp.zeros((n * rows, 1))}
     rng = jax.random.key(4)
-    whole = steps.gan._fake_labels(rng, batch, config.model.num_classes, None)
+    whole = gan_step._fake_labels(rng, batch, config.model.num_classes, None)
     sliced = jax.pmap(
-        lambda image: steps.gan._fake_labels(rng, {"image": image}, 10, "data"),
+        lambda image: gan_step._fake_labels(rng, {"image": image}, 10, "data"),
         axis_name="data",
         devices=jax.local_devices()[:n],
     )(batch["image"].reshape(n, rows, 1))
@@ -141,22 +142,23 @@ def test_conditional_d_step_under_pmap_equals_jit():
     n, b = 4, 8
     if len(jax.local_devices()) < n:
         pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {
         "image": jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1),
         "label": jnp.arange(b, dtype=jnp.int32) % 10,
     }
-    step = functools.partial(
-        steps.d_step,
+    spec = gan_step.GANStep(
         loss=losses.GAN_LOSSES["wasserstein"],
         latent_dim=config.model.latent_dim,
+        ema=gan_step.EMA(0.0, 0.0, 0.0),
         num_classes=10,
         gp_weight=1.0,
     )
+    step = functools.partial(gan_step.d_step, spec=spec)
     rng = jax.random.key(5)
     single, m1 = jax.jit(step)(s, batch, rng)
     config.parallel.strategy = "pmap"  # G's BatchNorm takes statistics over all devices
-    s_pmap = state.create_state(config, jax.random.key(0))
+    s_pmap = families.create_state(config, jax.random.key(0))
     stacked = jax.tree.map(lambda x: jnp.stack([x] * n), s_pmap)
     shards = jax.tree.map(lambda x: x.reshape(n, b // n, *x.shape[1:]), batch)
     multi, m2 = jax.pmap(

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,11 +31,11 @@ from genimg_jax import family, state, steps
 config = load_config("vae_mnist", None)
 config.data.image_size, config.train.batch_size = 32, 128
 config.model.width, config.model.hidden, config.model.latent_dim = 32, 256, 16
-lo, hi = family.of(config).value_range
+lo, hi = families.of(config).value_range
 images = np.random.default_rng(0).uniform(lo, hi, (128, 32, 32, 1)).astype(np.float32)
 batch, key = {{"image": jax.device_put(images)}}, jax.random.PRNGKey(0)
-s = state.create_state(config, key)
-step = jax.jit(steps.make_train_step(config), donate_argnums=0)
+s = families.create_state(config, key)
+step = jax.jit(families.make_train_step(config), donate_argnums=0)
 for call in range(22):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     s = jax.block_until_ready(step(s, batch, key)[0])
@@ -146,22 +147,22 @@ def test_importing_the_package_changes_nothing_in_the_process():
 
 def test_the_xla_flag_is_added_and_other_flags_kept():
     environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    assert cpu_tuning.apply_xla_flag(environ)
+    assert runtime_setup.apply_xla_flag(environ)
     assert environ["XLA_FLAGS"].split() == [
         "--xla_force_host_platform_device_count=2",
         cpu_tuning.CPU_CONVOLUTIONS_ON_EIGEN,
     ]
-    assert cpu_tuning.apply_xla_flag(environ)  # idempotent: not added twice
+    assert runtime_setup.apply_xla_flag(environ)  # idempotent: not added twice
     assert environ["XLA_FLAGS"].count(cpu_tuning.YNN_FUSION_FLAG) == 1
     empty = {}
-    cpu_tuning.apply_xla_flag(empty)
+    runtime_setup.apply_xla_flag(empty)
     assert empty["XLA_FLAGS"] == cpu_tuning.CPU_CONVOLUTIONS_ON_EIGEN
 
 
 def test_a_users_own_xla_flag_value_wins():
     mine = "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
     environ = {"XLA_FLAGS": mine}
-    assert not cpu_tuning.apply_xla_flag(environ)
+    assert not runtime_setup.apply_xla_flag(environ)
     assert environ["XLA_FLAGS"] == mine
 
 
@@ -180,4 +181,4 @@ def test_the_backend_is_known_without_starting_it():
     assert cpu_tuning.backend_is_cpu({"JAX_PLATFORMS": "cpu"})
     assert not cpu_tuning.backend_is_cpu({"JAX_PLATFORMS": "cuda,cpu"})
     assert cpu_tuning.backend_is_cpu({})  # this machine: no accelerator plugin installed
-    assert cpu_tuning.tune_if_cpu({"JAX_PLATFORMS": "tpu"}) == {}
+    assert runtime_setup.tune_if_cpu({"JAX_PLATFORMS": "tpu"}) == {}

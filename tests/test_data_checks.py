@@ -170,6 +170,12 @@ def test_the_quiet_context_restores_levels_and_the_progress_bar_switch():
 # --- check_labels ----------------------------------------------------------------------------
 
 
+def _check(config):
+    """What training start-up asks: the family's `check_data` (a GAN's: check_labels)."""
+    k = config.model.get("num_classes", 0) or 0
+    return checks.check_labels(config.data, int(k))
+
+
 def _config(num_classes: int | None = 10, **data) -> ml_collections.ConfigDict:
     """A config's fields check_labels reads (num_classes None: a model without the field)."""
     model = {} if num_classes is None else {"num_classes": num_classes}
@@ -179,7 +185,7 @@ def _config(num_classes: int | None = 10, **data) -> ml_collections.ConfigDict:
 
 def _one_line_error(config, *fragments: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        checks.check_labels(config)
+        _check(config)
     message = str(caught.value)
     assert "\n" not in message, message
     for fragment in fragments:
@@ -196,8 +202,8 @@ def test_a_conditional_model_on_an_unlabelled_folder_is_refused_naming_the_fix(t
     )
     assert "3 class subfolders" in message and "model.num_classes=3" in message
     # unconditional models take any folder; so does a VAE's config, which has no num_classes
-    assert checks.check_labels(_config(0, path=flat)) is None
-    assert checks.check_labels(_config(None, path=flat)) is None
+    assert _check(_config(0, path=flat)) is None
+    assert _check(_config(None, path=flat)) is None
 
 
 def test_class_subfolders_must_match_num_classes(tmp_path):
@@ -205,9 +211,9 @@ def test_class_subfolders_must_match_num_classes(tmp_path):
     config = _config(2, path=folder, labels_from_folders=True)
     message = _one_line_error(config, "model.num_classes=2", "3 class subfolders")
     assert "'cats', 'dogs', 'owls'" in message and "model.num_classes=3" in message
-    assert checks.check_labels(_config(3, path=folder, labels_from_folders=True)) is None
+    assert _check(_config(3, path=folder, labels_from_folders=True)) is None
     # labels only for the classifier of the scores: an unconditional model is fine
-    assert checks.check_labels(_config(0, path=folder, labels_from_folders=True)) is None
+    assert _check(_config(0, path=folder, labels_from_folders=True)) is None
     flat = _pngs(tmp_path / "flat", 3)
     _one_line_error(_config(3, path=flat, labels_from_folders=True), "no subfolder holding images")
 
@@ -248,12 +254,12 @@ def test_arrays_need_labels_in_range(tmp_path):
         "'labels'",
     )
     np.savez(tmp_path / "y.npz", images=images, y=np.arange(6) % 3)
-    assert checks.check_labels(_config(3, name="arrays", path=str(tmp_path / "y.npz"))) is None
-    assert checks.check_labels(_config(5, name="arrays", path=str(tmp_path / "y.npz"))) is None
+    assert _check(_config(3, name="arrays", path=str(tmp_path / "y.npz"))) is None
+    assert _check(_config(5, name="arrays", path=str(tmp_path / "y.npz"))) is None
     _one_line_error(
         _config(2, name="arrays", path=str(tmp_path / "y.npz")), "run from 0 to 2", "=3"
     )
-    assert checks.check_labels(_config(0, name="arrays", path=str(tmp_path / "x.npy"))) is None
+    assert _check(_config(0, name="arrays", path=str(tmp_path / "x.npy"))) is None
 
 
 def test_tfds_data_sets_by_their_label_feature(tmp_path):
@@ -266,8 +272,8 @@ def test_tfds_data_sets_by_their_label_feature(tmp_path):
         assert ("label" in features and features["label"].num_classes) == (classes or False), name
     _one_line_error(_config(10, name="shapes"), "'shapes' has no 'label'", "model.num_classes=0")
     _one_line_error(_config(4, name="cifar10"), "has 10 classes", "model.num_classes=10")
-    assert checks.check_labels(_config(10, name="bundled_mnist")) is None
-    assert checks.check_labels(_config(10, name="some_other_tfds_set")) is None
+    assert _check(_config(10, name="bundled_mnist")) is None
+    assert _check(_config(10, name="some_other_tfds_set")) is None
     assert not glob.glob(str(tmp_path / "*" / "*" / "*.array_record*"))  # nothing prepared
 
 
@@ -278,4 +284,4 @@ def test_every_shipped_config_passes():
             config = load_config(name, arg)
             if config.data.name in user_images.KINDS:
                 config.data.path = ""  # templates: the user gives the path
-            checks.check_labels(config)
+            _check(config)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
+from genimg_jax import families
 from genimg_jax.cli import eval as evaluate
 from genimg_jax.cli import main
 from genimg_jax.config import validate
-from genimg_jax.core import family
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.features import feature_nets, reference
-from genimg_jax.train import loop as trainer
+from genimg_jax.training import loop as trainer
 
 
 def scored_config(name: str, **eval_fields):
@@ -267,4 +267,4 @@ def test_mig_is_a_valid_best_metric_on_64px_shapes():
     config.data.image_size = 64
     config.eval.best_metric = "mig"
     validate(config)
-    assert family.of(config).score_modes(config.data)["mig"] == "max"
+    assert families.of(config).score_modes(config.data)["mig"] == "max"

@@ -14,9 +14,9 @@ from conftest import load_config
 from sklearn.metrics import mutual_info_score
 
 from genimg_jax import features, metrics
-from genimg_jax.core.state import create_state
 from genimg_jax.data import pipeline
 from genimg_jax.data.builders import shapes
+from genimg_jax.families import create_state
 from genimg_jax.metrics import disentanglement, likelihood
 
 

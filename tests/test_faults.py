@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
+from genimg_jax import families
 from genimg_jax.cli.main import main as cli
-from genimg_jax.core import state as state_lib
 from genimg_jax.core.errors import CheckpointError, DivergenceError, WorkdirError
 from genimg_jax.data import pipeline
 from genimg_jax.runtime import parallel
-from genimg_jax.train import loop as trainer
-from genimg_jax.train.checkpoint import Checkpoints
-from genimg_jax.train.outputs import MetricWriter
+from genimg_jax.training import loop as trainer
+from genimg_jax.training.checkpoint import Checkpoints
+from genimg_jax.training.outputs import MetricWriter
 
 STEPS = 600  # long enough that a signal sent after the first log lands mid-run
 OVERRIDES = {"parallel.num_devices": 1, "train.log_every": 10, "train.checkpoint_every": 5}
@@ -90,7 +90,7 @@ def _assert_bitwise_equal(a, b):
 
 
 def _restore(workdir, config, step=None):
-    template = state_lib.initial_state(config, parallel.make_mesh(1))
+    template = families.initial_state(config, parallel.make_mesh(1))
     return Checkpoints(str(workdir), 3).restore(template, step)
 
 

@@ -1,6 +1,7 @@
 """GAN losses (hinge, Wasserstein, least squares) and gradient penalties (R1, WGAN-GP) against
 NumPy references, and their wiring into the D step."""
 
+import dataclasses
 import functools
 import json
 
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax.core import losses, state
-from genimg_jax.families import train_step as steps
-from genimg_jax.train import loop as trainer
+from genimg_jax import families
+from genimg_jax.core import losses
+from genimg_jax.families.gan import step as gan_step
+from genimg_jax.training import loop as trainer
 
 
 @pytest.fixture
@@ -168,21 +170,29 @@ def test_interpolation_weights_under_pmap_are_the_global_draw_sliced():
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
+
+
+def _spec(config, loss: str, **kw) -> gan_step.GANStep:
+    """An unconditional GAN step with `loss`, no EMA, and the phases in `kw`."""
+    ema = kw.pop("ema", gan_step.EMA(0.0, 0.0, 0.0))
+    return gan_step.GANStep(
+        loss=losses.GAN_LOSSES[loss], latent_dim=config.model.latent_dim, ema=ema, **kw
+    )
 
 
 @pytest.mark.parametrize("name", ["hinge", "wasserstein", "least_squares"])
 def test_d_step_adds_the_weighted_penalties(gan, name):
     config, s, batch = gan
-    step = functools.partial(
-        steps.d_step, loss=losses.GAN_LOSSES[name], latent_dim=config.model.latent_dim
-    )
+    spec = _spec(config, name)
+    step = functools.partial(gan_step.d_step, spec=spec)
     rng = jax.random.key(9)
     _, plain = jax.jit(step)(s, batch, rng)
     assert "d_r1" not in plain and "d_gp" not in plain  # off by default: nothing computed
-    _, both = jax.jit(functools.partial(step, r1_gamma=4.0, gp_weight=10.0))(s, batch, rng)
+    penalised = dataclasses.replace(spec, r1=gan_step.LazyPenalty(4.0, 1), gp_weight=10.0)
+    _, both = jax.jit(functools.partial(gan_step.d_step, spec=penalised))(s, batch, rng)
     assert float(both["d_r1"]) > 0 and float(both["d_gp"]) > 0
     np.testing.assert_allclose(
         both["d_loss"], plain["d_loss"] + 2.0 * both["d_r1"] + 10.0 * both["d_gp"], rtol=1e-5
@@ -197,25 +207,21 @@ def test_each_critic_update_takes_its_own_real_batch(gan):
     config, s, batch = gan
     second = {"image": jax.random.uniform(jax.random.key(2), (8, 28, 28, 1), minval=-1, maxval=1)}
     fresh = {"image": jnp.stack([batch["image"], second["image"]], axis=1)}
-    shared = {"loss": losses.GAN_LOSSES["wasserstein"], "latent_dim": config.model.latent_dim}
+    spec = _spec(
+        config, "wasserstein", ema=gan_step.EMA(0.999, 0.0, 0.0), d_steps=2, gp_weight=10.0
+    )
     rng = jax.random.key(11)
-    whole, _ = jax.jit(
-        functools.partial(
-            steps.gan.train_step, ema_decay=0.999, d_steps=2, gp_weight=10.0, **shared
-        )
-    )(s, fresh, rng)
-    d = jax.jit(functools.partial(steps.d_step, gp_weight=10.0, **shared))
-    g = jax.jit(functools.partial(steps.g_step, ema_decay=0.999, **shared))
+    whole, _ = jax.jit(functools.partial(gan_step.train_step, spec=spec))(s, fresh, rng)
+    d = jax.jit(functools.partial(gan_step.d_step, spec=spec))
+    g = jax.jit(functools.partial(gan_step.g_step, spec=spec))
     by_hand, _ = d(s, batch, jax.random.fold_in(rng, 0))
     by_hand, _ = d(by_hand, second, jax.random.fold_in(rng, 1))
     by_hand, _ = g(by_hand, second, jax.random.fold_in(rng, 2))
     for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(by_hand), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    reused, _ = jax.jit(
-        functools.partial(
-            steps.gan.train_step, ema_decay=0.999, d_steps=2, gp_weight=10.0, **shared
-        )
-    )(s, batch, rng)  # without the draws axis every D update reads the same batch
+    reused, _ = jax.jit(functools.partial(gan_step.train_step, spec=spec))(
+        s, batch, rng
+    )  # without the draws axis every D update reads the same batch
     assert not np.allclose(
         np.asarray(reused.d.params["Dense_0"]["kernel"]),
         np.asarray(whole.d.params["Dense_0"]["kernel"]),
@@ -224,12 +230,11 @@ def test_each_critic_update_takes_its_own_real_batch(gan):
 
 def test_r1_penalty_changes_the_d_update(gan):
     config, s, batch = gan
-    step = functools.partial(
-        steps.d_step, loss=losses.GAN_LOSSES["hinge"], latent_dim=config.model.latent_dim
-    )
+    spec = _spec(config, "hinge")
     rng = jax.random.key(10)
-    plain, _ = jax.jit(step)(s, batch, rng)
-    with_r1, _ = jax.jit(functools.partial(step, r1_gamma=10.0))(s, batch, rng)
+    plain, _ = jax.jit(functools.partial(gan_step.d_step, spec=spec))(s, batch, rng)
+    with_r1 = dataclasses.replace(spec, r1=gan_step.LazyPenalty(10.0, 1))
+    with_r1, _ = jax.jit(functools.partial(gan_step.d_step, spec=with_r1))(s, batch, rng)
     kernel = lambda st: np.asarray(st.d.params["Dense_0"]["kernel"])
     assert not np.array_equal(kernel(plain), kernel(with_r1))
     assert np.array_equal(with_r1.g.params["Dense_0"]["kernel"], s.g.params["Dense_0"]["kernel"])

@@ -511,17 +511,19 @@ def test_materialized_inputs_keep_elementwise_ops_out_of_the_weight_gradient_tra
     assert not fused_transposes(layers.materialize)
 
 
-def test_other_backends_get_the_plain_convolutions_with_autodiffs_gradients(monkeypatch):
+def test_other_backends_get_the_plain_convolutions_with_autodiffs_gradients():
     """What GPU and TPU run (the custom gradients are XLA:CPU tuning): flax's numbers, and the
-    lhs-dilated convolutions autodiff makes; forced here as `custom_gradients_here` allows."""
+    lhs-dilated convolutions autodiff makes; forced here by `gradients="autodiff"` (the config's
+    `train.conv_gradients`)."""
     assert layers.custom_gradients_here()  # this CPU: the tuned layers
-    monkeypatch.setenv("GENIMG_CUSTOM_CONV_GRADIENTS", "0")
-    assert not layers.custom_gradients_here()
+    assert not layers.custom_gradients_here("autodiff") and layers.custom_gradients_here("custom")
     # the plain layers have no per-case branches: a square and a non-square case of each
-    assert_matches_flax(CASES[:2], our_layer, flax_layer, lambda size, stride: size * stride)
-    ours = lambda cout, k, s: layers.Conv(cout, (k, k), (s, s))
+    plain = lambda cout, k, s: our_layer(cout, k, s, gradients="autodiff")
+    assert_matches_flax(CASES[:2], plain, flax_layer, lambda size, stride: size * stride)
+    ours = lambda cout, k, s: layers.Conv(cout, (k, k), (s, s), gradients="autodiff")
     assert_matches_flax(CONV_CASES[:2], ours, flax_conv, lambda size, stride: -(-size // stride))
     x, kernel, g = jnp.ones((2, 4, 4, 3)), jnp.ones((4, 4, 5, 3)), jnp.ones((2, 8, 8, 5))
-    _, vjp = jax.vjp(layers.conv_transpose, x, kernel)
+    plain_transpose = lambda a, b: layers.conv_transpose(a, b, gradients="autodiff")
+    _, vjp = jax.vjp(plain_transpose, x, kernel)
     convs = [e for e in all_eqns(jax.make_jaxpr(vjp)(g).jaxpr) if e.primitive is lax_conv()]
     assert any(e.params["lhs_dilation"] != (1, 1) for e in convs)  # autodiff's, as flax's

@@ -1,67 +1,111 @@
-"""The package's parts depend on each other one way (config -> data -> models/state -> steps ->
-metrics, features -> evaluation -> families -> loop -> commands): no import cycles between them,
-read from the source (every `import` statement, also those inside functions), and config.py
-imports no model, data or evaluation code."""
+"""The package's listing is its architecture: subpackages by layer, each importing only from the
+layers below it (config -> data -> state -> steps -> loop -> commands), read from the source
+(every `import` statement, also those inside functions, and every import by string), with each
+family's code inside its own folder."""
 
 import ast
 import os
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "genimg_jax")
+# lowest first: a part may import from itself and the parts before it
+LAYERS = [
+    "core",
+    "runtime",
+    "data",
+    "models",
+    "metrics",
+    "features",
+    "families",
+    "config",
+    "training",
+    "sweeps",
+    "cli",
+]
+FAMILY_CLASSES = ("GANState", "FactorVAEState", "GANStep", "VAEStep")
+
+
+def _modules() -> dict[str, ast.Module]:
+    """{dotted module name: its syntax tree} of every module in the package."""
+    found = {}
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, os.path.dirname(PACKAGE))[: -len(".py")]
+                with open(path) as f:
+                    found[rel.replace(os.sep, ".").removesuffix(".__init__")] = ast.parse(f.read())
+    return found
+
+
+def _string_imports(tree: ast.Module) -> set[str]:
+    """The genimg_jax modules `tree` imports by string (importlib.import_module, __import__)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            target = str(node.args[0].value)
+            if name in ("import_module", "__import__") and target.startswith("genimg_jax"):
+                found.add(target)
+    return found
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """The genimg_jax modules (or names in them) `tree` imports, by statement or by string."""
+    found = _string_imports(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("genimg_jax"):
+                found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("genimg_jax")}
+    return found
 
 
 def _part(module: str) -> str:
-    """genimg_jax.evaluate.scoring -> evaluate; genimg_jax.trainer -> trainer."""
+    """genimg_jax.families.gan.step -> families; genimg_jax.config -> config."""
     return module.split(".")[1] if module.count(".") else "__init__"
 
 
-def _imports() -> dict[str, set[str]]:
-    """{importing module: genimg_jax modules it imports}."""
-    graph = {}
-    for root, _, files in os.walk(PACKAGE):
-        for name in files:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, os.path.dirname(PACKAGE))[: -len(".py")]
-            module = rel.replace(os.sep, ".").removesuffix(".__init__")
-            found = set()
-            with open(path) as f:
-                tree = ast.parse(f.read())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    if node.module.startswith("genimg_jax"):
-                        found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
-                elif isinstance(node, ast.Import):
-                    found |= {a.name for a in node.names if a.name.startswith("genimg_jax")}
-            graph[module] = found
-    return graph
+def test_the_top_level_is_the_layers():
+    entries = sorted(e for e in os.listdir(PACKAGE) if not e.startswith(("_", ".")))
+    assert sorted(e.removesuffix(".py") for e in entries) == sorted(LAYERS)
+    assert len(entries) + 1 <= 12  # and __init__.py, the Python API
 
 
-def test_no_import_cycles_between_the_packages_parts():
-    graph = _imports()
-    modules = set(graph)
-    edges: dict[str, set[str]] = {}
-    for module, imported in graph.items():
-        for target in imported:
+def test_every_layer_imports_only_from_the_layers_below_it():
+    modules = _modules()
+    upward = []
+    for module, tree in modules.items():
+        if module == "genimg_jax":  # the lazy Python API reaches every layer by design
+            continue
+        for target in _imports(tree):
             while target not in modules and "." in target:  # `from pkg import name`: the pkg
                 target = target.rsplit(".", 1)[0]
             a, b = _part(module), _part(target)
-            if target in modules and a != b and a != "__init__":
-                edges.setdefault(a, set()).add(b)
-
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(
-            n == goal or (n not in seen and reaches(n, goal, seen | {n}))
-            for n in edges.get(start, ())
-        )
-
-    cycles = sorted(
-        f"{a} -> {b} -> ... -> {a}" for a in edges for b in edges[a] if reaches(b, a, {b})
-    )
-    assert not cycles, cycles
+            if b != "__init__" and LAYERS.index(b) > LAYERS.index(a):
+                upward.append(f"{module} imports {target}")
+    assert not upward, upward
 
 
-def test_config_imports_no_model_data_or_evaluation_code():
-    imported = {_part(m) for m in _imports()["genimg_jax.config"]}
-    forbidden = {"data", "evaluate", "features", "metrics", "families", "steps", "state", "trainer"}
-    assert not imported & forbidden, imported
+def test_no_module_below_the_api_imports_the_packages_parts_by_string():
+    """A string import hides an edge from the layer check (the lazy API alone uses them)."""
+    strings = [
+        f"{module}: {target}"
+        for module, tree in _modules().items()
+        if module != "genimg_jax"
+        for target in _string_imports(tree)
+    ]
+    assert not strings, strings
+
+
+def test_family_classes_live_in_the_families():
+    outside = [
+        f"{module}: class {node.name}"
+        for module, tree in _modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and node.name in FAMILY_CLASSES
+        and _part(module) != "families"
+    ]
+    assert not outside, outside

@@ -9,17 +9,16 @@ import pytest
 from conftest import load_config
 from PIL import Image
 
-from genimg_jax.core import family, state
-from genimg_jax.families import sampling
-from genimg_jax.families import train_step as steps
-from genimg_jax.train import loop as trainer
+from genimg_jax import families
+from genimg_jax.families import draw as sampling
+from genimg_jax.training import loop as trainer
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3)])  # 28: the main job's; 16-256: traced below
 def test_dcgan_shapes_follow_the_config(size, channels):
     config = load_config("dcgan_mnist")
     config.data.image_size, config.data.channels = size, channels
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
     fake = s.g.apply_fn(s.g.variables(), z, train=False)
     assert fake.shape == (3, size, size, channels)
@@ -32,7 +31,7 @@ def test_dcgan_shapes_follow_the_config(size, channels):
 def test_vae_shapes_follow_the_config(size, channels):
     config = load_config("vae_mnist")
     config.data.image_size, config.data.channels = size, channels
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     x = jnp.zeros((2, size, size, channels))
     eps = jax.random.normal(jax.random.key(1), (2, config.model.latent_dim))
     logits, mean, logvar = s.apply_fn({"params": s.params}, x, eps)
@@ -42,11 +41,11 @@ def test_vae_shapes_follow_the_config(size, channels):
 
 def test_unknown_family_and_size_name_the_choices():
     with pytest.raises(ValueError, match="known families"):
-        family.get("stylegan9")
+        families.get("stylegan9")
     config = load_config("dcgan_mnist")
     config.data.image_size = 48
     with pytest.raises(ValueError, match="48"):
-        state.create_state(config, jax.random.key(0))
+        families.create_state(config, jax.random.key(0))
 
 
 @pytest.mark.parametrize("size", [16, 128, 256])
@@ -67,16 +66,16 @@ def test_every_conv_family_builds_its_step_at_every_size(config_name, family_nam
     config.model.family = family_name
     config.data.image_size, config.data.channels = size, 3
     config.train.batch_size = 2
-    s = jax.eval_shape(lambda key: state.create_state(config, key), jax.random.key(0))
+    s = jax.eval_shape(lambda key: families.create_state(config, key), jax.random.key(0))
     images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
     batch = {"image": images, "label": jax.ShapeDtypeStruct((2,), jnp.int32)}  # labels: read
-    step = steps.make_train_step(config)  # by the conditional main job's models
+    step = families.make_train_step(config)  # by the conditional main job's models
     new_state, metrics = jax.eval_shape(step, s, batch, jax.random.key(2))
     assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape, s)
     assert metrics and all(m.shape == () for m in metrics.values())
     z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
     labels = sampling.class_labels(2, config)  # None unless conditional
-    shape = jax.eval_shape(family.of(config).samples, s, z, labels).shape
+    shape = jax.eval_shape(families.of(config).samples, s, z, labels).shape
     assert shape == (2, size, size, 3)
 
 
@@ -102,12 +101,12 @@ def test_dcgan_and_conv_vae_train_through_the_loop_at_other_sizes(config_name, s
 def test_the_conv_vae_trains_a_step_at_256_pixels():
     config = load_config("vae_mnist")
     config.data.image_size, config.data.channels, config.train.batch_size = 256, 3, 2
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (2, 256, 256, 3))
-    s, metrics = jax.jit(steps.make_train_step(config))(s, {"image": x}, jax.random.key(2))
+    s, metrics = jax.jit(families.make_train_step(config))(s, {"image": x}, jax.random.key(2))
     assert all(bool(jnp.isfinite(v)) for v in metrics.values()), metrics
     z = jax.random.normal(jax.random.key(3), (2, config.model.latent_dim))
-    assert family.of(config).samples(s, z, None).shape == (2, 256, 256, 3)
+    assert families.of(config).samples(s, z, None).shape == (2, 256, 256, 3)
 
 
 def test_spatial_plan_and_widths():

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax.core import family, losses, state
+from genimg_jax import families
+from genimg_jax.core import state
 from genimg_jax.families import GANFamily
-from genimg_jax.families import train_step as steps
+from genimg_jax.families.gan import step as gan_step
 from genimg_jax.runtime import parallel
-from genimg_jax.train import loop as trainer
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training import loop as trainer
+from genimg_jax.training.checkpoint import Checkpoints
 
 
 def _config(size=32, channels=3):
@@ -34,13 +35,13 @@ def _tree_all_differ(a, b) -> bool:
 
 
 def test_resnet_gan_is_a_registered_gan_family():
-    assert isinstance(family.get("resnet_gan"), GANFamily)
+    assert isinstance(families.get("resnet_gan"), GANFamily)
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3), (28, 1)])  # 16-256 px traced in test_models
 def test_shapes_follow_the_config(size, channels):
     config = _config(size, channels)
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
     fake = s.g.apply_fn(s.g.variables(), z, train=False)
     assert fake.shape == (3, size, size, channels) and fake.dtype == jnp.float32
@@ -51,7 +52,7 @@ def test_shapes_follow_the_config(size, channels):
 
 def test_the_full_size_networks_are_sn_gans_cifar_resnet():
     config = load_config("sngan_cifar10", None)
-    g, d = family.get("resnet_gan").build(config)
+    g, d = families.get("resnet_gan").build(config)
     z, x = jnp.zeros((1, 128)), jnp.zeros((1, 32, 32, 3))
     g_params = jax.eval_shape(g.init, jax.random.key(0), z)["params"]
     d_params = jax.eval_shape(d.init, jax.random.key(0), x)["params"]
@@ -83,7 +84,7 @@ def _sn_pairs(d_state):
 def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
     config = _config()
     config.model.num_classes = 10  # the projection embedding is normalised too
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     # Flax's SpectralNorm stores W/σ̂ as the parameter at init, so spread the weights' spectral
     # norms out (2, 3, ...) to make the check bite.
     leaves, treedef = jax.tree.flatten(s.d.params)
@@ -121,7 +122,7 @@ def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
 def test_d_uses_the_normalised_weights():
     """D's output is unchanged when every weight it normalises is scaled by a constant."""
     config = _config()
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     scaled = jax.tree_util.tree_map_with_path(
         lambda p, v: v * 7.0 if p[-1].key == "kernel" else v, s.d.params
@@ -134,7 +135,7 @@ def test_d_uses_the_normalised_weights():
 @pytest.fixture(scope="module")
 def gan():
     config = _config()
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 32, 32, 3), minval=-1, maxval=1)}
     return config, s, batch
 
@@ -142,11 +143,8 @@ def gan():
 @pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_d_step_updates_d_and_its_spectral_norm_state_and_leaves_g_untouched(gan):
     config, s, batch = gan
-    d_step = jax.jit(
-        functools.partial(
-            steps.d_step, loss=losses.GAN_LOSSES["hinge"], latent_dim=config.model.latent_dim
-        )
-    )
+    spec = families.of(config).step_spec(config)
+    d_step = jax.jit(functools.partial(gan_step.d_step, spec=spec))
     new, metrics = d_step(s, batch, jax.random.key(2))
     assert _tree_equal(new.g, s.g)
     assert _tree_all_differ(new.d.params, s.d.params)
@@ -164,14 +162,8 @@ def test_d_step_updates_d_and_its_spectral_norm_state_and_leaves_g_untouched(gan
 @pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU
 def test_g_step_leaves_d_params_and_statistics_untouched(gan):
     config, s, batch = gan
-    g_step = jax.jit(
-        functools.partial(
-            steps.g_step,
-            loss=losses.GAN_LOSSES["hinge"],
-            latent_dim=config.model.latent_dim,
-            ema_decay=config.train.ema_decay,
-        )
-    )
+    spec = families.of(config).step_spec(config)
+    g_step = jax.jit(functools.partial(gan_step.g_step, spec=spec))
     new, metrics = g_step(s, batch, jax.random.key(3))
     assert _tree_equal(new.d, s.d)  # params, spectral-norm state, optimizer, step
     assert _tree_all_differ(new.g.params, s.g.params)
@@ -192,11 +184,11 @@ def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert full.d.batch_stats and int(full.step) == config.train.steps
-    fresh = state.create_state(config, state.run_keys(config.seed)["init"])
+    fresh = families.create_state(config, state.run_keys(config.seed)["init"])
     assert _tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
 
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
-        state.initial_state(config, parallel.make_mesh())
+        families.initial_state(config, parallel.make_mesh())
     )
     assert _tree_equal(jax.device_get(restored.d.batch_stats), full.d.batch_stats)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genimg_jax.core import losses, state
-from genimg_jax.families import train_step as steps
+from genimg_jax import families
+from genimg_jax.core import losses
+from genimg_jax.families.gan import step as gan_step
+from genimg_jax.families.vae import step as vae_step
 
 LOSS = losses.GAN_LOSSES["non_saturating"]
 pytestmark = pytest.mark.accelerator  # benchmarks/device_check.sh runs these on the GPU
@@ -23,17 +25,26 @@ def _tree_all_differ(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: not np.array_equal(x, y), a, b)))
 
 
+def _spec(config) -> gan_step.GANStep:
+    """The unconditional GAN step of `config` with the loss LOSS."""
+    return gan_step.GANStep(
+        loss=LOSS,
+        latent_dim=config.model.latent_dim,
+        ema=gan_step.EMA(config.train.ema_decay, 0.0, 0.0),
+    )
+
+
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
 
 
 def test_d_step_updates_d_and_leaves_g_untouched(gan):
     config, s, batch = gan
-    d_step = jax.jit(functools.partial(steps.d_step, loss=LOSS, latent_dim=config.model.latent_dim))
+    d_step = jax.jit(functools.partial(gan_step.d_step, spec=_spec(config)))
     new, metrics = d_step(s, batch, jax.random.key(2))
     assert _tree_equal(new.g, s.g)  # params, BatchNorm stats, EMA, optimizer, step
     assert _tree_all_differ(new.d.params, s.d.params)
@@ -43,15 +54,8 @@ def test_d_step_updates_d_and_leaves_g_untouched(gan):
 
 def test_g_step_updates_g_and_ema_and_leaves_d_untouched(gan):
     config, s, batch = gan
-    decay = float(steps.gan.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
-    g_step = jax.jit(
-        functools.partial(
-            steps.g_step,
-            loss=LOSS,
-            latent_dim=config.model.latent_dim,
-            ema_decay=config.train.ema_decay,
-        )
-    )
+    decay = float(gan_step.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
+    g_step = jax.jit(functools.partial(gan_step.g_step, spec=_spec(config)))
     new, metrics = g_step(s, batch, jax.random.key(3))
     assert _tree_equal(new.d, s.d)
     assert _tree_all_differ(new.g.params, s.g.params)
@@ -91,20 +95,15 @@ def test_g_step_gradient_equals_the_seed_formula_gradient(gan):
 @pytest.fixture(scope="module")
 def vae():
     config = load_config("vae_mnist")
-    s = state.create_state(config, jax.random.key(0))
+    s = families.create_state(config, jax.random.key(0))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))}
     return config, s, batch
 
 
 def test_vae_step_metrics_are_the_elbo_terms(vae):
     config, s, batch = vae
-    step = jax.jit(
-        functools.partial(
-            steps.vae_step,
-            reconstruction=losses.bernoulli_reconstruction,
-            latent_dim=config.model.latent_dim,
-        )
-    )
+    spec = vae_step.VAEStep(losses.bernoulli_reconstruction, config.model.latent_dim)
+    step = jax.jit(functools.partial(vae_step.vae_step, spec=spec))
     rng = jax.random.key(5)
     new, metrics = step(s, batch, rng)
     # Recompute from the same forward pass, with NumPy.
@@ -122,13 +121,8 @@ def test_vae_step_metrics_are_the_elbo_terms(vae):
 
 def test_vae_beta_is_read_from_the_state(vae):
     config, s, batch = vae
-    step = jax.jit(
-        functools.partial(
-            steps.vae_step,
-            reconstruction=losses.bernoulli_reconstruction,
-            latent_dim=config.model.latent_dim,
-        )
-    )
+    spec = vae_step.VAEStep(losses.bernoulli_reconstruction, config.model.latent_dim)
+    step = jax.jit(functools.partial(vae_step.vae_step, spec=spec))
     rng = jax.random.key(6)
     _, m1 = step(s.replace(hparams={**s.hparams, "beta": jnp.float32(0.0)}), batch, rng)
     _, m4 = step(s.replace(hparams={**s.hparams, "beta": jnp.float32(4.0)}), batch, rng)

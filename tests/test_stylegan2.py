@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from conftest import load_config
 
+from genimg_jax import families
 from genimg_jax.cli import main, sample
-from genimg_jax.core import family, losses, state
+from genimg_jax.core import losses, state
 from genimg_jax.families import StyleGAN2Family
-from genimg_jax.families import train_step as steps
+from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.stylegan2 import networks as stylegan2
 from genimg_jax.runtime import parallel
-from genimg_jax.train import loop as trainer
+from genimg_jax.training import loop as trainer
 
 
 def _tree_equal(a, b) -> bool:
@@ -158,11 +159,11 @@ def test_mapping_tracks_w_avg_mixes_styles_and_truncates(tiny):
     assert np.allclose(mixed[:, cutoff:], mixed[:, -1:])  # one w(z₂) per example after it
 
     variables = {"params": g.params, "batch_stats": {"w_avg": jnp.ones_like(w_avg)}}
-    g_half = family.of(config).build(_with_truncation(config, 0.5))[0]
+    g_half = families.of(config).build(_with_truncation(config, 0.5))[0]
     ws_half = g_half.apply(variables, z, method="mapping")  # w_avg + ψ·(w − w_avg)
     expected = np.broadcast_to(1.0 + 0.5 * (w[:, None] - 1.0), ws_half.shape)
     np.testing.assert_allclose(ws_half, expected, rtol=1e-5, atol=1e-6)
-    g_zero = family.of(config).build(_with_truncation(config, 0.0))[0]
+    g_zero = families.of(config).build(_with_truncation(config, 0.0))[0]
     images = g_zero.apply(variables, z)  # ψ = 0: every w is w_avg, and sampling noise is fixed
     assert images.shape == (4, 16, 16, 1) and np.allclose(images, images[:1], atol=1e-6)
     assert float(jnp.max(jnp.abs(images))) <= 1.0
@@ -188,20 +189,8 @@ def _with_truncation(config, psi):
 
 def _g_step(config, axis_name=None):
     """The family's G update (its D update is the other GANs', tested with them)."""
-    t = config.train
-    return functools.partial(
-        steps.g_step,
-        loss=losses.GAN_LOSSES[t.loss],
-        latent_dim=config.model.latent_dim,
-        ema_decay=t.ema_decay,
-        ema_kimg=t.ema_kimg,
-        ema_rampup=t.ema_rampup,
-        num_classes=config.model.num_classes,
-        pl_weight=t.pl_weight,
-        pl_interval=t.pl_interval,
-        pl_decay=t.pl_decay,
-        axis_name=axis_name,
-    )
+    spec = families.of(config).step_spec(config)
+    return functools.partial(gan_step.g_step, spec=spec, axis_name=axis_name)
 
 
 def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_lazy(tiny):
@@ -243,7 +232,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
 
 
 def test_stylegan2_is_a_registered_gan_family_with_stylegan2s_recipe():
-    assert isinstance(family.get("stylegan2"), StyleGAN2Family)
+    assert isinstance(families.get("stylegan2"), StyleGAN2Family)
     config = load_config("stylegan2_mnist", None)
     t = config.train
     assert (t.b1, t.b2, t.r1_interval, t.pl_interval, t.style_mixing) == (0.0, 0.99, 16, 4, 0.9)

@@ -12,8 +12,8 @@ from genimg_jax.core.errors import ConfigError
 from genimg_jax.sweeps import report
 from genimg_jax.sweeps import run as sweep_run
 from genimg_jax.sweeps import spec as sweep
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import programs
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import programs
 
 BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds
 LR_QUICK = os.path.join(REPO, "configs", "vae_mnist.py:quick")  # 2 learning rates

@@ -12,14 +12,13 @@ import pytest
 from conftest import REPO, load_config
 from PIL import Image
 
+from genimg_jax import families
 from genimg_jax.cli import sample
 from genimg_jax.cli.main import main as cli
-from genimg_jax.core import family
-from genimg_jax.core import state as state_lib
 from genimg_jax.runtime import parallel
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import outputs as log_lib
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import outputs as log_lib
+from genimg_jax.training.checkpoint import Checkpoints
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 
@@ -108,7 +107,7 @@ def test_same_seed_in_a_fresh_process_is_bitwise_identical(uninterrupted, tmp_pa
     assert "compiled the training step in" in done.stdout
     assert "(cached)" in done.stdout, done.stdout[-1000:]
     restored = Checkpoints(str(tmp_path), 3).restore(
-        state_lib.initial_state(config, parallel.make_mesh())
+        families.initial_state(config, parallel.make_mesh())
     )
     _assert_trees_bitwise_equal(restored, final)
     assert _rows(str(tmp_path)) == _rows(workdir)
@@ -126,7 +125,7 @@ def test_samples_export_as_npz_and_png_folder_for_external_fid_tools(uninterrupt
     """Drawn in batches (here 5, the last one padded), they are `draw`'s images as uint8."""
     _, config, workdir, _ = uninterrupted
     expected = log_lib.to_uint8(
-        sample.draw(config, workdir, 12, seed=3), family.of(config).value_range
+        sample.draw(config, workdir, 12, seed=3), families.of(config).value_range
     )
     npz = sample.export(config, workdir, 12, str(tmp_path / "s.npz"), "npz", seed=3, batch=5)
     with np.load(npz) as f:

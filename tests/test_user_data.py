@@ -14,13 +14,13 @@ from conftest import REPO, load_config
 from PIL import Image
 
 from genimg_jax import config as config_lib
+from genimg_jax import families
 from genimg_jax.cli.main import main as cli
-from genimg_jax.core import state as state_lib
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.data import pipeline
 from genimg_jax.data.builders import user_images
 from genimg_jax.runtime import parallel
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training.checkpoint import Checkpoints
 
 SIZE = 16
 
@@ -239,7 +239,7 @@ def test_cli_trains_on_a_folder_and_resumes_bitwise(folder, tmp_path, monkeypatc
     shutil.rmtree(os.path.join(parts, "checkpoints", "12"))
     assert cli(["genimg", "train", "--workdir", parts]) == 0  # resumes at 6 from config.json
     config = config_lib.load_saved(os.path.join(parts, "config.json"))
-    template = state_lib.initial_state(config, parallel.make_mesh(1))
+    template = families.initial_state(config, parallel.make_mesh(1))
     a = Checkpoints(whole, 3).restore(template)
     b = Checkpoints(parts, 3).restore(template)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):

@@ -15,14 +15,16 @@ import scipy.stats
 from conftest import REPO, load_config
 
 from genimg_jax import config as config_lib
-from genimg_jax.core import family, losses
+from genimg_jax import families
+from genimg_jax.core import collectives, losses
 from genimg_jax.core import state as state_lib
+from genimg_jax.families.vae.factor_vae import FactorVAEState
 from genimg_jax.families.vae.step import OBJECTIVES
 from genimg_jax.runtime import parallel
 from genimg_jax.sweeps import run as sweep_run
 from genimg_jax.sweeps import spec as sweep
-from genimg_jax.train import loop as trainer
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training import loop as trainer
+from genimg_jax.training.checkpoint import Checkpoints
 
 STUDY = os.path.join(REPO, "configs", "disentanglement_study.py")
 
@@ -134,13 +136,13 @@ def test_factor_vae_terms_match_numpy():
 
 def _stepped(objective: str, axis_name=None):
     config = _study(objective, kl_warmup_steps=4, c_steps=6, beta=3.0, gamma=7.0)
-    state = state_lib.create_state(config, jax.random.key(0))
-    fam = family.of(config)
+    state = families.create_state(config, jax.random.key(0))
+    fam = families.of(config)
     return config, state, fam.make_train_step(config, axis_name)
 
 
 def _at_step(state, step: int):
-    if isinstance(state, state_lib.FactorVAEState):
+    if isinstance(state, FactorVAEState):
         return state.replace(vae=state.vae.replace(step=jnp.int32(step)))
     return state.replace(step=jnp.int32(step))
 
@@ -153,7 +155,7 @@ def test_each_objectives_loss_is_the_reconstruction_plus_its_warmed_up_regularis
     rng = jax.random.key(2)
     _, metrics = jax.jit(step_fn)(state, {"image": x}, rng)
 
-    eps = parallel.normal_rows(rng, 16, (config.model.latent_dim,), None)
+    eps = collectives.normal_rows(rng, 16, (config.model.latent_dim,), None)
     logits, mean, logvar = state.apply_fn({"params": state.params}, x, eps)
     mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
     z = mean + np.exp(0.5 * logvar) * np.asarray(eps, np.float64)
@@ -197,11 +199,11 @@ def _tree_equal(a, b) -> bool:
 def test_factor_vae_trains_both_networks_checkpoints_them_and_resumes_bitwise(tmp_path):
     config = _study("factor_vae")
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
-    fresh = state_lib.create_state(config, state_lib.run_keys(config.seed)["init"])
-    assert isinstance(full, state_lib.FactorVAEState) and int(full.disc.step) == 12
+    fresh = families.create_state(config, state_lib.run_keys(config.seed)["init"])
+    assert isinstance(full, FactorVAEState) and int(full.disc.step) == 12
     assert not _tree_equal(full.disc.params, jax.device_get(fresh.disc.params))
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
-        state_lib.initial_state(config, parallel.make_mesh(1))
+        families.initial_state(config, parallel.make_mesh(1))
     )
     assert _tree_equal(jax.device_get(restored), full)
 
@@ -286,16 +288,16 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
 def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size():
     """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
     size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
-    from genimg_jax.families import scoring
     from genimg_jax.families.vae import ground_truth
+    from genimg_jax.training import tracker as scoring
 
     config = _study("beta_tcvae")
     config.eval.disentanglement_scale = 0.005  # the fewest samples each score takes
     config_lib.validate(config)
-    state = state_lib.initial_state(config, parallel.make_mesh(1))
+    state = families.initial_state(config, parallel.make_mesh(1))
     truth = ground_truth.for_data(config.data)
     scores = scoring.disentanglement_scores(state, config, truth, num=64, seed=0)
-    expected = set(family.of(config).score_modes(config.data)) - {
+    expected = set(families.of(config).score_modes(config.data)) - {
         "neg_elbo",
         "iwae",
         "neg_elbo_bits_per_dim",

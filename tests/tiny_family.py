@@ -1,6 +1,7 @@
 """A model family defined outside the package, as a user would write one (README, "Adding a model
 family"): a deterministic autoencoder with a tanh decoder trained on mean squared error, and its
-own config field, validation rule, step, grids, samples and score. Importing this module
+own config field, validation rule, `:quick` shrinking, step (correct under pmap: its gradient
+is averaged over the device axis), grids, samples and score. Importing this module
 registers it as `tiny_ae`; configs name the module in `model.family_module`."""
 
 import flax.linen as nn
@@ -12,6 +13,7 @@ import optax
 
 import genimg_jax
 from genimg_jax import config as config_lib
+from genimg_jax.core import collectives, fields
 from genimg_jax.core import state as state_lib
 from genimg_jax.core.family import Family
 from genimg_jax.data import pipeline
@@ -45,7 +47,10 @@ class TinyAE(Family):
         c.eval.best_metric = "mse"
 
     def rules(self, config):
-        return {"model.hidden": config_lib.positive(), "train.lr": config_lib.positive()}
+        return {"model.hidden": fields.positive(), "train.lr": fields.positive()}
+
+    def shrink_for_tests(self, c):
+        c.model.hidden = 16
 
     def build(self, config):
         return TinyAutoencoder(
@@ -53,7 +58,7 @@ class TinyAE(Family):
         )
 
     def create_state(self, config, rng):
-        module, tx = state_lib.static_parts(config)
+        module, tx = self.static_parts(config)
         x = jnp.zeros((1, *state_lib.image_shape(config)))
         return state_lib.create_train_state(module, tx, config.train.lr, rng, x)
 
@@ -70,6 +75,8 @@ class TinyAE(Family):
                 return jnp.mean((state.apply_fn({"params": params}, x) - x) ** 2)
 
             loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            grads = collectives.mean(grads, axis_name)  # pmap: the global batch's gradient
+            loss = collectives.mean(loss, axis_name)
             metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
             return state.apply_gradients(grads=grads), metrics
 
@@ -93,7 +100,7 @@ class TinyAE(Family):
         source = pipeline.load_data_split(data, data.eval_split)
         images = source.get(np.arange(min(config.eval.examples, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
-        x = pipeline.scale_images(images, self.value_range)
+        x = pipeline.model_images(images, self.value_range, data.binarize)
 
         def score(state):
             return {"mse": float(jnp.mean((state.apply_fn({"params": state.params}, x) - x) ** 2))}

@@ -1,11 +1,10 @@
-"""`genimg eval --workdir W [--checkpoint latest|best]`: the scores of `evaluate/scoring.py` for a
-checkpoint, printed and written next to it as `eval_<step>.json`."""
+"""`genimg eval --workdir W [--checkpoint latest|best]`: the scores of the run's family
+(`train.tracker.make_scorer`) for a checkpoint, printed and written next to it as `eval_<step>.json`."""
 
 import jax
 import ml_collections
 
-from genimg_jax.cli import sample
-from genimg_jax.families import scoring
+from genimg_jax.training import member, tracker
 
 
 def evaluate_workdir(
@@ -13,8 +12,8 @@ def evaluate_workdir(
 ) -> dict[str, float]:
     """Scores of the run's latest (or best) checkpoint, also written to `eval_<step>.json`
     (`eval_<step>_best.json`)."""
-    state = sample.restore(config, workdir, which)
+    state = member.restore(config, workdir, which)
     step = int(jax.device_get(state.step))
-    scores = scoring.make_scorer(config)(state)
-    scoring.write_scores(workdir, step, scores, "best" if which == "best" else "")
+    scores = tracker.make_scorer(config)(state)
+    tracker.write_scores(workdir, step, scores, "best" if which == "best" else "")
     return {"step": step, **scores}

@@ -1,101 +1,35 @@
-"""`genimg`: one CLI with subcommands; it parses flags and config, then hands over.
+"""`genimg`: one CLI with subcommands; each parses its own flags and config, applies the runtime
+setup (`runtime.setup`: the only place process-wide settings are written), then hands over.
 
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
 genimg sample  --workdir runs/vae --num 64 --out grid.png [--format grid|npz|png-dir]
-               [--truncation 0.7]   # StyleGAN2
+               [--config.eval.truncation=0.7]   # StyleGAN2's ψ
 genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
-               [--member 7] [--launcher inprocess|local|submitit] [--workers N] [--vectorize]
+               [--config.train.steps=50] [--member 7] [--launcher inprocess|local|submitit]
+               [--workers N] [--vectorize]
 genimg report  runs/bvae_sweep
-genimg eval    --workdir runs/vae [--checkpoint latest|best] [--examples 1000] [--iwae_k 100]
-               [--reference_split train|test]
+genimg eval    --workdir runs/vae [--checkpoint latest|best] [--config.eval.examples=1000]
+               [--config.eval.iwae_k=100] [--config.eval.reference_split=train]
 genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
 
-`genimg COMMAND --help` lists the flags of COMMAND.
+Every command that reads a config takes --config FILE[:arg] with --config.FIELD=VALUE overrides;
+without --config, the config saved in --workdir (config.json) is read, and overridden the same
+way. `genimg COMMAND --help` lists the flags of COMMAND.
 """
 
+import json
 import os
 import sys
+from collections.abc import Callable
 
 from absl import flags
 from ml_collections import config_flags
 
 from genimg_jax.core.errors import GenimgError
-from genimg_jax.runtime import cpu_tuning
 
 USAGE = __doc__
-
-FLAGS = flags.FlagValues()
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file `path.py[:arg]`; fields override as --config.a.b=v.",
-    flag_values=FLAGS,
-    lock_config=True,
-)
-flags.DEFINE_string(
-    "workdir", None, "Run directory (checkpoints, metrics, samples).", flag_values=FLAGS
-)
-flags.DEFINE_integer("num", 64, "sample: number of images.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "out",
-    None,
-    "sample: output file or folder (default WORKDIR/samples/sample.png, samples.npz or png/).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_enum(
-    "format",
-    "grid",
-    ["grid", "npz", "png-dir"],
-    "sample: one PNG grid, a uint8 [N, H, W, C] npz (key images), or a folder of PNGs.",
-    flag_values=FLAGS,
-)
-flags.DEFINE_integer("seed", 0, "sample: seed of the latents.", flag_values=FLAGS)
-flags.DEFINE_float(
-    "truncation",
-    None,
-    "sample (stylegan2): truncation ψ, w_avg + ψ·(w − w_avg) (default eval.truncation; 1 = none).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_string("data", None, "prepare: TFDS data set name.", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "prepare: TFDS data dir.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "sweep",
-    None,
-    "sweep: config file `path.py[:arg]` with get_sweep() (also given as --config).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_integer("member", None, "sweep: run only this member.", flag_values=FLAGS)
-flags.DEFINE_string("launcher", "inprocess", "sweep: inprocess|local|submitit.", flag_values=FLAGS)
-flags.DEFINE_integer(
-    "workers", 0, "sweep: parallel workers (0: sized to the machine).", flag_values=FLAGS
-)
-flags.DEFINE_integer(
-    "examples",
-    None,
-    "eval: test examples / samples scored (default eval.examples).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_integer(
-    "iwae_k", None, "eval: importance samples of IWAE (default eval.iwae_k).", flag_values=FLAGS
-)
-flags.DEFINE_string(
-    "reference_split",
-    None,
-    "eval (GANs): the split of real images samples are compared with (default "
-    "eval.reference_split, '' = data.eval_split).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_enum(
-    "checkpoint", "latest", ["latest", "best"], "eval, sample: which checkpoint.", flag_values=FLAGS
-)
-flags.DEFINE_bool("vectorize", False, "sweep: train the members as one program.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "vectorize_mode",
-    "auto",
-    "sweep: auto (vmap on GPU/TPU, sequential on CPU) | sequential | vmap | map | unroll.",
-    flag_values=FLAGS,
-)
+HELP = ("--help", "-h", "--helpfull", "-help")
 
 
 class UsageError(GenimgError):
@@ -104,164 +38,240 @@ class UsageError(GenimgError):
     exit_code = 2
 
 
-def _require(name: str) -> str:
-    value = FLAGS[name].value
+# --------------------------------------------------------------------------------------------
+# Each command's flags, defined on a FlagValues of its own.
+
+
+def _workdir(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string(
+        "workdir", None, "Run directory (checkpoints, metrics, samples).", flag_values=fv
+    )
+
+
+def _checkpoint(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum(
+        "checkpoint", "latest", ["latest", "best"], "Which checkpoint.", flag_values=fv
+    )
+
+
+def _sample_flags(fv: flags.FlagValues) -> None:
+    _workdir(fv)
+    _checkpoint(fv)
+    flags.DEFINE_integer("num", 64, "Number of images.", flag_values=fv)
+    flags.DEFINE_string(
+        "out",
+        None,
+        "Output file or folder (default WORKDIR/samples/sample.png, samples.npz or png/).",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "format",
+        "grid",
+        ["grid", "npz", "png-dir"],
+        "One PNG grid, a uint8 [N, H, W, C] npz (key images), or a folder of PNGs.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the latents.", flag_values=fv)
+
+
+def _prepare_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data", None, "TFDS data set name.", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data dir.", flag_values=fv)
+
+
+def _sweep_flags(fv: flags.FlagValues) -> None:
+    _workdir(fv)
+    flags.DEFINE_integer("member", None, "Run only this member.", flag_values=fv)
+    flags.DEFINE_string("launcher", "inprocess", "inprocess|local|submitit.", flag_values=fv)
+    flags.DEFINE_integer(
+        "workers", 0, "Parallel workers (0: sized to the machine).", flag_values=fv
+    )
+    flags.DEFINE_bool("vectorize", False, "Train the members as one program.", flag_values=fv)
+    flags.DEFINE_string(
+        "vectorize_mode",
+        "auto",
+        "auto (vmap on GPU/TPU, sequential on CPU) | sequential | vmap | map | unroll.",
+        flag_values=fv,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing: the command's own flags first, then --config (a file, or the workdir's config.json)
+# with its overrides.
+
+
+def _parse(argv0: str, args: list[str], define: Callable, takes_config: bool) -> flags.FlagValues:
+    """The command's flags parsed from `args`, with `--config` (and its overrides) when the
+    command `takes_config`."""
+    fv = flags.FlagValues()
+    define(fv)
+    if not takes_config:
+        fv([argv0, *args])
+        return fv
+    own = fv([argv0, *args], known_only=True)  # --workdir is known before the config is read
+    given = any(a.split("=")[0] == "--config" for a in args) or "--config" in args
+    workdir = fv["workdir"].value if "workdir" in fv else None
+    if given:
+        config_flags.DEFINE_config_file(
+            "config",
+            None,
+            "Config file path.py[:arg]",
+            fv,
+            lock_config=True,
+            sys_argv=[argv0, *args],
+        )
+    elif workdir and os.path.exists(os.path.join(workdir, "config.json")):
+        from genimg_jax import config as config_lib
+
+        saved = config_lib.load_saved(os.path.join(workdir, "config.json"))
+        config_flags.DEFINE_config_dict("config", saved, "The run's config", fv, lock_config=True)
+    else:
+        raise UsageError("--config is required (or a --workdir holding config.json from a run)")
+    try:
+        rest = fv(own, known_only=False)
+        fv["config"].value  # noqa: B018 (overrides are applied when the value is read)
+    except (AttributeError, KeyError) as e:  # lock_config: an override names no field
+        text = e.args[0] if e.args else e
+        raise UsageError(
+            f"bad config override: no config field {text}".replace("\n", "; ")
+        ) from None
+    if len(rest) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
+    return fv
+
+
+def _require(fv: flags.FlagValues, name: str) -> str:
+    value = fv[name].value
     if not value:
         raise UsageError(f"--{name} is required")
     return value
 
 
-def load_config(workdir: str | None):
-    """The --config file with overrides, else the config saved in an existing workdir."""
-    if _CONFIG.value is not None:
-        return _CONFIG.value
-    saved = workdir and os.path.join(workdir, "config.json")
-    if saved and os.path.exists(saved):
-        from genimg_jax.config import load_saved
+def _setup(config):
+    """The runtime setup for `config`, then `config` (validated)."""
+    from genimg_jax import config as config_lib
+    from genimg_jax.runtime import setup
 
-        return load_saved(saved)
-    raise UsageError("--config is required (or a --workdir holding config.json from a run)")
+    config_lib.validate(config)
+    setup.setup_runtime(config)
+    return config
 
 
-def cmd_train() -> None:
+# --------------------------------------------------------------------------------------------
+# The commands.
+
+
+def cmd_train(fv: flags.FlagValues, _: list[str]) -> None:
     """Trains a config in a workdir, or resumes the run the workdir holds."""
-    from genimg_jax.train import loop as trainer
+    from genimg_jax.training import loop
 
-    workdir = _require("workdir")
-    trainer.train_and_evaluate(load_config(workdir), workdir)
+    loop.train_and_evaluate(_setup(fv.config), _require(fv, "workdir"))
 
 
-def cmd_sample() -> None:
+def cmd_sample(fv: flags.FlagValues, _: list[str]) -> None:
     """Writes samples from a run's latest (or best) checkpoint: a grid, an npz array or a
     folder of PNGs (for pytorch-fid, clean-fid, torch-fidelity)."""
     from genimg_jax.cli import sample
 
-    workdir = _require("workdir")
-    default = {"grid": "sample.png", "npz": "samples.npz", "png-dir": "png"}[FLAGS.format]
-    out = FLAGS.out or os.path.join(workdir, "samples", default)
-    config = load_config(workdir)
-    if FLAGS.truncation is not None:
-        if "truncation" not in config.eval:
-            raise UsageError(
-                f"--truncation: model.family={config.model.family!r} has no w to truncate; "
-                "it applies to the stylegan2 family"
-            )
-        config.eval.truncation = FLAGS.truncation
-    print(
-        sample.export(config, workdir, FLAGS.num, out, FLAGS.format, FLAGS.seed, FLAGS.checkpoint)
-    )
+    workdir = _require(fv, "workdir")
+    default = {"grid": "sample.png", "npz": "samples.npz", "png-dir": "png"}[fv.format]
+    out = fv.out or os.path.join(workdir, "samples", default)
+    config = _setup(fv.config)
+    print(sample.export(config, workdir, fv.num, out, fv.format, fv.seed, fv.checkpoint))
 
 
-def cmd_prepare() -> None:
+def cmd_prepare(fv: flags.FlagValues, _: list[str]) -> None:
     """Prepares a data set as array_record in its TFDS data dir."""
     from genimg_jax.data import pipeline
 
-    builder = pipeline.prepare(_require("data"), FLAGS.data_dir)
+    builder = pipeline.prepare(_require(fv, "data"), fv.data_dir)
     print(f"{builder.name} is prepared in {builder.data_dir}")
 
 
-def cmd_sweep() -> None:
-    """Runs the members of a sweep (a config file with get_sweep()), or one of them."""
+def cmd_sweep(fv: flags.FlagValues, _: list[str]) -> None:
+    """Runs the members of a sweep (a config file with get_sweep()), or one of them; the
+    --config.FIELD overrides apply to every member (recorded in sweep.json)."""
     from genimg_jax.sweeps import run as sweep_run
 
+    path = config_flags.get_config_filename(fv["config"])
+    overrides = config_flags.get_override_values(fv["config"])
+    _setup(fv.config)
     ran = sweep_run.run(
-        _require("sweep"),
-        _require("workdir"),
-        member=FLAGS.member,
-        launcher=FLAGS.launcher,
-        workers=FLAGS.workers,
-        vectorize=FLAGS.vectorize,
-        vectorize_mode=FLAGS.vectorize_mode,
+        path,
+        _require(fv, "workdir"),
+        member=fv.member,
+        launcher=fv.launcher,
+        workers=fv.workers,
+        vectorize=fv.vectorize,
+        vectorize_mode=fv.vectorize_mode,
+        overrides=overrides,
     )
     print(f"ran {len(ran)} member(s): {', '.join(m.name for m in ran) or 'all were finished'}")
 
 
-def cmd_report() -> None:
+def cmd_report(fv: flags.FlagValues, positional: list[str]) -> None:
     """Writes a sweep's summary table and plots (usage: genimg report SWEEP_WORKDIR)."""
     from genimg_jax.sweeps import report
 
-    workdir = FLAGS.workdir or (_POSITIONAL[0] if _POSITIONAL else None)
+    workdir = fv.workdir or (positional[0] if positional else None)
     if not workdir:
         raise UsageError("usage: genimg report SWEEP_WORKDIR")
     for path in report.report(workdir):
         print(path)
 
 
-def cmd_eval() -> None:
+def cmd_eval(fv: flags.FlagValues, _: list[str]) -> None:
     """Scores a run's latest (or best) checkpoint and writes eval_<step>.json."""
-    import json
-
     from genimg_jax.cli import eval as eval_workdir
 
-    workdir = _require("workdir")
-    config = load_config(workdir)
-    with config.unlocked():
-        if FLAGS.examples is not None:
-            config.eval.examples = FLAGS.examples
-        if FLAGS.iwae_k is not None and "iwae_k" in config.eval:
-            config.eval.iwae_k = FLAGS.iwae_k
-        if FLAGS.reference_split is not None and "reference_split" in config.eval:
-            config.eval.reference_split = FLAGS.reference_split
-    scores = eval_workdir.evaluate_workdir(config, workdir, FLAGS.checkpoint)
+    workdir = _require(fv, "workdir")
+    scores = eval_workdir.evaluate_workdir(_setup(fv.config), workdir, fv.checkpoint)
     print(json.dumps(scores, indent=2))
 
 
-def cmd_train_classifier() -> None:
+def cmd_train_classifier(fv: flags.FlagValues, _: list[str]) -> None:
     """Trains (and caches) the domain classifier that GAN scores use as features."""
     from genimg_jax.features import feature_nets
-    from genimg_jax.train import loop as trainer
 
-    if _CONFIG.value is None:
-        raise UsageError("--config is required")
-    config = trainer.start_up(_CONFIG.value)
+    config = _setup(fv.config)
     _, accuracy, path = feature_nets.train_domain_classifier(config)
     print(
         f"domain classifier for {config.data.name}: test accuracy {accuracy:.4f}, saved to {path}"
     )
 
 
-_POSITIONAL: list[str] = []
+def _both(*defines: Callable) -> Callable:
+    return lambda fv: [define(fv) for define in defines]
+
+
+# name -> (run, its flags, whether it reads a config)
 COMMANDS = {
-    "train": cmd_train,
-    "sample": cmd_sample,
-    "prepare": cmd_prepare,
-    "sweep": cmd_sweep,
-    "report": cmd_report,
-    "eval": cmd_eval,
-    "train-classifier": cmd_train_classifier,
+    "train": (cmd_train, _workdir, True),
+    "sample": (cmd_sample, _sample_flags, True),
+    "prepare": (cmd_prepare, _prepare_flags, False),
+    "sweep": (cmd_sweep, _sweep_flags, True),
+    "report": (cmd_report, _workdir, False),
+    "eval": (cmd_eval, _both(_workdir, _checkpoint), True),
+    "train-classifier": (cmd_train_classifier, _workdir, True),
 }
-
-
-# The flags each command takes (absl parses them all; `main` refuses the others by name).
-TAKES = {
-    "train": ("config", "workdir"),
-    "sample": ("config", "workdir", "checkpoint", "num", "format", "out", "seed", "truncation"),
-    "prepare": ("data", "data_dir"),
-    "sweep": ("sweep", "workdir", "member", "launcher", "workers", "vectorize", "vectorize_mode"),
-    "report": ("workdir",),
-    "eval": ("config", "workdir", "checkpoint", "examples", "iwae_k", "reference_split"),
-    "train-classifier": ("config",),
-}
-HELP = ("--help", "-h", "--helpfull", "-help")
 
 
 def command_help(command: str) -> str:
     """`genimg COMMAND --help`: what the command does and the flags it takes."""
-    lines = [f"genimg {command}: {COMMANDS[command].__doc__.strip()}", "", "flags:"]
-    for name in TAKES[command]:
-        flag = FLAGS[name]
-        default = "" if flag.default is None else f" (default: {flag.default_as_str})"
-        lines.append(f"  --{name}: {flag.help}{default}")
-    if "config" in TAKES[command]:
+    run, define, takes_config = COMMANDS[command]
+    fv = flags.FlagValues()
+    define(fv)
+    lines = [f"genimg {command}: {run.__doc__.strip()}", "", "flags:"]
+    if takes_config:
+        lines.append("  --config: config file path.py[:arg] (default: WORKDIR/config.json)")
         lines.append(
             "  --config.FIELD=VALUE: override any config field, e.g. --config.model.beta=4"
         )
+    for name in fv:
+        flag = fv[name]
+        default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+        lines.append(f"  --{name}: {flag.help}{default}")
     return "\n".join(lines)
-
-
-def _sweep_config_as_sweep_flag(args: list[str]) -> list[str]:
-    """`genimg sweep --config FILE` means `--sweep FILE` (the flag `train` takes)."""
-    return ["--sweep" + a[len("--config") :] if a.split("=")[0] == "--config" else a for a in args]
 
 
 def main(argv: list[str]) -> int:
@@ -276,35 +286,24 @@ def main(argv: list[str]) -> int:
     if any(a in HELP for a in args):
         print(command_help(command))
         return 0
-    if command == "sweep":
-        args = _sweep_config_as_sweep_flag(args)
-    saved_argv, sys.argv = sys.argv, [argv[0]] + args  # config_flags reads sys.argv too
+    run, define, takes_config = COMMANDS[command]
     try:
-        FLAGS.unparse_flags()  # main() may run more than once in a process (tests, notebooks):
-        for name in [n for n in FLAGS if n.startswith("config.")]:  # the last call's overrides
-            delattr(FLAGS, name)
-        _POSITIONAL[:] = FLAGS(sys.argv)[1:]
-        foreign = [
-            f"--{n}" for n in FLAGS if FLAGS[n].present and n.split(".")[0] not in TAKES[command]
-        ]
-        if foreign:
-            raise UsageError(
-                f"genimg {command} does not take {', '.join(sorted(foreign))}; its flags: "
-                f"{', '.join('--' + n for n in TAKES[command])} (genimg {command} --help)"
-            )
-        COMMANDS[command]()
+        fv = _parse(argv[0], args, define, takes_config)
+        positional = [a for a in args if not a.startswith("-")] if command == "report" else []
+        run(fv, positional)
+    except flags.UnrecognizedFlagError as e:
+        fv = flags.FlagValues()
+        define(fv)
+        takes = ["--config", "--config.FIELD=VALUE"] if takes_config else []
+        takes += [f"--{n}" for n in fv]
+        return _fail(
+            f"genimg {command} does not take --{e.flagname}; its flags: {', '.join(takes)} "
+            f"(genimg {command} --help)"
+        )
     except flags.Error as e:
         return _fail(f"bad flag: {e}")
-    except AttributeError as e:  # lock_config: an override names a field that does not exist
-        if not any(a.startswith("--config.") for a in argv):
-            raise
-        inner = e.args[0] if e.args else e
-        text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
-        return _fail(f"bad config override: no config field {text}".replace("\n", "; "))
     except GenimgError as e:
         return _fail(str(e), e.exit_code)
-    finally:
-        sys.argv = saved_argv
     return 0
 
 
@@ -314,9 +313,7 @@ def _fail(message: str, exit_code: int = 2) -> int:
 
 
 def run() -> None:
-    """Console-script entry point: the CPU settings (cpu_tuning.py) when the run will be on
-    CPU, before anything starts JAX; then the command."""
-    cpu_tuning.tune_if_cpu()
+    """Console-script entry point."""
     sys.exit(main(sys.argv))
 
 

@@ -4,51 +4,15 @@ import os
 from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from genimg_jax import config as config_lib
-from genimg_jax.core import family
-from genimg_jax.core import state as state_lib
+from genimg_jax import families
 from genimg_jax.core.errors import CheckpointError
-from genimg_jax.families import sampling
-from genimg_jax.runtime import parallel
-from genimg_jax.train import checkpoint as checkpoint_lib
-from genimg_jax.train import loop as trainer
-from genimg_jax.train import outputs as log_lib
-from genimg_jax.train.checkpoint import Checkpoints
-
-
-def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
-    """The run's latest checkpointed state, or with which="best" the best-scored one
-    (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set)."""
-    trainer.start_up(config)
-    if which not in ("latest", "best"):
-        raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
-    folder = checkpoint_lib.LATEST if which == "latest" else checkpoint_lib.BEST
-    if not os.path.isdir(os.path.join(workdir, folder)):
-        raise CheckpointError(
-            f"{os.path.join(workdir, folder)} holds no checkpoint; "
-            + (
-                f"train first: genimg train --config CONFIG --workdir {workdir}"
-                if which == "latest"
-                else "the best one is kept by runs that score themselves "
-                "(eval.scores=True, eval.best_metric set)"
-            )
-        )
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, folder)
-    try:
-        template = state_lib.initial_state(config, parallel.make_mesh())
-        hint = config_lib.saved_config_hint(config, workdir)
-        state, step = checkpoints.restore_latest_good(template, hint)  # BEST holds one save
-        if step == 0:
-            raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
-    finally:
-        checkpoints.abandon()
-    return state
-
+from genimg_jax.families import draw as draw_lib
+from genimg_jax.training import member
+from genimg_jax.training import outputs as log_lib
 
 SAMPLE_BATCH = 500  # images drawn per compiled call
 FORMATS = ("grid", "npz", "png-dir")
@@ -64,22 +28,11 @@ def draw_batches(
 ) -> Iterator[np.ndarray]:
     """The images of `draw`, `batch` at a time, by one compiled program (the last batch is
     padded to its shape)."""
-    state = restore(config, workdir, which)
-    z = sampling.latents(jax.random.key(seed), num, config.model.latent_dim)
-    labels = sampling.class_labels(num, config)  # by the sample's index, not by batch
-    samples = jax.jit(family.of(config).samples)
-    size = min(batch, num)
-
-    def padded(x: jax.Array | None, part: slice) -> jax.Array | None:  # to the compiled shape
-        if x is None:
-            return None
-        x = x[part]
-        return jnp.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1))
-
-    for start in range(0, num, size):
-        part = slice(start, start + size)
-        images = samples(state, padded(z, part), padded(labels, part))
-        yield np.asarray(images)[: min(size, num - start)]
+    state = member.restore(config, workdir, which)
+    z = draw_lib.latents(jax.random.key(seed), num, config.model.latent_dim)
+    labels = draw_lib.class_labels(num, config)  # by the sample's index, not by batch
+    samples = jax.jit(families.of(config).samples)
+    yield from draw_lib.in_parts(samples, state, z, labels, batch)
 
 
 def draw(
@@ -110,7 +63,7 @@ def export(
     Images are drawn `batch` at a time, with a progress bar."""
     if fmt not in FORMATS:
         raise CheckpointError(f"--format={fmt!r}: use one of {list(FORMATS)}")
-    value_range = family.of(config).value_range
+    value_range = families.of(config).value_range
     if fmt == "grid":
         log_lib.save_png(
             log_lib.image_grid(draw(config, workdir, num, seed, which), value_range), out

@@ -10,7 +10,7 @@ for Data-Efficient GAN Training"), the policies of their official code on images
 | `cutout`      | a square of side H/2 set to 0, its centre anywhere in the image         |
 
 `train.augment = "color,translation,cutout"` applies them in that order with the D step's
-key: every draw is made for the global batch and sliced per device (`parallel.global_rows`),
+key: every draw is made for the global batch and sliced per device (`collectives.global_rows`),
 so jit and pmap, and a resumed run, see the same augmentations.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from genimg_jax.runtime import parallel
+from genimg_jax.core import collectives
 
 Array = jax.Array
 TRANSLATION_RATIO, CUTOUT_RATIO = 0.125, 0.5  # of the image side, as in DiffAugment's code
@@ -28,13 +28,13 @@ TRANSLATION_RATIO, CUTOUT_RATIO = 0.125, 0.5  # of the image side, as in DiffAug
 def _uniform(rng: Array, rows: int, axis_name: str | None) -> Array:
     """u ~ U[0, 1) per example: [rows, 1, 1, 1]."""
     draw = lambda k, n: jax.random.uniform(k, (n, 1, 1, 1))
-    return parallel.global_rows(draw, rng, rows, axis_name)
+    return collectives.global_rows(draw, rng, rows, axis_name)
 
 
 def _integers(rng: Array, rows: int, low: int, high: int, axis_name: str | None) -> Array:
     """Two integers in [low, high) per example: [rows, 2]."""
     draw = lambda k, n: jax.random.randint(k, (n, 2), low, high)
-    return parallel.global_rows(draw, rng, rows, axis_name)
+    return collectives.global_rows(draw, rng, rows, axis_name)
 
 
 def color(x: Array, rng: Array, axis_name: str | None = None) -> Array:
@@ -146,7 +146,7 @@ def ada_matrices(
     keys = iter(jax.random.split(rng, 16))
 
     def draw(fn):
-        return parallel.global_rows(fn, next(keys), rows, axis_name)
+        return collectives.global_rows(fn, next(keys), rows, axis_name)
 
     def chosen():
         return draw(lambda k, n: jax.random.uniform(k, (n,))) < p

@@ -1,8 +1,9 @@
 """Model families as objects. A `Family` carries everything that differs between kinds of
-generative model: its config fields and their validation, its networks, its training state and
-step, its sample grids, its samples and its scores. The loop, the checkpoints and the commands
-only talk to this contract, so a family added from a user's own module (README, "Adding a model
-family") trains, resumes, samples and is scored like the built-in ones.
+generative model: its config fields, their defaults, validation and `:quick` shrinking, its
+networks, its training state and step, its sample grids, its samples and its scores. The loop,
+the checkpoints and the commands only talk to this contract, so a family added from a user's own
+module (README, "Adding a model family") trains, resumes, samples and is scored like the
+built-in ones (`genimg_jax/families/`, one folder each).
 
 A family is registered under the name `config.model.family` selects. A family defined outside
 the package is registered when its module is imported: the config names that module in
@@ -10,19 +11,28 @@ the package is registered when its module is imported: the config names that mod
 `genimg sample` and `genimg eval` import it again.
 """
 
+import abc
+import functools
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import ml_collections
+import optax
 
-Rules = dict[str, tuple[Callable[[Any], bool], str]]  # field -> (check, what is allowed)
+from genimg_jax.core import state as state_lib
+from genimg_jax.core.fields import Rules
+
+Step = Callable[[Any, dict, jax.Array], tuple[Any, dict]]  # (state, batch, rng) -> (state, metrics)
 
 
-class Family:
-    """The contract of a model family. The built-in ones are `families.gan.GANFamily` (a
-    generator and a discriminator) and `families.vae.VAEFamily` (one encoder-decoder)."""
+class Family(abc.ABC):
+    """The contract of a model family: every abstract method must be written; the others have
+    defaults that fit most families. The built-in ones are `families.gan.GANFamily` (a generator
+    and a discriminator; `families.stylegan2` refines it) and `families.vae.VAEFamily` (one
+    encoder-decoder; `families.vae.FactorVAEFamily` adds a discriminator on its codes)."""
 
     # The pixel range the family trains on and draws in.
     value_range: tuple[float, float] = (0.0, 1.0)
@@ -30,85 +40,131 @@ class Family:
     # these (and `seed`) share one compiled step and can be one vectorized program.
     hyperparameters: tuple[str, ...] = ()
 
+    # -- config --------------------------------------------------------------------------------
+    @abc.abstractmethod
     def add_defaults(self, config: ml_collections.ConfigDict) -> None:
-        """Adds the family's fields (with defaults) to the shared base config."""
+        """Adds the family's fields (with defaults) to the shared base config, including
+        `eval.best_metric` where the family keeps a best checkpoint (a key of `score_modes`)."""
 
+    @abc.abstractmethod
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
         """{field: (check, allowed)} for the family's fields; `config.validate` applies them."""
-        return {}
 
+    def shrink_for_tests(self, config: ml_collections.ConfigDict) -> None:
+        """The family's part of a `:quick` variant: its networks made tiny (the shared part sets
+        latent size, steps and intervals)."""
+
+    def check_data(self, config: ml_collections.ConfigDict) -> None:
+        """Raises ConfigError when the config's data cannot serve the family (labels a
+        conditional model needs, ...); called before data preparation, nothing is built."""
+
+    def resolve(self, config: ml_collections.ConfigDict) -> "Family":
+        """The family object that trains `config`: itself, or a variant its fields select (the
+        VAE family's FactorVAE for `model.objective="factor_vae"`)."""
+        return self
+
+    # -- networks and state --------------------------------------------------------------------
+    @abc.abstractmethod
     def build(self, config: ml_collections.ConfigDict) -> Any:
         """The family's Flax modules for `config` (without its hyperparameters)."""
-        raise NotImplementedError
 
+    def make_optimizer(self, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+        """The optimizer of the family's networks (`core.state.make_optimizer` of `train`)."""
+        return state_lib.make_optimizer(config.train)
+
+    def static_parts(self, config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+        """(modules, optimizer) of `config`, the same objects for every config equal up to
+        `hyperparameters`: their states then share a treedef, hence one compiled step. A
+        family's `create_state` takes its modules and optimizer from here."""
+        return _static_parts(self, self.static_key(config))
+
+    def static_key(self, config: ml_collections.ConfigDict) -> str:
+        """`config` as JSON without its hyperparameters: equal for runs that can share programs."""
+        values = json.loads(config.to_json_best_effort())
+        for field in ("seed", *self.hyperparameters):
+            section, _, key = field.rpartition(".")
+            node = values
+            for part in section.split(".") if section else ():
+                node = node[part]
+            node.pop(key, None)
+        return json.dumps(values, sort_keys=True)
+
+    @abc.abstractmethod
     def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
-        """A fresh training state: a pytree holding one `state.TrainState` per network."""
-        raise NotImplementedError
+        """A fresh training state: a pytree holding one `core.state.TrainState` per network,
+        built from `static_parts(config)`."""
 
+    @abc.abstractmethod
     def apply_hparams(self, state: Any, config: ml_collections.ConfigDict) -> Any:
         """`state` with the config's hyperparameters written in (a resumed run's overrides)."""
-        return state
 
+    @abc.abstractmethod
     def networks(self, state: Any) -> Mapping[str, Any]:
         """{name a message uses: TrainState} of every network in `state`."""
-        raise NotImplementedError
 
+    # -- training ------------------------------------------------------------------------------
     def real_batches_per_step(self, config: ml_collections.ConfigDict) -> int:
         """Independent real batches each training step takes (stacked on the batch's axis 1
         when more than one): a GAN's critic draws a fresh one for each of its updates."""
         return 1
 
-    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None) -> Callable:
+    @abc.abstractmethod
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None) -> Step:
         """The pure step (state, batch, rng) -> (state, metrics); `axis_name` is the device
-        axis under pmap, None under jit (see `genimg_jax.parallel`)."""
-        raise NotImplementedError
+        axis under pmap, None under jit: the step must compute under pmap what it computes
+        under jit on the global batch (`core.collectives`)."""
 
+    # -- samples and scores --------------------------------------------------------------------
+    @abc.abstractmethod
     def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
         """The fixed inputs (arrays) of the sample grids a run shows at each evaluation."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sample_grids(self, state: Any, **inputs: jax.Array) -> dict[str, jax.Array]:
         """{grid name: images [N, H, W, C]} from `grid_inputs` (jitted by the loop)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def samples(self, state: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         """Images [N, H, W, C] in `value_range` from latents z [N, latent_dim] and, for a
-        conditional model, the classes int32 [N] to draw (`sampling.class_labels`; else None)
-        (jitted)."""
-        raise NotImplementedError
+        conditional model, the classes int32 [N] to draw (`families.draw.class_labels`; else
+        None) (jitted)."""
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         """{score: "min" | "max"} of the scores `make_scorer` reports (for `eval.best_metric`)."""
         return {}
 
+    @abc.abstractmethod
     def make_scorer(self, config: ml_collections.ConfigDict) -> Callable[[Any], dict]:
         """score(state) -> {name: number}, used at evaluations and by `genimg eval`."""
-        raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=32)
+def _static_parts(family: Family, key: str) -> tuple[Any, Any]:
+    config = ml_collections.ConfigDict(json.loads(key))
+    return family.build(config), family.make_optimizer(config)
 
 
 _REGISTRY: dict[str, Family] = {}
-BUILT_IN = "genimg_jax.families"  # registers dcgan, resnet_gan, stylegan2, conv_vae, mlp_vae
 
 
 def register(name: str, family: Family) -> Family:
     """Makes `family` available as `model.family=name`; returns it."""
     if not isinstance(family, Family):
-        raise TypeError(f"register({name!r}, ...) takes a genimg_jax.family.Family instance")
+        raise TypeError(f"register({name!r}, ...) takes a genimg_jax.core.family.Family instance")
     _REGISTRY[name] = family
     return family
 
 
-def names() -> list[str]:
-    """The registered family names."""
-    importlib.import_module(BUILT_IN)
+def registered() -> list[str]:
+    """The names registered so far."""
     return sorted(_REGISTRY)
 
 
-def get(name: str, module: str = "") -> Family:
-    """The family registered as `name`, importing `module` first (the config's
-    `model.family_module`, where the family of a user's own code is registered). Raises a
-    ValueError naming the known families."""
-    importlib.import_module(BUILT_IN)
+def lookup(name: str, module: str = "") -> Family:
+    """The family registered as `name`, importing the user's `module` first (the config's
+    `model.family_module`, where a family of the user's own code is registered). Raises a
+    ValueError naming the known families. The built-in families are registered by importing
+    `genimg_jax.families`, whose `get` callers use."""
     if module:
         try:
             importlib.import_module(module)
@@ -124,8 +180,3 @@ def get(name: str, module: str = "") -> Family:
             "named in model.family_module"
         )
     return _REGISTRY[name]
-
-
-def of(config: ml_collections.ConfigDict) -> Family:
-    """The family `config.model` selects."""
-    return get(config.model.family, config.model.get("family_module", ""))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from genimg_jax.runtime import parallel
+from genimg_jax.core import collectives
 
 Array = jax.Array
 
@@ -93,7 +93,7 @@ def r1_penalty(d_fn: Callable[[Array], Array], real: Array) -> Array:
 def interpolation_weights(rng: jax.Array, rows: int, axis_name: str | None = None) -> Array:
     """ε ~ U[0, 1] per example, [rows], from one draw for the global batch."""
     draw = lambda k, n: jax.random.uniform(k, (n,))
-    return parallel.global_rows(draw, rng, rows, axis_name)
+    return collectives.global_rows(draw, rng, rows, axis_name)
 
 
 def interpolate(real: Array, fake: Array, eps: Array) -> Array:

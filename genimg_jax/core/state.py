@@ -1,8 +1,6 @@
 """Training states: one Flax TrainState per network, carrying BatchNorm statistics, an EMA of
 the weights and the loss hyperparameters, so that a checkpoint is the whole truth."""
 
-import functools
-import json
 from typing import Any
 
 import flax
@@ -11,21 +9,20 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax.training import train_state
-from jax.sharding import Mesh
 
-from genimg_jax import config as config_lib
-from genimg_jax.core import family
-from genimg_jax.runtime import parallel
+from genimg_jax.core import fields
 
 PyTree = Any
 
 
 class TrainState(train_state.TrainState):
-    """TrainState + BatchNorm statistics, EMA weights (or None) and traced hyperparameters."""
+    """TrainState + BatchNorm statistics, EMA weights (or None), traced hyperparameters and the
+    running statistics a loss keeps between steps."""
 
     batch_stats: PyTree = flax.core.FrozenDict()
     ema_params: PyTree = None
     hparams: PyTree = flax.core.FrozenDict()  # e.g. {"beta": f32[]}: traced, so sweeps share code
+    stats: PyTree = flax.core.FrozenDict()  # e.g. {"ada_p": f32[]}: moved by the step itself
 
     def variables(self, params: PyTree | None = None) -> dict:
         """The Flax variables dict for `apply`, with `params` (default: the trained ones)."""
@@ -33,33 +30,6 @@ class TrainState(train_state.TrainState):
         if self.batch_stats:
             variables["batch_stats"] = self.batch_stats
         return variables
-
-
-@flax.struct.dataclass
-class GANState:
-    """The generator's and the discriminator's states; `step` counts G updates."""
-
-    g: TrainState
-    d: TrainState
-
-    @property
-    def step(self) -> jax.Array:
-        return self.g.step
-
-
-@flax.struct.dataclass
-class FactorVAEState:
-    """FactorVAE's VAE and the discriminator that estimates the total correlation of its codes
-    (`models.latent_discriminator`). Reads as the VAE's TrainState where sampling and scoring
-    need one (`step`, `params`, `apply_fn`, `hparams`)."""
-
-    vae: TrainState
-    disc: TrainState
-
-    step = property(lambda self: self.vae.step)
-    params = property(lambda self: self.vae.params)
-    apply_fn = property(lambda self: self.vae.apply_fn)
-    hparams = property(lambda self: self.vae.hparams)
 
 
 def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None:
@@ -77,7 +47,7 @@ def schedule_fraction(train: ml_collections.ConfigDict) -> optax.Schedule | None
     return optax.join_schedules([warmup, decay], [train.warmup_steps])
 
 
-OPTIMIZERS = {name: getattr(optax, name) for name in config_lib.OPTIMIZERS}
+OPTIMIZERS = {name: getattr(optax, name) for name in fields.OPTIMIZERS}
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -103,60 +73,28 @@ def with_learning_rate(state: TrainState, lr: float | jax.Array) -> TrainState:
     return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, learning_rate=lr))
 
 
-def apply_hparams(state, config: ml_collections.ConfigDict):
-    """The config's hyperparameters (learning rates, β) written into a (restored) state: the
-    config is the truth when a run resumes with overrides."""
-    return family.of(config).apply_hparams(state, config)
-
-
 def skipped_updates(state: TrainState) -> jax.Array | None:
     """How many updates `train.skip_nonfinite` skipped so far, or None when it is off."""
     return getattr(state.opt_state, "total_notfinite", None)
 
 
-@functools.lru_cache(maxsize=32)
-def _static_parts(key: str) -> tuple[Any, optax.GradientTransformation]:
-    """The family's modules and the optimizer for a config without its hyperparameters. Cached:
-    runs that differ only in seed, learning rates or β share these objects, hence the treedef
-    of their states, hence one compiled step."""
-    config = ml_collections.ConfigDict(json.loads(key))
-    return family.of(config).build(config), make_optimizer(config.train)
-
-
-def static_key(config: ml_collections.ConfigDict) -> str:
-    """`config` as JSON without its hyperparameters: equal for runs that can share programs."""
-    values = json.loads(config.to_json_best_effort())
-    for field in hyperparameters(config):
-        section, _, key = field.rpartition(".")
-        (values[section] if section else values).pop(key, None)
-    return json.dumps(values, sort_keys=True)
-
-
-def static_parts(config: ml_collections.ConfigDict) -> tuple[Any, optax.GradientTransformation]:
-    """(modules, optimizer) of `config`, shared by every config equal up to hyperparameters."""
-    return _static_parts(static_key(config))
-
-
-def hyperparameters(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """The fields runs may differ in and still share one compiled step: the seed and the
-    family's traced hyperparameters."""
-    return ("seed", *family.of(config).hyperparameters)
-
-
 def create_train_state(
-    module, tx, lr: float, rng, *inputs, ema: bool = False, **hparams
+    module, tx, lr: float, rng, *inputs, ema: bool = False, stats: dict | None = None, **hparams
 ) -> TrainState:
     """A fresh TrainState of `module` initialised on `inputs`, learning rate `lr` (traced), an
-    EMA copy of the weights when `ema`, and `hparams` as traced float32 values."""
+    EMA copy of the weights when `ema`, `hparams` as traced float32 values and running
+    `stats` (float32, starting at their given values)."""
     variables = module.init(rng, *inputs)
     params = variables["params"]
+    as_f32 = lambda values: {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
     state = TrainState.create(
         apply_fn=module.apply,
         params=params,
         tx=tx,
         batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-        hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
+        hparams=as_f32(hparams),
+        stats=as_f32(stats or {}),
     )
     return with_learning_rate(state, lr)
 
@@ -166,19 +104,8 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     return (config.data.image_size, config.data.image_size, config.data.channels)
 
 
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
-    """The initial state of the family named in `config.model.family`."""
-    return family.of(config).create_state(config, rng)
-
-
 def run_keys(seed: int) -> dict[str, jax.Array]:
     """Independent keys (raw uint32 [2], easy to move between hosts) for initialisation,
     training steps and sample grids."""
     init, train, sample = jax.random.split(jax.random.PRNGKey(seed), 3)
     return {"init": init, "train": train, "sample": sample}
-
-
-def initial_state(config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
-    """The freshly initialised state as global arrays replicated over the mesh: the layout that
-    checkpoints are written and restored in, whatever the strategy or device count."""
-    return parallel.replicate_global(create_state(config, run_keys(config.seed)["init"]), mesh)

@@ -47,8 +47,9 @@ def _holds_an_image(folder: str) -> bool:
     return False
 
 
-def check_labels(config: ml_collections.ConfigDict) -> None:
-    """Raises a one-line ConfigError when `model.num_classes` cannot work with the data:
+def check_labels(data: ml_collections.ConfigDict, k: int) -> None:
+    """Raises a one-line ConfigError when a model of `k` classes (a family's `model.num_classes`)
+    cannot work with the data `data` (a config's `data` section):
 
     - a conditional model (num_classes K > 0) on data without labels: a folder with
       data.labels_from_folders=False, a .npy or an .npz without 'labels'/'y', or a TFDS data
@@ -57,14 +58,11 @@ def check_labels(config: ml_collections.ConfigDict) -> None:
       data.labels_from_folders=True, a known TFDS data set's classes, or an .npz's labels
       outside [0, K).
 
-    An unconditional model (K = 0, or no model.num_classes: the VAEs) takes any data; a missing
-    or unreadable data.path is left to the preparation, which names it. Nothing is prepared
-    or built.
+    An unconditional model (K = 0) takes any data; a missing or unreadable data.path is left
+    to the preparation, which names it. Nothing is prepared or built.
     """
-    k = int(config.model.get("num_classes", 0) or 0)
     if k <= 0:
         return
-    data = config.data
     if data.name == "folder":
         _check_folder(data, k)
     elif data.name == "arrays":

@@ -389,6 +389,16 @@ def binarize(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray
     return np.where(images >= middle, np.float32(hi), np.float32(lo)).astype(np.float32)
 
 
+def model_images(
+    images: np.ndarray, value_range: tuple[float, float], binarize_pixels: bool
+) -> np.ndarray:
+    """Fitted uint8 images as the model sees them: scaled to `value_range`, and binarized when
+    the data is (`data.binarize`). Training batches, sample grids' inputs and scored test
+    images all pass through here."""
+    x = scale_images(images, value_range)
+    return binarize(x, value_range) if binarize_pixels else x
+
+
 class Batches:
     """Deterministic batches of one split: `batches[step]` is this process's share of the
     global batch of `step`, ready for the model (fitted and scaled float32 images)."""
@@ -430,9 +440,7 @@ class Batches:
         indices = example_indices(self.seed, step, self.batch_size, len(self.source))
         example = self.source.get(indices[self.rows])
         images = fit_images(example["image"], self.image_size, self.channels)
-        example["image"] = scale_images(images, self.value_range)
-        if self.binarize:
-            example["image"] = binarize(example["image"], self.value_range)
+        example["image"] = model_images(images, self.value_range, self.binarize)
         return example
 
     def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from genimg_jax.core.fields import SUPPORTED_IMAGE_SIZES
 from genimg_jax.models.layers import Conv, ConvTranspose
 
 Array = jax.Array
-SUPPORTED_IMAGE_SIZES = (16, 28, 32, 64, 128, 256)  # `spatial_plan` derives the blocks
 WIDEST = 8  # feature widths stop growing at WIDEST x the base width (8 x 64 = 512 channels)
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -22,6 +22,11 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TRANSPOSED_KERNEL_INIT = nn.initializers.variance_scaling(
     1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
 )
+
+
+def conv_gradients(config: ml_collections.ConfigDict) -> str:
+    """How the stacks' convolutions take their gradients (`train.conv_gradients`)."""
+    return config.train.get("conv_gradients", "auto")
 
 
 def build_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -88,11 +93,12 @@ class DownStack(nn.Module):
     widths: list[int]
     activation: Callable[[Array], Array] = nn.leaky_relu
     dtype: Any = jnp.float32
+    gradients: str = "auto"  # `layers.custom_gradients_here`
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for width in self.widths:
-            conv = Conv(width, (4, 4), strides=(2, 2), dtype=self.dtype)  # = nn.Conv(..., "SAME")
+            conv = Conv(width, (4, 4), (2, 2), dtype=self.dtype, gradients=self.gradients)
             x = self.activation(conv(x))
         return x
 
@@ -106,6 +112,7 @@ class UpStack(nn.Module):
     batch_norm: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    gradients: str = "auto"  # `layers.custom_gradients_here`
 
     @nn.compact
     def __call__(self, h: Array, train: bool = False) -> Array:
@@ -115,11 +122,15 @@ class UpStack(nn.Module):
                 use_bias=not self.batch_norm,
                 kernel_init=TRANSPOSED_KERNEL_INIT,
                 dtype=self.dtype,
+                gradients=self.gradients,
             )(h)
             if self.batch_norm:
                 h = batch_norm(train, self.dtype, self.axis_name)(h)
             h = nn.relu(h)
         last = ConvTranspose(
-            self.out_channels, kernel_init=TRANSPOSED_KERNEL_INIT, dtype=self.dtype
+            self.out_channels,
+            kernel_init=TRANSPOSED_KERNEL_INIT,
+            dtype=self.dtype,
+            gradients=self.gradients,
         )
         return last(h).astype(jnp.float32)

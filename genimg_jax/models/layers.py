@@ -32,7 +32,6 @@ the same convolutions as flax's, with autodiff's gradients (`custom_gradients_he
 measurement on that backend says otherwise (benchmarks/device_check.sh times the steps there).
 """
 
-import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -42,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
+
+from genimg_jax.core.fields import CONV_GRADIENTS
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -78,12 +79,13 @@ def materialize(x: Array) -> Array:
 materialize.defjvps(lambda tangent, _, x: tangent)
 
 
-def custom_gradients_here() -> bool:
-    """Whether the phase-decomposition forward and custom VJPs apply: on XLA:CPU, where they
-    were measured faster; `GENIMG_CUSTOM_CONV_GRADIENTS=1` (or 0) forces them on (or off)
-    elsewhere, to measure them there."""
-    forced = os.environ.get("GENIMG_CUSTOM_CONV_GRADIENTS", "")
-    return forced == "1" if forced in ("0", "1") else jax.default_backend() == "cpu"
+def custom_gradients_here(gradients: str = "auto") -> bool:
+    """Whether the phase-decomposition forward and custom VJPs apply: "custom" or "autodiff" as
+    `gradients` (the config's `train.conv_gradients`) says; "auto" on XLA:CPU, where they were
+    measured faster. "custom" elsewhere measures them there."""
+    if gradients not in CONV_GRADIENTS:
+        raise ValueError(f"conv gradients {gradients!r}; use one of {', '.join(CONV_GRADIENTS)}")
+    return gradients == "custom" if gradients != "auto" else jax.default_backend() == "cpu"
 
 
 def same_padding(kernel_size: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -227,7 +229,9 @@ def _conv_transpose_bwd(
 _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
-def conv_transpose(x: Array, kernel: Array, strides: int | Sequence[int] = (2, 2)) -> Array:
+def conv_transpose(
+    x: Array, kernel: Array, strides: int | Sequence[int] = (2, 2), gradients: str = "auto"
+) -> Array:
     """Transposed conv, "SAME" (out = in * stride): x [B, H, W, I], kernel [kh, kw, O, I] ->
     [B, H*sh, W*sw, O]; equals `lax.conv_transpose(x, kernel, strides, "SAME",
     transpose_kernel=True)`, with a backward pass made of forward convolutions."""
@@ -243,7 +247,7 @@ def conv_transpose(x: Array, kernel: Array, strides: int | Sequence[int] = (2, 2
         )
     dtype = jnp.result_type(x, kernel)
     x, kernel = x.astype(dtype), kernel.astype(dtype)
-    if not custom_gradients_here():
+    if not custom_gradients_here(gradients):
         return _dilated_transpose_of_strided_conv(x, kernel, strides)
     return _conv_transpose(x, kernel, strides)
 
@@ -260,15 +264,15 @@ class ConvTranspose(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros_init()
+    gradients: str = "auto"  # `custom_gradients_here`
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         """Upsample `inputs` [*batch, H, W, C] (any number of batch dims, or none)."""
         strides = _pair(self.strides)
         kernel_dims = (self.features, inputs.shape[-1])  # [kh, kw, features, C]
-        return _apply_kernel_op(
-            self, inputs, kernel_dims, lambda x, k: conv_transpose(x, k, strides)
-        )
+        op = lambda x, k: conv_transpose(x, k, strides, self.gradients)
+        return _apply_kernel_op(self, inputs, kernel_dims, op)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -297,7 +301,9 @@ def _conv_bwd(
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv(u: Array, kernel: Array, strides: int | Sequence[int] = (1, 1)) -> Array:
+def conv(
+    u: Array, kernel: Array, strides: int | Sequence[int] = (1, 1), gradients: str = "auto"
+) -> Array:
     """Conv, "SAME": u [B, H, W, C], kernel [kh, kw, C, F] -> [B, ceil(H/sh), ceil(W/sw), F];
     equals `lax.conv_general_dilated(u, kernel, strides, "SAME")`, with an input-gradient made of
     stride-1 convs where the phase decomposition applies (H, W divisible by the strides)."""
@@ -314,7 +320,8 @@ def conv(u: Array, kernel: Array, strides: int | Sequence[int] = (1, 1)) -> Arra
     dtype = jnp.result_type(u, kernel)
     u, kernel = u.astype(dtype), kernel.astype(dtype)
     divisible = u.shape[1] % strides[0] == 0 and u.shape[2] % strides[1] == 0
-    if divisible and uses_phase_decomposition(kernel.shape, strides) and custom_gradients_here():
+    custom = custom_gradients_here(gradients)
+    if divisible and uses_phase_decomposition(kernel.shape, strides) and custom:
         return _conv(u, kernel, strides)
     # XLA "SAME" (equal to `same_padding` when divisible); plain autodiff elsewhere
     return lax.conv_general_dilated(u, kernel, strides, "SAME", dimension_numbers=DIMENSION_NUMBERS)
@@ -332,12 +339,14 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros_init()
+    gradients: str = "auto"  # `custom_gradients_here`
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         """Convolve `inputs` [*batch, H, W, C] (any number of batch dims, or none)."""
         kernel_dims = (inputs.shape[-1], self.features)  # [kh, kw, C, features]
-        return _apply_kernel_op(self, inputs, kernel_dims, lambda u, k: conv(u, k, self.strides))
+        op = lambda u, k: conv(u, k, self.strides, self.gradients)
+        return _apply_kernel_op(self, inputs, kernel_dims, op)
 
 
 def _apply_kernel_op(

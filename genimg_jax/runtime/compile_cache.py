@@ -2,9 +2,10 @@
 so a second run of a config, a resume, or the next member of a sweep in another process loads
 its training step instead of compiling it again.
 
-`compile_cache_dir` (a config field) picks the directory:
+`compile_cache_dir` (a config field) picks the directory, which the runtime setup applies
+(`runtime.setup.use_compile_cache`: the `genimg` command, or `genimg_jax.setup_runtime(config)`):
 - "auto" (default): the directory JAX is already configured with (`JAX_COMPILATION_CACHE_DIR`
-  or `jax.config.update("jax_compilation_cache_dir", ...)`), else `~/.cache/genimg_jax/xla`
+  or JAX's option `jax_compilation_cache_dir` set by the user), else `~/.cache/genimg_jax/xla`
   (`$XDG_CACHE_HOME/genimg_jax/xla` where that is set);
 - a path: that directory;
 - "": no persistent cache.
@@ -17,7 +18,7 @@ key and compiles anew, and a hit runs the very executable the miss compiled
 
 JAX writes only programs that took at least `jax_persistent_cache_min_compile_time_secs` to
 compile, 1 s by default; genimg lowers that to 0 unless you set it (the environment variable
-`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, or `jax.config.update`): the main job's
+`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, or JAX's option of that name): the main job's
 initialisation, sampling and scoring programs compile in under a second each, and caching them
 too took a second run from 6.5-6.7 s to 2.9-3.1 s between process start and its first step. The
 directory grows by about 1 MB per distinct config and can be deleted at any time. Anyone who can
@@ -28,7 +29,6 @@ import os
 
 import jax
 import jax.monitoring
-from jax.experimental.compilation_cache import compilation_cache as _jax_cache
 
 AUTO = "auto"
 MIN_COMPILE_TIME_VAR = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
@@ -51,32 +51,32 @@ def resolve(setting: str) -> str | None:
     if not setting:
         return None
     if setting == AUTO:
-        own = _jax_own[0] if _jax_own else jax.config.jax_compilation_cache_dir
-        return own or default_dir()
+        return previous_setting() or default_dir()
     return os.path.abspath(os.path.expanduser(setting))
 
 
-def use(setting: str) -> str | None:
-    """Makes this process's compilations read and write the cache that `setting` names (see the
-    module docstring); returns its directory, or None where the setting turns it off."""
-    global _listening
-    directory = resolve(setting)
+def previous_setting() -> str | None:
+    """JAX's own cache directory before genimg first changed it (the environment's or the
+    user's), remembered by `runtime.setup.use_compile_cache`."""
+    return _jax_own[0] if _jax_own else jax.config.jax_compilation_cache_dir
+
+
+def remember_jax_setting() -> None:
+    """Notes JAX's own cache directory, once, before genimg changes it."""
     if not _jax_own:
         _jax_own.append(jax.config.jax_compilation_cache_dir)
-    if jax.config.jax_compilation_cache_dir != directory:
-        _jax_cache.reset_cache()  # JAX opens its cache once; reopen it at the new place
-        jax.config.update("jax_compilation_cache_dir", directory)
-    jax_default = jax.config.jax_persistent_cache_min_compile_time_secs == JAX_MIN_COMPILE_TIME
-    if directory and jax_default and MIN_COMPILE_TIME_VAR not in os.environ:
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # cache every program
+
+
+def count_hits() -> None:
+    """Counts this process's loads from the persistent cache from now on (`hits`)."""
+    global _listening
     if not _listening:  # listeners cannot be removed: one per process
         jax.monitoring.register_event_listener(_count_hit)
         _listening = True
-    return directory
 
 
 def hits() -> int:
-    """Programs this process has loaded from the persistent cache so far (since `use`)."""
+    """Programs this process has loaded from the persistent cache since `count_hits`."""
     return _hits
 
 

@@ -1,7 +1,8 @@
-"""CPU tuning: three settings that make genimg's steps faster on XLA:CPU, applied by the `genimg`
-command before JAX starts when the run will be on CPU (`backend_is_cpu`), or by a library user's
-explicit `genimg_jax.tune_cpu()` before their first JAX computation. `import genimg_jax`
-changes nothing in the process. Each setting yields to the user's own choice of it, and none
+"""CPU tuning: three settings that make genimg's steps faster on XLA:CPU, applied by the
+runtime setup (`runtime.setup.tune_cpu`: the `genimg` command before JAX starts, when the run will
+be on CPU, `backend_is_cpu`; or a library user's explicit `genimg_jax.setup_runtime(config)` or
+`genimg_jax.tune_cpu()` before their first JAX computation). `import genimg_jax` and the
+library's calls change nothing in the process. Each setting yields to the user's own choice of it, and none
 changes what a run computes on GPU or TPU.
 
 1. The XLA:CPU flag (XLA_FLAGS): convolutions on Eigen.
@@ -54,7 +55,7 @@ program runs there (368-393 ms -> 331-339 ms per step in alternated fresh proces
 2-core benchmark machine; the smaller steps did not change). The calling thread waits for
 the program, with the GIL released (a data-loading thread keeps running); programs over several
 devices keep JAX's asynchronous dispatch. `JAX_CPU_ENABLE_ASYNC_DISPATCH` in the environment, or
-`jax.config.update("jax_cpu_enable_async_dispatch", True)` before the first computation, keeps
+JAX's option `jax_cpu_enable_async_dispatch` set to True before the first computation, keeps
 JAX's default.
 
 A user who sets any glibc malloc tunable in GLIBC_TUNABLES (e.g.
@@ -65,7 +66,7 @@ Elsewhere (macOS, musl, Windows) nothing is changed.
 import ctypes
 import importlib.metadata
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 
 YNN_FUSION_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 CPU_CONVOLUTIONS_ON_EIGEN = f"--{YNN_FUSION_FLAG}=-individual_convolution"
@@ -92,34 +93,6 @@ def backend_is_cpu(environ: Mapping[str, str] = os.environ) -> bool:
     return True
 
 
-def tune_cpu(environ: MutableMapping[str, str] = os.environ) -> dict[str, bool]:
-    """Applies the three settings of the module doc to this process, each unless the user chose
-    their own; returns which are in effect. Call it before the first JAX computation (JAX reads
-    XLA_FLAGS and the dispatch setting when it starts its CPU backend)."""
-    kept = keep_freed_memory(environ)
-    return {
-        "xla_cpu_flag": apply_xla_flag(environ),
-        "keep_freed_memory": kept,
-        "calling_thread": kept and run_programs_on_calling_thread(environ),
-    }
-
-
-def tune_if_cpu(environ: MutableMapping[str, str] = os.environ) -> dict[str, bool]:
-    """`tune_cpu` where the run will be on CPU (`backend_is_cpu`); what the `genimg` command,
-    the tests and the benchmarks do first."""
-    return tune_cpu(environ) if backend_is_cpu(environ) else {}
-
-
-def apply_xla_flag(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Adds the XLA:CPU flag to `environ["XLA_FLAGS"]` unless the user set their own value of
-    it. Returns whether the flag is in XLA_FLAGS."""
-    flags = environ.get("XLA_FLAGS", "")
-    if YNN_FUSION_FLAG in flags:  # the user's choice wins (and is theirs to reproduce)
-        return CPU_CONVOLUTIONS_ON_EIGEN in flags.split()
-    environ["XLA_FLAGS"] = f"{flags} {CPU_CONVOLUTIONS_ON_EIGEN}".strip()
-    return True
-
-
 def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
     """Sets glibc's malloc to serve every allocation from a heap it does not trim (unless the
     user tuned glibc's malloc in GLIBC_TUNABLES). Returns whether it is in effect."""
@@ -131,15 +104,3 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO))
-
-
-def run_programs_on_calling_thread(environ: Mapping[str, str] = os.environ) -> bool:
-    """Makes JAX run single-device CPU programs on the calling thread, so that their buffers
-    come from its heap (unless the user chose JAX's dispatch in the environment). Returns
-    whether it is in effect."""
-    if ASYNC_DISPATCH_VAR in environ:
-        return False
-    import jax  # after XLA_FLAGS are set: a backend reads them when it starts, not at import
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    return True

@@ -14,11 +14,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from genimg_jax.core.collectives import AXIS
 from genimg_jax.core.errors import GenimgError
-
-AXIS = "data"
-STRATEGIES = ("jit", "pmap")
-MULTIHOST = ("auto", "yes", "no")
 
 
 class ParallelError(GenimgError, ValueError):
@@ -28,15 +25,7 @@ class ParallelError(GenimgError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Start-up: flags that must be set before JAX initialises its backends, and multi-host.
-
-
-def set_deterministic_gpu_ops(enabled: bool) -> None:
-    """Asks XLA for deterministic GPU reductions and convolutions (no effect on CPU, where every
-    op already is). Must run before JAX initialises its backends; a flag the user set wins."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if enabled and "xla_gpu_deterministic_ops" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+# Start-up: joining a multi-process run.
 
 
 def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
@@ -159,28 +148,3 @@ def pmap_shard(local_batch: dict, mesh: Mesh) -> dict:
     n = len(local_devices(mesh))
     stacked = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), local_batch)
     return jax.device_put(stacked, _stacked(mesh))
-
-
-# --------------------------------------------------------------------------------------------
-# Inside a step: reductions and random draws that mean the same under jit and pmap.
-
-
-def mean(tree, axis_name: str | None):
-    """The mean over devices of per-device means (pmap), or the tree unchanged (jit)."""
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
-def global_rows(draw, rng: jax.Array, rows: int, axis_name: str | None) -> jax.Array:
-    """`draw(rng, n)` made for the global batch (n = rows · devices) and sliced to this device's
-    `rows` under pmap (`axis_name`); all of it under jit. The global draw is the same whatever
-    the device count, so the samples are too."""
-    if axis_name is None:
-        return draw(rng, rows)
-    devices = jax.lax.psum(1, axis_name)
-    draws = draw(rng, rows * devices)
-    return jax.lax.dynamic_slice_in_dim(draws, jax.lax.axis_index(axis_name) * rows, rows)
-
-
-def normal_rows(rng: jax.Array, rows: int, shape: tuple, axis_name: str | None) -> jax.Array:
-    """N(0, 1) draws [rows, *shape] for this device's rows of the global batch."""
-    return global_rows(lambda k, n: jax.random.normal(k, (n, *shape)), rng, rows, axis_name)

@@ -23,7 +23,7 @@ from genimg_jax import config as config_lib
 from genimg_jax.core.errors import GenimgError, WorkdirError
 from genimg_jax.metrics.disentanglement import STUDY_SCORES  # a study's box plots, in order
 from genimg_jax.sweeps import spec as sweep_lib
-from genimg_jax.train.outputs import read_metrics
+from genimg_jax.training.outputs import read_metrics
 
 FINISHED, PARTIAL, NOT_STARTED = "finished", "partial", "not started"
 REPLICATE_FIELD = "seed"  # members that differ only in this field are averaged

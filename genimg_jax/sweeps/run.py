@@ -15,11 +15,11 @@ from concurrent import futures
 
 import ml_collections
 
-from genimg_jax.core import state as state_lib
+from genimg_jax import families
 from genimg_jax.core.errors import ConfigError
-from genimg_jax.runtime import cpu_tuning
+from genimg_jax.runtime import setup as runtime_setup
 from genimg_jax.sweeps import spec as sweep
-from genimg_jax.train import loop as trainer
+from genimg_jax.training import loop as trainer
 
 LAUNCHERS = ("inprocess", "local", "submitit")
 
@@ -29,9 +29,11 @@ def override_flags(overrides: sweep.Overrides) -> list[str]:
     return [f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in overrides.items()]
 
 
-def pending(config_path: str, workdir: str, member: int | None = None) -> list[sweep.Member]:
+def pending(
+    config_path: str, workdir: str, member: int | None = None, overrides: sweep.Overrides = None
+) -> list[sweep.Member]:
     """The members to run: all (or the one with index `member`) that have not finished."""
-    base, found = sweep.load(config_path)
+    base, found = sweep.load(config_path, overrides)
     if member is not None:
         if not 0 <= member < len(found):
             raise ConfigError(
@@ -48,19 +50,25 @@ def pending(config_path: str, workdir: str, member: int | None = None) -> list[s
     ]
 
 
-def train_member(config_path: str, workdir: str, index: int) -> str:
-    """Trains member `index` of the sweep in its folder (in this process); returns the folder."""
-    base, found = sweep.load(config_path)
+def train_member(
+    config_path: str, workdir: str, index: int, overrides: sweep.Overrides = None
+) -> str:
+    """Trains member `index` of the sweep (every member taking `overrides`) in its folder, in
+    this process; returns the folder."""
+    base, found = sweep.load(config_path, overrides)
     member = found[index]
     folder = sweep.member_dir(workdir, member)
     trainer.train_and_evaluate(sweep.apply(base, member.overrides), folder)
     return folder
 
 
-def _train_member_in_job(config_path: str, workdir: str, index: int) -> str:
-    """`train_member` in a fresh job process, with the CPU settings `genimg train` applies."""
-    cpu_tuning.tune_if_cpu()
-    return train_member(config_path, workdir, index)
+def _train_member_in_job(
+    config_path: str, workdir: str, index: int, overrides: sweep.Overrides
+) -> str:
+    """`train_member` in a fresh job process, with the runtime setup `genimg train` applies."""
+    base, found = sweep.load(config_path, overrides)
+    runtime_setup.setup_runtime(sweep.apply(base, found[index].overrides))
+    return train_member(config_path, workdir, index, overrides)
 
 
 def train_vectorized(
@@ -72,7 +80,7 @@ def train_vectorized(
     groups: dict[str, list[tuple]] = {}
     for m in members:
         config = sweep.apply(base, m.overrides)
-        groups.setdefault(state_lib.static_key(config), []).append((config, m))
+        groups.setdefault(families.static_key(config), []).append((config, m))
     for group in groups.values():
         trainer.train(
             [config for config, _ in group],
@@ -81,7 +89,9 @@ def train_vectorized(
         )
 
 
-def _train_in_subprocess(config_path: str, workdir: str, member: sweep.Member) -> None:
+def _train_in_subprocess(
+    config_path: str, workdir: str, member: sweep.Member, overrides: sweep.Overrides
+) -> None:
     folder = sweep.member_dir(workdir, member)
     argv = [
         sys.executable,
@@ -92,7 +102,7 @@ def _train_in_subprocess(config_path: str, workdir: str, member: sweep.Member) -
         config_path,
         "--workdir",
         folder,
-        *override_flags(member.overrides),
+        *override_flags({**overrides, **member.overrides}),
     ]
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "train.log"), "a") as log:
@@ -118,35 +128,46 @@ def run(
     workers: int = 0,
     vectorize: bool = False,
     vectorize_mode: str = "auto",
+    overrides: sweep.Overrides | None = None,
 ) -> list[sweep.Member]:
-    """Runs the sweep of `config_path` (`path.py[:arg]` with `get_sweep`) into `workdir`;
-    returns the members that were run. `vectorize`: the pending members train as one program
-    (see `genimg_jax.programs`)."""
+    """Runs the sweep of `config_path` (`path.py[:arg]` with `get_sweep`) into `workdir`, every
+    member with `overrides` (the command line's `--config.FIELD=VALUE`); returns the members
+    that were run. `vectorize`: the pending members train as one program (`train.programs`)."""
+    overrides = dict(overrides or {})
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher={launcher!r}; use one of {list(LAUNCHERS)}")
     path, arg = sweep.split_config_arg(config_path)
     config_path = os.path.abspath(path) + (f":{arg}" if arg else "")  # workers may cd elsewhere
-    _, everyone = sweep.load(config_path)
+    base, everyone = sweep.load(config_path, overrides)
     os.makedirs(workdir, exist_ok=True)
-    sweep.write_manifest(workdir, config_path, everyone)
-    todo = pending(config_path, workdir, member)
+    sweep.write_manifest(workdir, config_path, everyone, overrides)
+    todo = pending(config_path, workdir, member, overrides)
     if vectorize:
         if launcher != "inprocess":
             raise ConfigError("--vectorize trains the members in this process; drop --launcher")
-        train_vectorized(sweep.load(config_path)[0], workdir, todo, vectorize_mode)
+        train_vectorized(base, workdir, todo, vectorize_mode)
     elif launcher == "inprocess":
         for m in todo:
-            train_member(config_path, workdir, m.index)
+            train_member(config_path, workdir, m.index, overrides)
     elif launcher == "local":
         with futures.ThreadPoolExecutor(workers or default_workers()) as pool:
-            for job in [pool.submit(_train_in_subprocess, config_path, workdir, m) for m in todo]:
+            jobs = [
+                pool.submit(_train_in_subprocess, config_path, workdir, m, overrides) for m in todo
+            ]
+            for job in jobs:
                 job.result()
     else:
-        _submitit(config_path, workdir, todo, workers)
+        _submitit(config_path, workdir, todo, workers, overrides)
     return todo
 
 
-def _submitit(config_path: str, workdir: str, todo: list[sweep.Member], workers: int) -> None:
+def _submitit(
+    config_path: str,
+    workdir: str,
+    todo: list[sweep.Member],
+    workers: int,
+    overrides: sweep.Overrides,
+) -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=os.path.join(workdir, "submitit", "%j"))
@@ -156,6 +177,7 @@ def _submitit(config_path: str, workdir: str, todo: list[sweep.Member], workers:
         [config_path] * len(todo),
         [workdir] * len(todo),
         [m.index for m in todo],
+        [overrides] * len(todo),
     )
     for job in jobs:
         job.result()  # re-raises a member's failure with its traceback

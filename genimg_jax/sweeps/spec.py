@@ -24,7 +24,8 @@ Scalar = bool | int | float | str
 Overrides = dict[str, Scalar]
 Sweep = list[Overrides]
 
-MANIFEST = "sweep.json"  # {"config": "path[:arg]", "members": [{"index", "name", "overrides"}]}
+# {"config": "path[:arg]", "overrides": {...}, "members": [{"index", "name", "overrides"}]}
+MANIFEST = "sweep.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 
 
@@ -200,8 +201,12 @@ def split_config_arg(config_path: str) -> tuple[str, str | None]:
     return config_path, None
 
 
-def load(config_path: str) -> tuple[ml_collections.ConfigDict, list[Member]]:
-    """The base config and the sweep's members of `path.py[:arg]`; every member is validated."""
+def load(
+    config_path: str, overrides: Overrides | None = None
+) -> tuple[ml_collections.ConfigDict, list[Member]]:
+    """The base config (with `overrides` for every member, the command line's) and the sweep's
+    members of `path.py[:arg]`; every member is validated. An override of a field the sweep
+    itself varies raises ConfigError."""
     path, arg = split_config_arg(config_path)
     module = config_lib.import_file(path)
     if not callable(getattr(module, "get_sweep", None)):
@@ -217,6 +222,13 @@ def load(config_path: str) -> tuple[ml_collections.ConfigDict, list[Member]]:
             "of override dicts, e.g. product(axis('model.beta', [1.0, 4.0]), axis('seed', [0, 1]))"
         )
     found = members(sweep)
+    varied = sorted({field for m in found for field in m.overrides} & set(overrides or {}))
+    if varied:
+        raise ConfigError(
+            f"--config.{varied[0]} overrides a field the sweep of {config_path} varies; "
+            "change the sweep's axis instead, or drop the override"
+        )
+    base = apply(base, overrides or {})
     for member in found:
         try:
             config_lib.validate(apply(base, member.overrides))
@@ -229,12 +241,16 @@ def load(config_path: str) -> tuple[ml_collections.ConfigDict, list[Member]]:
 # The manifest the sweep runner writes and the report reads.
 
 
-def write_manifest(sweep_workdir: str, config_path: str, found: list[Member]) -> str:
-    """Writes `sweep.json` (config path and members) into the sweep workdir; returns its path."""
+def write_manifest(
+    sweep_workdir: str, config_path: str, found: list[Member], overrides: Overrides | None = None
+) -> str:
+    """Writes `sweep.json` (config path, the overrides every member takes, and the members)
+    into the sweep workdir; returns its path."""
     os.makedirs(sweep_workdir, exist_ok=True)
     path = os.path.join(sweep_workdir, MANIFEST)
     manifest = {
         "config": config_path,
+        "overrides": dict(overrides or {}),
         "members": [{"index": m.index, "name": m.name, "overrides": m.overrides} for m in found],
     }
     with open(path, "w") as f:

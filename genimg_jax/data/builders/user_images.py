@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from genimg_jax.config import USER_DATA
+from genimg_jax.core.fields import USER_DATA
 from genimg_jax.data import images as images_lib
 
 KINDS = USER_DATA

@@ -16,6 +16,7 @@ from genimg_jax.models.common import (
     UpStack,
     batch_norm,
     build_options,
+    conv_gradients,
     labels_or_default,
     spatial_plan,
     widths,
@@ -34,6 +35,7 @@ class Generator(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     num_classes: int = 0  # 0: unconditional
+    gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
 
     @nn.compact
     def __call__(self, z: Array, labels: Array | None = None, train: bool = False) -> Array:
@@ -45,7 +47,7 @@ class Generator(nn.Module):
         h = nn.Dense(start * start * stack[0], use_bias=False, dtype=self.dtype)(z)
         h = h.reshape(z.shape[0], start, start, stack[0])
         h = nn.relu(batch_norm(train, self.dtype, self.axis_name)(h))
-        up = UpStack(stack[1:], self.channels, True, self.dtype, self.axis_name)
+        up = UpStack(stack[1:], self.channels, True, self.dtype, self.axis_name, self.gradients)
         return jnp.tanh(up(h, train))
 
 
@@ -58,6 +60,7 @@ class Discriminator(nn.Module):
     width: int
     dtype: Any = jnp.float32
     num_classes: int = 0  # 0: unconditional
+    gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
 
     @nn.compact
     def __call__(
@@ -70,7 +73,7 @@ class Discriminator(nn.Module):
         del train, update_stats
         _, doublings = spatial_plan(self.image_size)
         leaky = lambda a: nn.leaky_relu(a, 0.2)
-        h = DownStack(widths(self.width, doublings), leaky, self.dtype)(x)
+        h = DownStack(widths(self.width, doublings), leaky, self.dtype, self.gradients)(x)
         h = h.reshape(x.shape[0], -1)  # [B, F]
         logits = nn.Dense(1, dtype=self.dtype)(h)[:, 0]
         labels = labels_or_default(labels, x.shape[0], self.num_classes)
@@ -83,10 +86,16 @@ class Discriminator(nn.Module):
 def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
     """G and D sized from `config.data` (image size, channels) and `config.model` (widths,
     classes)."""
-    options = build_options(config)
+    options, grads = build_options(config), conv_gradients(config)
     k = config.model.get("num_classes", 0)
+    data = config.data
     g = Generator(
-        config.data.image_size, config.data.channels, config.model.g_width, **options, num_classes=k
+        data.image_size,
+        data.channels,
+        config.model.g_width,
+        **options,
+        num_classes=k,
+        gradients=grads,
     )
-    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"], k)
+    d = Discriminator(data.image_size, config.model.d_width, options["dtype"], k, grads)
     return g, d

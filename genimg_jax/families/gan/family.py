@@ -1,6 +1,6 @@
-"""GAN families: a generator G (with an EMA of its weights) and a discriminator D, each with
-its own TrainState and optimizer, trained by `steps.gan` on images in [-1, 1] and scored on
-sample quality (`evaluate.scoring.gan_scorer`)."""
+"""The GAN family: a generator G (with an EMA of its weights) and a discriminator D, each with
+its own TrainState and optimizer, trained by `step.train_step` on images in [-1, 1] and scored
+on sample quality (`scoring.gan_scorer`)."""
 
 import functools
 import os
@@ -10,16 +10,36 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax import config as config_lib
-from genimg_jax.core import augment, losses
+from genimg_jax.core import augment, fields, losses
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.family import Family, Rules
-from genimg_jax.core.state import GANState
-from genimg_jax.families import sampling, scoring
-from genimg_jax.families.gan import step as gan_steps
+from genimg_jax.core.family import Family
+from genimg_jax.core.fields import Rules
+from genimg_jax.data import checks
+from genimg_jax.families import draw
+from genimg_jax.families.gan import scoring
+from genimg_jax.families.gan import step as gan_step
+from genimg_jax.families.gan.state import GANState
 from genimg_jax.features.feature_nets import FEATURE_NETS
+from genimg_jax.models.common import model_inputs
 
 SCORES = {"fid": "min", "kid": "min", "precision": "max", "recall": "max", "inception_score": "max"}
+
+
+def gan_samples(state: GANState, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    """G(z[, labels]) with the EMA weights when kept, BatchNorm in inference mode: [N, H, W, C]
+    in [-1, 1]. A conditional G without labels draws the classes 0, 1, ..., K-1, 0, ... of the
+    batch's rows; an unconditional G is called without them."""
+    g = state.g
+    params = g.params if g.ema_params is None else g.ema_params
+    return g.apply_fn(g.variables(params), *model_inputs(z, labels), train=False)
+
+
+def _policy(allowed: tuple[str, ...], what: str) -> fields.Rule:
+    """A comma-separated list of names from `allowed`, or ''."""
+    return (
+        lambda v: isinstance(v, str) and all(p in allowed for p in augment.parse_policy(v)),
+        f"comma-separated {what} of {', '.join(allowed)}, or ''",
+    )
 
 
 class GANFamily(Family):
@@ -55,6 +75,9 @@ class GANFamily(Family):
         c.train.ema_decay = 0.999  # EMA of G's weights; 0 = off
         c.train.ema_kimg = 0.0  # > 0: the EMA's half-life in thousands of images (StyleGAN2: 10)
         c.train.ema_rampup = 0.0  # > 0: the half-life is at most this x the images seen (0.05)
+        # lazy regularisers' skipped steps: "auto" (computed and selected on XLA:CPU, skipped by
+        # lax.cond elsewhere; step.conditionals_are_slow), "cond" or "select"; same values
+        c.train.lazy_regularizers = "auto"
         c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
         c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
         c.eval.classifier_steps = 600  # training steps of the domain classifier
@@ -67,42 +90,30 @@ class GANFamily(Family):
         ev = config.eval
         needs_weights = ev.scores and ev.feature_net == "inception"
         return {
-            "model.g_width": config_lib.positive(),
-            "model.d_width": config_lib.positive(),
-            "model.num_classes": config_lib.count(),
-            "train.loss": config_lib.one_of(losses.GAN_LOSSES),
-            "train.r1_gamma": config_lib.at_least(0),
-            "train.r1_interval": config_lib.positive(),
-            "train.augment": (
-                lambda v: (
-                    isinstance(v, str)
-                    and all(p in augment.POLICIES for p in augment.parse_policy(v))
-                ),
-                f"comma-separated policies of {', '.join(augment.POLICIES)}, or '' (none)",
-            ),
-            "train.lecam_weight": config_lib.at_least(0),
-            "train.ada": (
-                lambda v: (
-                    isinstance(v, str)
-                    and all(g in augment.ADA_GROUPS for g in augment.parse_policy(v))
-                ),
-                f"comma-separated groups of {', '.join(augment.ADA_GROUPS)}, or '' (no ADA)",
-            ),
-            "train.ada_target": config_lib.in_unit(),
-            "train.ada_kimg": config_lib.positive(),
-            "train.lecam_decay": config_lib.in_unit(),
-            "train.gp_weight": config_lib.at_least(0),
-            "train.g_lr": config_lib.positive(),
-            "train.d_lr": config_lib.positive(),
-            "train.d_steps": config_lib.positive(),
-            "train.ema_decay": config_lib.in_unit(),
-            "train.ema_kimg": config_lib.at_least(0),
-            "train.ema_rampup": config_lib.at_least(0),
-            "eval.feature_net": config_lib.one_of(FEATURE_NETS),
-            "eval.classifier_steps": config_lib.positive(),
-            "eval.reference_split": (
-                lambda v: isinstance(v, str),
-                "a split name such as 'train' or 'test', or '' (data.eval_split)",
+            "model.g_width": fields.positive(),
+            "model.d_width": fields.positive(),
+            "model.num_classes": fields.count(),
+            "train.loss": fields.one_of(losses.GAN_LOSSES),
+            "train.r1_gamma": fields.at_least(0),
+            "train.r1_interval": fields.positive(),
+            "train.augment": _policy(augment.POLICIES, "policies"),
+            "train.lecam_weight": fields.at_least(0),
+            "train.ada": _policy(augment.ADA_GROUPS, "groups"),
+            "train.ada_target": fields.in_unit(),
+            "train.ada_kimg": fields.positive(),
+            "train.lecam_decay": fields.in_unit(),
+            "train.gp_weight": fields.at_least(0),
+            "train.g_lr": fields.positive(),
+            "train.d_lr": fields.positive(),
+            "train.d_steps": fields.positive(),
+            "train.ema_decay": fields.in_unit(),
+            "train.ema_kimg": fields.at_least(0),
+            "train.ema_rampup": fields.at_least(0),
+            "train.lazy_regularizers": fields.one_of(gan_step.LAZY_MODES),
+            "eval.feature_net": fields.one_of(FEATURE_NETS),
+            "eval.classifier_steps": fields.positive(),
+            "eval.reference_split": fields.text(
+                "a split name such as 'train' or 'test', or '' (data.eval_split)"
             ),
             "eval.inception_weights": (
                 lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
@@ -114,22 +125,29 @@ class GANFamily(Family):
             ),
         }
 
+    def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
+        c.model.g_width = c.model.d_width = 8
+
+    def check_data(self, config: ml_collections.ConfigDict) -> None:
+        """A conditional G and D need the data's labels, one per class."""
+        checks.check_labels(config.data, config.model.num_classes)
+
     def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
-        (g, d), tx = state_lib.static_parts(config)
+        (g, d), tx = self.static_parts(config)
         g_rng, d_rng = jax.random.split(rng)
         z = jnp.zeros((1, config.model.latent_dim))
         x = jnp.zeros((1, *state_lib.image_shape(config)))
         ema = config.train.ema_decay > 0 or config.train.ema_kimg > 0
-        # D's statistics travel with it (checkpointed, per member in a sweep): LeCam's anchors,
-        # ADA's probability p, all starting at 0
-        d_statistics = {}
+        # D's running statistics travel with it (checkpointed, per member in a sweep): LeCam's
+        # anchors, ADA's probability p, all starting at 0
+        d_stats = {}
         if config.train.lecam_weight > 0:
-            d_statistics |= {"lecam_real": 0.0, "lecam_fake": 0.0}
+            d_stats |= {"lecam_real": 0.0, "lecam_fake": 0.0}
         if config.train.ada:
-            d_statistics["ada_p"] = 0.0
+            d_stats["ada_p"] = 0.0
         return GANState(
             g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
-            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, **d_statistics),
+            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, stats=d_stats),
         )
 
     def apply_hparams(self, state: GANState, config: ml_collections.ConfigDict) -> GANState:
@@ -145,39 +163,39 @@ class GANFamily(Family):
         """One fresh real batch per D update (Gulrajani et al. 2017, Algorithm 1)."""
         return config.train.d_steps
 
-    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
-        return functools.partial(
-            gan_steps.train_step,
-            loss=losses.GAN_LOSSES[config.train.loss],
+    def step_spec(self, config: ml_collections.ConfigDict) -> gan_step.GANStep:
+        """The static settings of the config's GAN step, each phase None when off."""
+        t = config.train
+        ada_groups = augment.parse_policy(t.ada)
+        return gan_step.GANStep(
+            loss=losses.GAN_LOSSES[t.loss],
             latent_dim=config.model.latent_dim,
-            ema_decay=config.train.ema_decay,
-            ema_kimg=config.train.ema_kimg,
-            ema_rampup=config.train.ema_rampup,
-            d_steps=config.train.d_steps,
+            ema=gan_step.EMA(t.ema_decay, t.ema_kimg, t.ema_rampup),
             num_classes=config.model.num_classes,
-            r1_gamma=config.train.r1_gamma,
-            r1_interval=config.train.r1_interval,
-            gp_weight=config.train.gp_weight,
-            augment=augment.parse_policy(config.train.augment),
-            lecam_weight=config.train.lecam_weight,
-            lecam_decay=config.train.lecam_decay,
-            ada_groups=augment.parse_policy(config.train.ada),
-            ada_target=config.train.ada_target,
-            ada_kimg=config.train.ada_kimg,
-            axis_name=axis_name,
+            d_steps=t.d_steps,
+            augment=augment.parse_policy(t.augment),
+            r1=gan_step.LazyPenalty(t.r1_gamma, t.r1_interval) if t.r1_gamma > 0 else None,
+            gp_weight=t.gp_weight,
+            lecam=gan_step.LeCam(t.lecam_weight, t.lecam_decay) if t.lecam_weight > 0 else None,
+            ada=gan_step.ADA(ada_groups, t.ada_target, t.ada_kimg) if ada_groups else None,
+            lazy=t.lazy_regularizers,
         )
 
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
+        spec = self.step_spec(config)
+        return functools.partial(gan_step.train_step, spec=spec, axis_name=axis_name)
+
     def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
-        return {"z": sampling.latents(key, config.eval.num_samples, config.model.latent_dim)}
+        return {"z": draw.latents(key, config.eval.num_samples, config.model.latent_dim)}
 
     def sample_grids(self, state: GANState, z: jax.Array) -> dict:
-        return {"samples": sampling.gan_samples(state, z)}
+        return {"samples": gan_samples(state, z)}
 
     def samples(self, state: GANState, z: jax.Array, labels: jax.Array | None) -> jax.Array:
-        return sampling.gan_samples(state, z, labels)
+        return gan_samples(state, z, labels)
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         return SCORES
 
     def make_scorer(self, config: ml_collections.ConfigDict):
-        return scoring.gan_scorer(config, config.eval.examples, config.seed)
+        return scoring.gan_scorer(self, config)

@@ -1,22 +1,28 @@
-"""Pure GAN step functions: (GANState, batch, rng) -> (GANState, metrics).
+"""The pure GAN step: (GANState, batch, rng) -> (GANState, metrics), its static settings one
+frozen `GANStep` the family builds once from the config.
 
 `axis_name` is None under `jax.jit` (the batch is global) and the pmap axis under `jax.pmap`
-(the batch is one device's rows); see `genimg_jax.parallel`. Every random draw (latents, fake
-labels, interpolation weights) is made for the global batch and sliced per device, so jit and
-pmap give the same numbers.
+(the batch is one device's rows); see `genimg_jax.core.collectives`. Every random draw
+(latents, fake labels, interpolation weights) is made for the global batch and sliced per
+device, so jit and pmap give the same numbers.
+
+A step is StyleGAN2-ADA's phases in one program: `d_steps` D updates (Dmain, with the R1 phase
+Dreg every `r1.interval`-th update and WGAN-GP's penalty), then one G update (Gmain, with the
+path-length phase Greg every `path_length.interval`-th update). A lazy phase's term is added to
+its main loss times its interval on the updates it runs.
 
 D's `batch_stats` (spectral norm's power-iteration state, when D has one) advance in the D step
-only; the G step reads them and leaves D, parameters and statistics, untouched.
+only; the G step reads them and leaves D, parameters and statistics, untouched. Running
+statistics live in each network's `stats`, apart from the traced hyperparameters: ADA's
+probability p and LeCam's anchors in D's, the path-length mean in G's.
 
 For little data: D can see every image, real and fake, through ADA's transformations at the
-probability p that D's `hparams["ada_p"]` holds and each D step steers (`ada_groups`,
-`ada_target`, `ada_kimg`) and through DiffAugment (`augment`; see `genimg_jax.augment`; G
-learns through both); LeCam's regulariser (`lecam_weight`) keeps D's
-outputs near EMA anchors of the other side's, held in D's `hparams`; R1 can be lazy
-(`r1_interval` = N: on every N-th D step only, times N, as StyleGAN2).
+probability p that each D step steers and through DiffAugment (`augment`; see
+`genimg_jax.core.augment`; G learns through both); LeCam's regulariser keeps D's outputs near
+EMA anchors of the other side's.
 """
 
-import os
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -24,11 +30,11 @@ import jax.numpy as jnp
 import optax
 
 from genimg_jax.core import augment as augment_lib
-from genimg_jax.core import losses
+from genimg_jax.core import collectives, losses
 from genimg_jax.core.losses import GANLoss
-from genimg_jax.core.state import GANState, TrainState, skipped_updates
+from genimg_jax.core.state import TrainState, skipped_updates
+from genimg_jax.families.gan.state import GANState
 from genimg_jax.models.common import model_inputs
-from genimg_jax.runtime import parallel
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [-1, 1], "label": int32 [B], ...}
 # fold_in salts: fake labels, penalty noise, augmentation of real and fake (z uses rng itself)
@@ -36,19 +42,83 @@ LABELS_SALT, PENALTY_SALT, REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT = 1, 2, 3, 4
 ADA_SALT = 5  # folded into the augmentation keys for ADA's draws
 # G's own randomness (StyleGAN2: per-layer noise, style mixing) and the path-length probe
 NOISE_SALT, MIXING_SALT, PATH_LENGTH_SALT = 6, 7, 8
+LAZY_MODES = ("auto", "cond", "select")
 
 
-def _augmented(x, rng, d: TrainState, augment: tuple, ada_groups: tuple, axis_name):
+@dataclasses.dataclass(frozen=True)
+class EMA:
+    """G's weight average: `decay` warmed up by `ema_warmup`, or with `kimg` > 0 a half-life
+    in thousands of images (`ema_half_life_decay`, ramped up by `rampup`)."""
+
+    decay: float
+    kimg: float
+    rampup: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyPenalty:
+    """A regulariser's phase: `weight` · penalty, on every `interval`-th update, times
+    `interval`."""
+
+    weight: float
+    interval: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PathLength(LazyPenalty):
+    """StyleGAN2's path-length phase; its target moves towards the batch's mean by `decay`."""
+
+    decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LeCam:
+    """LeCam's regulariser (Tseng et al. 2021) and the EMA rate of its anchors."""
+
+    weight: float
+    decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ADA:
+    """ADA's transformation `groups` at a probability p steered towards E[sign(D(real))] =
+    `target`, moving by at most 1 per `kimg` thousand images."""
+
+    groups: tuple[str, ...]
+    target: float
+    kimg: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GANStep:
+    """Everything static about a GAN training step (a phase is None when off)."""
+
+    loss: GANLoss
+    latent_dim: int
+    ema: EMA
+    num_classes: int = 0
+    d_steps: int = 1
+    augment: tuple[str, ...] = ()  # DiffAugment's policies
+    r1: LazyPenalty | None = None  # weight: γ of γ/2·R1
+    gp_weight: float = 0.0
+    lecam: LeCam | None = None
+    ada: ADA | None = None
+    path_length: PathLength | None = None
+    lazy: str = "auto"  # how a lazy phase skips: `lazily`
+
+
+def _augmented(x, rng, d: TrainState, spec: GANStep, axis_name):
     """x as D sees it: ADA's groups at D's probability p, then DiffAugment's policies."""
-    if ada_groups:
-        p = jax.lax.stop_gradient(d.hparams["ada_p"])
-        x = augment_lib.ada_augment(x, jax.random.fold_in(rng, ADA_SALT), p, ada_groups, axis_name)
-    return augment_lib.diff_augment(x, rng, augment, axis_name)
+    if spec.ada is not None:
+        p = jax.lax.stop_gradient(d.stats["ada_p"])
+        key = jax.random.fold_in(rng, ADA_SALT)
+        x = augment_lib.ada_augment(x, key, p, spec.ada.groups, axis_name)
+    return augment_lib.diff_augment(x, rng, spec.augment, axis_name)
 
 
 def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | None) -> jax.Array:
     """z ~ N(0, I): [B, Z], this device's rows of the global batch's latents."""
-    return parallel.normal_rows(rng, batch["image"].shape[0], (latent_dim,), axis_name)
+    return collectives.normal_rows(rng, batch["image"].shape[0], (latent_dim,), axis_name)
 
 
 def _fake_labels(
@@ -60,7 +130,7 @@ def _fake_labels(
         return None
     draw = lambda key, n: jax.random.randint(key, (n,), 0, num_classes, dtype=jnp.int32)
     rng = jax.random.fold_in(rng, LABELS_SALT)
-    return parallel.global_rows(draw, rng, batch["image"].shape[0], axis_name)
+    return collectives.global_rows(draw, rng, batch["image"].shape[0], axis_name)
 
 
 def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
@@ -119,7 +189,7 @@ def _path_lengths(
     synthesis = lambda w: g.apply_fn(variables, w, train=True, rngs=rngs, method="synthesis")
     shape = jax.eval_shape(synthesis, ws).shape
     probe = jax.random.fold_in(rng, PATH_LENGTH_SALT)
-    y = parallel.normal_rows(probe, z.shape[0], shape[1:], axis_name)
+    y = collectives.normal_rows(probe, z.shape[0], shape[1:], axis_name)
     return losses.path_lengths(synthesis, ws, y)
 
 
@@ -137,21 +207,22 @@ def _discriminate(
     return d.apply_fn(d.variables(params), *args, train=True, update_stats=False), d.batch_stats
 
 
-def conditionals_are_slow() -> bool:
-    """Whether the lazy regularisers run every step and select their value instead of skipping
-    it with `lax.cond`: on XLA:CPU, where a convolution's weight gradient inside a conditional
-    (or loop) body runs 20-60x slower than the same op outside one (jax-ml/jax#12868; measured
-    here: R1's gradient of the StyleGAN2 D took 7.5 s in a `lax.cond`, 0.41 s without), so
-    computing the penalty on every step is faster than skipping it on most. Both give the same
-    values; `GENIMG_LAZY_COND=1` (or 0) forces the conditional (or the select)."""
-    forced = os.environ.get("GENIMG_LAZY_COND", "")
-    return forced == "0" if forced in ("0", "1") else jax.default_backend() == "cpu"
+def conditionals_are_slow(mode: str = "auto") -> bool:
+    """Whether a lazy phase runs every step and selects its value instead of skipping it with
+    `lax.cond`: "select" or "cond" as `mode` (the config's `train.lazy_regularizers`) says;
+    "auto" selects on XLA:CPU, where a convolution's weight gradient inside a conditional (or
+    loop) body runs 20-60x slower than the same op outside one (jax-ml/jax#12868; measured: R1's
+    gradient of the StyleGAN2 D took 7.5 s in a `lax.cond`, 0.41 s without), so computing the
+    penalty on every step is faster than skipping it on most. Both give the same values."""
+    if mode not in LAZY_MODES:
+        raise ValueError(f"lazy mode {mode!r}; use one of {', '.join(LAZY_MODES)}")
+    return mode == "select" if mode != "auto" else jax.default_backend() == "cpu"
 
 
-def lazily(now: jax.Array, penalty: Callable, otherwise: Callable, *operands):
+def lazily(now: jax.Array, penalty: Callable, otherwise: Callable, *operands, mode="auto"):
     """`penalty(*operands)` on the steps where `now`, else `otherwise(*operands)`: a lazy
-    regulariser's term (`conditionals_are_slow` says how)."""
-    if conditionals_are_slow():
+    phase's term (`conditionals_are_slow(mode)` says how)."""
+    if conditionals_are_slow(mode):
         taken, skipped = penalty(*operands), otherwise(*operands)
         return jax.tree.map(lambda a, b: jnp.where(now, a, b), taken, skipped)
     return jax.lax.cond(now, penalty, otherwise, *operands)
@@ -175,166 +246,170 @@ def ema_half_life_decay(
     return 0.5 ** (batch / jnp.maximum(half_life, 1e-8))
 
 
-def d_step(
-    state: GANState,
-    batch: Batch,
-    rng: jax.Array,
-    *,
-    loss: GANLoss,
-    latent_dim: int,
-    num_classes: int = 0,
-    r1_gamma: float = 0.0,
-    r1_interval: int = 1,
-    gp_weight: float = 0.0,
-    augment: tuple[str, ...] = (),
-    lecam_weight: float = 0.0,
-    lecam_decay: float = 0.99,
-    ada_groups: tuple[str, ...] = (),
-    ada_target: float = 0.6,
-    ada_kimg: float = 500.0,
-    axis_name: str | None = None,
-) -> tuple[GANState, dict]:
-    """One discriminator update on real images and G's samples; G is left untouched.
-    L = loss.d_loss + γ/2·R1·N on every N-th step (`r1_gamma` > 0, N = `r1_interval`) + λ·GP
-    (`gp_weight` > 0) + λ_LC·LeCam (`lecam_weight` > 0), D seeing both sides through
-    `augment`; D's spectral-norm statistics, if any, advance one power iteration."""
-    fake_labels = _fake_labels(rng, batch, num_classes, axis_name)
-    real_labels = _real_labels(batch, num_classes)
-    z = _latents(rng, batch, latent_dim, axis_name)
-    fake, _ = _generate(state.g, state.g.params, z, fake_labels, rng)
-    fake = jax.lax.stop_gradient(fake)
-    real = batch["image"]
-    real_key, fake_key = (
-        jax.random.fold_in(rng, s) for s in (REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT)
+def _d_loss_fn(state: GANState, spec: GANStep, inputs: dict, rng: jax.Array, axis_name):
+    """D's loss of `inputs` (real and fake images and labels) as a function of its parameters:
+    loss.d_loss + γ/2·R1·N on every N-th update + λ·GP + λ_LC·LeCam."""
+    real, fake, real_labels, fake_labels = (
+        inputs[k] for k in ("real", "fake", "real_labels", "fake_labels")
     )
-    real = _augmented(real, real_key, state.d, augment, ada_groups, axis_name)
-    fake = _augmented(fake, fake_key, state.d, augment, ada_groups, axis_name)
-    r1_now = state.d.step % r1_interval == 0  # lazy R1: this step carries the penalty
+    d = state.d
 
     def loss_fn(d_params):
         # Two passes, not one over concat([real, fake]): concatenating along the sharded batch
         # axis would make XLA move rows between devices (all-gathers) on every step. Both
         # passes use the same spectral-norm state; the first returns its update.
-        real_logits, stats = _discriminate(state.d, d_params, real, real_labels, True)
-        fake_logits, _ = _discriminate(state.d, d_params, fake, fake_labels, False)
-        total = loss.d_loss(real_logits, fake_logits)
+        real_logits, stats = _discriminate(d, d_params, real, real_labels, True)
+        fake_logits, _ = _discriminate(d, d_params, fake, fake_labels, False)
+        total = spec.loss.d_loss(real_logits, fake_logits)
         penalties = {}
-        if r1_gamma > 0 or gp_weight > 0:
-            d_real = lambda x: _discriminate(state.d, d_params, x, real_labels, False)[0]
-            if r1_gamma > 0:
-                penalties["d_r1"] = lazily(
-                    r1_now, lambda: losses.r1_penalty(d_real, real), lambda: jnp.float32(0.0)
-                )
-                total = total + 0.5 * r1_gamma * r1_interval * penalties["d_r1"]
-            if gp_weight > 0:  # interpolates carry the real images' labels
-                noise = jax.random.fold_in(rng, PENALTY_SALT)
-                penalties["d_gp"] = losses.gradient_penalty(d_real, real, fake, noise, axis_name)
-                total = total + gp_weight * penalties["d_gp"]
-        if lecam_weight > 0:
-            anchors = state.d.hparams
+        d_real = lambda x: _discriminate(d, d_params, x, real_labels, False)[0]
+        if spec.r1 is not None:
+            r1_now = d.step % spec.r1.interval == 0  # lazy R1: this update carries the penalty
+            penalties["d_r1"] = lazily(
+                r1_now,
+                lambda: losses.r1_penalty(d_real, real),
+                lambda: jnp.float32(0.0),
+                mode=spec.lazy,
+            )
+            total = total + 0.5 * spec.r1.weight * spec.r1.interval * penalties["d_r1"]
+        if spec.gp_weight > 0:  # interpolates carry the real images' labels
+            noise = jax.random.fold_in(rng, PENALTY_SALT)
+            penalties["d_gp"] = losses.gradient_penalty(d_real, real, fake, noise, axis_name)
+            total = total + spec.gp_weight * penalties["d_gp"]
+        if spec.lecam is not None:
+            anchors = d.stats
             penalties["d_lecam"] = losses.lecam_penalty(
                 real_logits, fake_logits, anchors["lecam_real"], anchors["lecam_fake"]
             )
-            total = total + lecam_weight * penalties["d_lecam"]
+            total = total + spec.lecam.weight * penalties["d_lecam"]
         return total, (real_logits, fake_logits, stats, penalties)
 
+    return loss_fn
+
+
+def _d_running_stats(d: TrainState, spec: GANStep, logits: tuple, real, axis_name):
+    """D's running statistics after an update: LeCam's anchors follow the global batch's mean
+    outputs; ADA's p follows the sign of D's outputs on (augmented) reals. (new D, metrics)."""
+    real_logits, fake_logits = logits
+    metrics = {}
+    if spec.lecam is not None:
+        means = collectives.mean((jnp.mean(real_logits), jnp.mean(fake_logits)), axis_name)
+        d = d.replace(stats=losses.lecam_anchors(d.stats, *means, spec.lecam.decay))
+    if spec.ada is not None:
+        signs = collectives.mean(jnp.mean(jnp.sign(real_logits)), axis_name)
+        images = collectives.global_count(real.shape[0], axis_name)
+        p = augment_lib.ada_update(d.stats["ada_p"], signs, spec.ada.target, images, spec.ada.kimg)
+        d = d.replace(stats={**d.stats, "ada_p": p})
+        metrics |= {"ada_p": p, "ada_rt": signs}
+    return d, metrics
+
+
+def d_step(
+    state: GANState, batch: Batch, rng: jax.Array, spec: GANStep, axis_name: str | None = None
+) -> tuple[GANState, dict]:
+    """One discriminator update on real images and G's samples (`_d_loss_fn`), D seeing both
+    sides through its augmentations; G is left untouched. D's spectral-norm statistics, if any,
+    advance one power iteration."""
+    fake_labels = _fake_labels(rng, batch, spec.num_classes, axis_name)
+    z = _latents(rng, batch, spec.latent_dim, axis_name)
+    fake, _ = _generate(state.g, state.g.params, z, fake_labels, rng)
+    real_key, fake_key = (
+        jax.random.fold_in(rng, s) for s in (REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT)
+    )
+    inputs = {
+        "real": _augmented(batch["image"], real_key, state.d, spec, axis_name),
+        "fake": _augmented(jax.lax.stop_gradient(fake), fake_key, state.d, spec, axis_name),
+        "real_labels": _real_labels(batch, spec.num_classes),
+        "fake_labels": fake_labels,
+    }
+    loss_fn = _d_loss_fn(state, spec, inputs, rng, axis_name)
     (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
         loss_fn, has_aux=True
     )(state.d.params)
-    grads = parallel.mean(grads, axis_name)
+    grads = collectives.mean(grads, axis_name)
     metrics = {
         "d_loss": d_loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
         **penalties,
     }
-    metrics = parallel.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
+    metrics = collectives.mean(metrics, axis_name) | {"d_grad_norm": optax.tree.norm(grads)}
     d = state.d.apply_gradients(grads=grads, batch_stats=stats)
-    if lecam_weight > 0:  # the anchors follow the global batch's mean outputs
-        means = parallel.mean((jnp.mean(real_logits), jnp.mean(fake_logits)), axis_name)
-        d = d.replace(hparams=losses.lecam_anchors(d.hparams, *means, lecam_decay))
-    if ada_groups:  # p follows the sign of D's outputs on (augmented) reals
-        signs = parallel.mean(jnp.mean(jnp.sign(real_logits)), axis_name)
-        images = real.shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
-        p = augment_lib.ada_update(d.hparams["ada_p"], signs, ada_target, images, ada_kimg)
-        d = d.replace(hparams={**d.hparams, "ada_p": p})
-        metrics |= {"ada_p": p, "ada_rt": signs}
+    d, stat_metrics = _d_running_stats(
+        d, spec, (real_logits, fake_logits), inputs["real"], axis_name
+    )
+    metrics |= stat_metrics
     if (skipped := skipped_updates(d)) is not None:
         metrics["d_skipped"] = skipped
     return state.replace(d=d), metrics
 
 
-def g_step(
-    state: GANState,
-    batch: Batch,
-    rng: jax.Array,
-    *,
-    loss: GANLoss,
-    latent_dim: int,
-    ema_decay: float,
-    ema_kimg: float = 0.0,
-    ema_rampup: float = 0.0,
-    num_classes: int = 0,
-    augment: tuple[str, ...] = (),
-    ada_groups: tuple[str, ...] = (),
-    pl_weight: float = 0.0,
-    pl_interval: int = 4,
-    pl_decay: float = 0.01,
-    axis_name: str | None = None,
-) -> tuple[GANState, dict]:
-    """One generator update against a frozen D (its parameters and spectral-norm statistics
-    are read, not changed), through D's `augment`; updates G's statistics and EMA (decay
-    `ema_decay` warmed up by `ema_warmup`, or with `ema_kimg` > 0 a half-life in images,
-    `ema_half_life_decay`). With `pl_weight` > 0 (StyleGAN2's G), every `pl_interval`-th
-    step adds pl_weight · pl_interval · E[(path length − a)²], a = G's `hparams["pl_mean"]`,
-    which moves towards the global batch's mean path length by `pl_decay` first."""
-    labels = _fake_labels(rng, batch, num_classes, axis_name)
-    z = _latents(rng, batch, latent_dim, axis_name)
+def _g_loss_fn(state: GANState, spec: GANStep, z, labels, rng: jax.Array, axis_name):
+    """G's loss as a function of its parameters: loss.g_loss through D's augmentations, plus
+    with a path-length phase weight · interval · E[(path length − a)²] on its updates, a the
+    path-length mean moved towards the global batch's mean by `decay` first."""
+    g, pl = state.g, spec.path_length
     augment_key = jax.random.fold_in(rng, FAKE_AUGMENT_SALT)
-    pl_now = state.g.step % pl_interval == 0  # lazy path-length regularisation
 
     def path_length_terms(g_params):
-        lengths = _path_lengths(state.g, g_params, z, labels, rng, axis_name)
-        mean_length = parallel.mean(jnp.mean(jax.lax.stop_gradient(lengths)), axis_name)
-        target = state.g.hparams["pl_mean"] + pl_decay * (mean_length - state.g.hparams["pl_mean"])
+        lengths = _path_lengths(g, g_params, z, labels, rng, axis_name)
+        mean_length = collectives.mean(jnp.mean(jax.lax.stop_gradient(lengths)), axis_name)
+        target = g.stats["pl_mean"] + pl.decay * (mean_length - g.stats["pl_mean"])
         return losses.path_length_penalty(lengths, target), target
 
     def loss_fn(g_params):
-        fake, batch_stats = _generate(state.g, g_params, z, labels, rng)
-        fake = _augmented(fake, augment_key, state.d, augment, ada_groups, axis_name)
+        fake, batch_stats = _generate(g, g_params, z, labels, rng)
+        fake = _augmented(fake, augment_key, state.d, spec, axis_name)
         logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
-        g_loss = loss.g_loss(logits)
+        g_loss = spec.loss.g_loss(logits)
         total, terms = g_loss, {}
-        if pl_weight > 0:
-            skip = lambda _: (jnp.float32(0.0), state.g.hparams["pl_mean"])
-            penalty, target = lazily(pl_now, path_length_terms, skip, g_params)
-            total = total + pl_weight * pl_interval * penalty
+        if pl is not None:
+            pl_now = g.step % pl.interval == 0  # lazy path-length regularisation
+            skip = lambda _: (jnp.float32(0.0), g.stats["pl_mean"])
+            penalty, target = lazily(pl_now, path_length_terms, skip, g_params, mode=spec.lazy)
+            total = total + pl.weight * pl.interval * penalty
             terms = {"g_pl": penalty, "pl_mean": target}
         return total, (g_loss, batch_stats, terms)
 
+    return loss_fn
+
+
+def _ema_decay(g: TrainState, ema: EMA, batch: Batch, axis_name) -> jax.Array:
+    """The EMA's decay for this update (`EMA`)."""
+    if ema.kimg > 0:  # the global batch's images per update
+        images = collectives.global_count(batch["image"].shape[0], axis_name)
+        return ema_half_life_decay(g.step, images, ema.kimg, ema.rampup)
+    return ema_warmup(ema.decay, g.step)
+
+
+def g_step(
+    state: GANState, batch: Batch, rng: jax.Array, spec: GANStep, axis_name: str | None = None
+) -> tuple[GANState, dict]:
+    """One generator update against a frozen D (its parameters and spectral-norm statistics
+    are read, not changed), through D's augmentations (`_g_loss_fn`); updates G's statistics,
+    its path-length mean and its EMA."""
+    labels = _fake_labels(rng, batch, spec.num_classes, axis_name)
+    z = _latents(rng, batch, spec.latent_dim, axis_name)
+    loss_fn = _g_loss_fn(state, spec, z, labels, rng, axis_name)
     (_, (g_loss, batch_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.g.params
     )
-    grads = parallel.mean(grads, axis_name)
+    grads = collectives.mean(grads, axis_name)
     batch_stats = jax.tree.map(  # running statistics never take a non-finite batch's values
         lambda new, old: jnp.where(jnp.isfinite(new), new, old), batch_stats, state.g.batch_stats
     )
     g = state.g.apply_gradients(grads=grads, batch_stats=batch_stats)
-    if pl_weight > 0:  # the target is the same on every device (a global mean)
-        g = g.replace(hparams={**g.hparams, "pl_mean": terms["pl_mean"]})
+    if spec.path_length is not None:  # the target is the same on every device (a global mean)
+        g = g.replace(stats={**g.stats, "pl_mean": terms["pl_mean"]})
     if g.ema_params is not None:
-        if ema_kimg > 0:  # the global batch's images per update
-            images = batch["image"].shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
-            decay = ema_half_life_decay(g.step, images, ema_kimg, ema_rampup)
-        else:
-            decay = ema_warmup(ema_decay, g.step)
+        decay = _ema_decay(g, spec.ema, batch, axis_name)
         g = g.replace(
             ema_params=optax.incremental_update(g.params, g.ema_params, step_size=1.0 - decay)
         )
     metrics = {
-        "g_loss": parallel.mean(g_loss, axis_name),
+        "g_loss": collectives.mean(g_loss, axis_name),
         "g_grad_norm": optax.tree.norm(grads),
-        **parallel.mean(terms, axis_name),
+        **collectives.mean(terms, axis_name),
     }
     if (skipped := skipped_updates(g)) is not None:
         metrics["g_skipped"] = skipped
@@ -342,63 +417,21 @@ def g_step(
 
 
 def train_step(
-    state: GANState,
-    batch: Batch,
-    rng: jax.Array,
-    *,
-    loss: GANLoss,
-    latent_dim: int,
-    ema_decay: float,
-    ema_kimg: float = 0.0,
-    ema_rampup: float = 0.0,
-    d_steps: int = 1,
-    num_classes: int = 0,
-    r1_gamma: float = 0.0,
-    r1_interval: int = 1,
-    gp_weight: float = 0.0,
-    augment: tuple[str, ...] = (),
-    lecam_weight: float = 0.0,
-    lecam_decay: float = 0.99,
-    ada_groups: tuple[str, ...] = (),
-    ada_target: float = 0.6,
-    ada_kimg: float = 500.0,
-    pl_weight: float = 0.0,
-    pl_interval: int = 4,
-    pl_decay: float = 0.01,
-    axis_name: str | None = None,
+    state: GANState, batch: Batch, rng: jax.Array, spec: GANStep, axis_name: str | None = None
 ) -> tuple[GANState, dict]:
-    """`d_steps` D updates then one G update, as one program (the D updates are unrolled: on
-    XLA:CPU a `lax.scan` over them ran 4x slower); metrics are the last D update's and the G
+    """`spec.d_steps` D updates then one G update, as one program (the D updates are unrolled:
+    on XLA:CPU a `lax.scan` over them ran 4x slower); metrics are the last D update's and the G
     update's. With d_steps > 1 the batch holds a fresh real batch for each D update, stacked on
     axis 1 (images [B, d_steps, H, W, C], `pipeline.Batches(draws=d_steps)`), as in Gulrajani et
     al.'s Algorithm 1; a batch without that axis is reused by every D update."""
     metrics = {}
-    shared = {
-        "loss": loss,
-        "latent_dim": latent_dim,
-        "num_classes": num_classes,
-        "augment": augment,
-        "ada_groups": ada_groups,
-        "axis_name": axis_name,
-    }
-    penalties = {
-        "r1_gamma": r1_gamma,
-        "r1_interval": r1_interval,
-        "gp_weight": gp_weight,
-        "lecam_weight": lecam_weight,
-        "lecam_decay": lecam_decay,
-        "ada_target": ada_target,
-        "ada_kimg": ada_kimg,
-    }
     fresh = batch["image"].ndim == 5  # [B, d_steps, H, W, C]: one real batch per D update
 
     def draw(i: int) -> Batch:
         return jax.tree.map(lambda x: x[:, i], batch) if fresh else batch
 
-    for i in range(d_steps):
-        state, metrics = d_step(state, draw(i), jax.random.fold_in(rng, i), **shared, **penalties)
-    rng_g = jax.random.fold_in(rng, d_steps)
-    ema = {"ema_decay": ema_decay, "ema_kimg": ema_kimg, "ema_rampup": ema_rampup}
-    path_length = {"pl_weight": pl_weight, "pl_interval": pl_interval, "pl_decay": pl_decay}
-    state, g_metrics = g_step(state, draw(d_steps - 1), rng_g, **ema, **path_length, **shared)
+    for i in range(spec.d_steps):
+        state, metrics = d_step(state, draw(i), jax.random.fold_in(rng, i), spec, axis_name)
+    rng_g = jax.random.fold_in(rng, spec.d_steps)
+    state, g_metrics = g_step(state, draw(spec.d_steps - 1), rng_g, spec, axis_name)
     return state, {**metrics, **g_metrics}

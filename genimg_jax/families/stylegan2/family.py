@@ -1,25 +1,26 @@
-"""The StyleGAN2 family: the GAN family with StyleGAN2's networks (`models.stylegan2`), its
-training recipe as defaults (Adam(0.002, β = (0, 0.99)), lazy R1 every 16 D steps, G's EMA
-with a 10 kimg half-life and ramp-up, style mixing with probability 0.9, lazy path-length
-regularisation every 4 G steps) and truncation (`eval.truncation`, ψ) when sampling."""
+"""The StyleGAN2 family: the GAN family with StyleGAN2's networks (`networks`), its training
+recipe as defaults (Adam(0.002, β = (0, 0.99)), lazy R1 every 16 D steps, G's EMA with a 10
+kimg half-life and ramp-up, style mixing with probability 0.9, lazy path-length regularisation
+every 4 G steps) and truncation (`eval.truncation`, ψ) when sampling."""
 
-import functools
+import dataclasses
 
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax import config as config_lib
-from genimg_jax.core.family import Rules
-from genimg_jax.core.state import GANState
+from genimg_jax.core import fields
+from genimg_jax.core.fields import Rules
+from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.gan.family import GANFamily
-from genimg_jax.families.stylegan2 import networks as stylegan2
+from genimg_jax.families.gan.state import GANState
+from genimg_jax.families.stylegan2 import networks
 
 
 class StyleGAN2Family(GANFamily):
-    """StyleGAN2 (Karras et al. 2020) in the one GAN step (`steps.gan`)."""
+    """StyleGAN2 (Karras et al. 2020) in the one GAN step (`families.gan.step`)."""
 
     def __init__(self):
-        super().__init__(stylegan2.build)
+        super().__init__(networks.build)
 
     def add_defaults(self, c: ml_collections.ConfigDict) -> None:
         super().add_defaults(c)
@@ -43,29 +44,32 @@ class StyleGAN2Family(GANFamily):
 
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
         return super().rules(config) | {
-            "model.w_dim": config_lib.positive(),
-            "model.mapping_layers": config_lib.positive(),
-            "model.channel_max": config_lib.positive(),
-            "model.mbstd_group": config_lib.positive(),
-            "train.style_mixing": config_lib.in_unit(closed_top=True),
-            "train.pl_weight": config_lib.at_least(0),
-            "train.pl_interval": config_lib.positive(),
-            "train.pl_decay": config_lib.in_unit(closed_top=True),
-            "eval.truncation": config_lib.at_least(0),
+            "model.w_dim": fields.positive(),
+            "model.mapping_layers": fields.positive(),
+            "model.channel_max": fields.positive(),
+            "model.mbstd_group": fields.positive(),
+            "train.style_mixing": fields.in_unit(closed_top=True),
+            "train.pl_weight": fields.at_least(0),
+            "train.pl_interval": fields.positive(),
+            "train.pl_decay": fields.in_unit(closed_top=True),
+            "eval.truncation": fields.at_least(0),
         }
+
+    def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
+        super().shrink_for_tests(c)
+        c.model.w_dim = 8
 
     def create_state(self, config: ml_collections.ConfigDict, rng) -> GANState:
         state = super().create_state(config, rng)
         if config.train.pl_weight <= 0:
             return state
         # the path-length target (the EMA of the mean path length) travels with G
-        hparams = {**state.g.hparams, "pl_mean": jnp.float32(0.0)}
-        return state.replace(g=state.g.replace(hparams=hparams))
+        stats = {**state.g.stats, "pl_mean": jnp.float32(0.0)}
+        return state.replace(g=state.g.replace(stats=stats))
 
-    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
-        return functools.partial(
-            super().make_train_step(config, axis_name),
-            pl_weight=config.train.pl_weight,
-            pl_interval=config.train.pl_interval,
-            pl_decay=config.train.pl_decay,
+    def step_spec(self, config: ml_collections.ConfigDict) -> gan_step.GANStep:
+        t = config.train
+        path_length = (
+            gan_step.PathLength(t.pl_weight, t.pl_interval, t.pl_decay) if t.pl_weight > 0 else None
         )
+        return dataclasses.replace(super().step_spec(config), path_length=path_length)

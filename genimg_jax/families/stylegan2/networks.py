@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
+from genimg_jax.core import collectives
 from genimg_jax.models.common import build_options, labels_or_default, spatial_plan
 from genimg_jax.models.layers import DIMENSION_NUMBERS
-from genimg_jax.runtime import parallel
 
 Array = jax.Array
 LRELU_GAIN = math.sqrt(2.0)  # leaky ReLU (slope 0.2) outputs are scaled to keep unit variance
@@ -152,7 +152,7 @@ class SynthesisLayer(nn.Module):
         weight = self.param("kernel", nn.initializers.normal(1.0), (3, 3, channels, self.features))
         y = modulated_conv(x, weight, styles)
         if self.has_rng("noise"):  # [B, H, W, 1]: this device's rows of a global draw
-            noise = parallel.normal_rows(self.make_rng("noise"), b, (h, wd, 1), self.axis_name)
+            noise = collectives.normal_rows(self.make_rng("noise"), b, (h, wd, 1), self.axis_name)
         else:  # sampling: a fixed draw per layer
             key = jax.random.fold_in(jax.random.key(NOISE_SEED), zlib.crc32(self.name.encode()))
             noise = jnp.broadcast_to(jax.random.normal(key, (1, h, wd, 1)), (b, h, wd, 1))
@@ -237,7 +237,7 @@ class Generator(nn.Module):
         if train and self.mixing_prob > 0 and self.has_rng("style_mixing"):
             key = self.make_rng("style_mixing")
             z2_key, cut_key, use_key = jax.random.split(key, 3)
-            z2 = parallel.normal_rows(z2_key, z.shape[0], z.shape[1:], self.axis_name)
+            z2 = collectives.normal_rows(z2_key, z.shape[0], z.shape[1:], self.axis_name)
             w2 = self._map(z2, labels)
             cutoff = jax.random.randint(cut_key, (), 1, count)
             cutoff = jnp.where(jax.random.uniform(use_key) < self.mixing_prob, cutoff, count)

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax.models.common import DownStack, UpStack, build_options, spatial_plan, widths
+from genimg_jax.models.common import (
+    DownStack,
+    UpStack,
+    build_options,
+    conv_gradients,
+    spatial_plan,
+    widths,
+)
 
 Array = jax.Array
 
@@ -21,11 +28,12 @@ class Encoder(nn.Module):
     latent_dim: int
     hidden: int
     dtype: Any = jnp.float32
+    gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
         _, doublings = spatial_plan(self.image_size)
-        h = DownStack(widths(self.width, doublings), nn.relu, self.dtype)(x)
+        h = DownStack(widths(self.width, doublings), nn.relu, self.dtype, self.gradients)(x)
         h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(h.reshape(x.shape[0], -1)))
         mean_logvar = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
         return jnp.split(mean_logvar, 2, axis=-1)
@@ -39,6 +47,7 @@ class Decoder(nn.Module):
     width: int
     hidden: int
     dtype: Any = jnp.float32
+    gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
@@ -47,7 +56,7 @@ class Decoder(nn.Module):
         h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
         h = nn.relu(nn.Dense(start * start * stack[0], dtype=self.dtype)(h))
         h = h.reshape(z.shape[0], start, start, stack[0])
-        return UpStack(stack[1:], self.channels, dtype=self.dtype)(h)
+        return UpStack(stack[1:], self.channels, dtype=self.dtype, gradients=self.gradients)(h)
 
 
 class VAE(nn.Module):
@@ -76,7 +85,8 @@ class VAE(nn.Module):
 def build(config: ml_collections.ConfigDict) -> VAE:
     """The VAE sized from `config.data` (image size, channels) and `config.model`."""
     m, d, dtype = config.model, config.data, build_options(config)["dtype"]  # no BN: no axis
+    grads = conv_gradients(config)
     return VAE(
-        Encoder(d.image_size, m.width, m.latent_dim, m.hidden, dtype),
-        Decoder(d.image_size, d.channels, m.width, m.hidden, dtype),
+        Encoder(d.image_size, m.width, m.latent_dim, m.hidden, dtype, grads),
+        Decoder(d.image_size, d.channels, m.width, m.hidden, dtype, grads),
     )

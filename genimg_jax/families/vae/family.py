@@ -1,7 +1,8 @@
-"""VAE families: one encoder-decoder module and TrainState (FactorVAE adds a discriminator on
-its codes), trained by `steps.vae` on images in [0, 1] with `model.objective`'s coefficients
-traced in the state, and scored on test-set likelihood bounds (and, on data with known
-factors, disentanglement; `evaluate.scoring.vae_scorer`)."""
+"""The VAE family: one encoder-decoder module and TrainState, trained by `step.vae_step` on
+images in [0, 1] with `model.objective`'s coefficients traced in the state, and scored on
+test-set likelihood bounds (and, on data with known factors, disentanglement;
+`scoring.vae_scorer`). `model.objective="factor_vae"` selects its variant `FactorVAEFamily`,
+which adds a discriminator on the codes (`factor_vae`)."""
 
 import functools
 from collections.abc import Callable
@@ -10,18 +11,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from genimg_jax import config as config_lib
-from genimg_jax.core import losses
+from genimg_jax.core import fields, losses
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.family import Family, Rules
-from genimg_jax.core.state import FactorVAEState, TrainState
+from genimg_jax.core.family import Family
+from genimg_jax.core.fields import Rules
+from genimg_jax.core.state import TrainState
 from genimg_jax.data import pipeline
-from genimg_jax.families import sampling, scoring
-from genimg_jax.families.vae import ground_truth
-from genimg_jax.families.vae.latent_discriminator import LatentDiscriminator
-from genimg_jax.families.vae.step import OBJECTIVES, vae_step
+from genimg_jax.families import draw
+from genimg_jax.families.vae import factor_vae, ground_truth, scoring
+from genimg_jax.families.vae.factor_vae import FactorVAEState
+from genimg_jax.families.vae.step import OBJECTIVES, VAEStep, vae_step
 from genimg_jax.metrics import disentanglement
 
 SCORES = {
@@ -34,17 +34,37 @@ SCORES = {
 DISENTANGLEMENT_SCORES = {name: "max" for name in disentanglement.STUDY_SCORES}
 
 
+def prior_samples(state: TrainState, z: jax.Array) -> jax.Array:
+    """Mean of p(x|z) for z ~ p(z): [N, H, W, C] in [0, 1]."""
+    return jax.nn.sigmoid(state.apply_fn({"params": state.params}, z, method="decode"))
+
+
+def reconstructions(state: TrainState, x: jax.Array) -> jax.Array:
+    """Each input next to the mean of p(x | z = E[z|x]): [2N, H, W, C] in [0, 1], pairs adjacent."""
+    mean, _ = state.apply_fn({"params": state.params}, x, method="encode")
+    x_hat = jax.nn.sigmoid(state.apply_fn({"params": state.params}, mean, method="decode"))
+    return jnp.stack([x, x_hat], axis=1).reshape(-1, *x.shape[1:])
+
+
 class VAEFamily(Family):
     """A VAE whose module `build(config)` returns: `__call__(x, eps) -> (logits, mean,
     logvar)`, `encode(x) -> (mean, logvar)` and `decode(z) -> logits`."""
 
     value_range = (0.0, 1.0)
-    # the objectives' coefficients (steps.vae), traced in `hparams` under their last name
+    # the objectives' coefficients (`step`), traced in `hparams` under their last name
     COEFFICIENTS = ("beta", "gamma", "c_max", "c_steps", "lambda_od", "lambda_d", "kl_warmup_steps")
     hyperparameters = (*(f"model.{name}" for name in COEFFICIENTS), "train.lr", "train.disc_lr")
 
     def __init__(self, build: Callable[[ml_collections.ConfigDict], object]):
         self._build = build
+
+    @functools.cached_property
+    def factor_vae(self) -> "FactorVAEFamily":
+        """This family's FactorVAE variant (the same networks and a discriminator)."""
+        return FactorVAEFamily(self._build)
+
+    def resolve(self, config: ml_collections.ConfigDict) -> Family:
+        return self.factor_vae if config.model.objective == "factor_vae" else self
 
     def build(self, config):
         return self._build(config)
@@ -52,7 +72,7 @@ class VAEFamily(Family):
     def add_defaults(self, c: ml_collections.ConfigDict) -> None:
         c.model.width = 32
         c.model.hidden = 256
-        c.model.objective = "beta_vae"  # or a relative: steps.vae's table
+        c.model.objective = "beta_vae"  # or a relative: step.py's table
         c.model.beta = 1.0  # β-VAE's KL weight; β-TCVAE's TC weight
         c.model.gamma = 10.0  # AnnealedVAE's |KL − C| weight; FactorVAE's TC weight
         c.model.c_max = 25.0  # AnnealedVAE: the capacity C (nats) reached after c_steps
@@ -73,60 +93,50 @@ class VAEFamily(Family):
 
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
         return {
-            "model.width": config_lib.positive(),
-            "model.hidden": config_lib.positive(),
-            "model.objective": config_lib.one_of(OBJECTIVES),
-            **{f"model.{name}": config_lib.at_least(0) for name in self.COEFFICIENTS},
-            "model.disc_hidden": config_lib.positive(),
-            "model.disc_layers": config_lib.positive(),
-            "train.disc_lr": config_lib.positive(),
-            "train.reconstruction": config_lib.one_of(losses.RECONSTRUCTION_LOSSES),
-            "train.lr": config_lib.positive(),
-            "eval.iwae_k": config_lib.positive(),
-            "eval.disentanglement_scale": config_lib.at_least(0),
+            "model.width": fields.positive(),
+            "model.hidden": fields.positive(),
+            "model.objective": fields.one_of(OBJECTIVES),
+            **{f"model.{name}": fields.at_least(0) for name in self.COEFFICIENTS},
+            "model.disc_hidden": fields.positive(),
+            "model.disc_layers": fields.positive(),
+            "train.disc_lr": fields.positive(),
+            "train.reconstruction": fields.one_of(losses.RECONSTRUCTION_LOSSES),
+            "train.lr": fields.positive(),
+            "eval.iwae_k": fields.positive(),
+            "eval.disentanglement_scale": fields.at_least(0),
         }
 
-    def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array):
-        """The VAE's TrainState, or for FactorVAE a `FactorVAEState` with its discriminator."""
-        vae, tx = state_lib.static_parts(config)
+    def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
+        c.model.width = 8
+        c.model.hidden = c.model.disc_hidden = 16
+        c.model.disc_layers = 2
+        c.eval.iwae_k = 8
+
+    def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+        vae, tx = self.static_parts(config)
         x = jnp.zeros((1, *state_lib.image_shape(config)))
         z = jnp.zeros((1, config.model.latent_dim))
         coefficients = {name: config.model[name] for name in self.COEFFICIENTS}
-        if config.model.objective != "factor_vae":
-            return state_lib.create_train_state(vae, tx, config.train.lr, rng, x, z, **coefficients)
-        vae_rng, disc_rng = jax.random.split(rng)
-        disc, disc_tx = _discriminator(config.model.disc_hidden, config.model.disc_layers)
-        return FactorVAEState(
-            vae=state_lib.create_train_state(
-                vae, tx, config.train.lr, vae_rng, x, z, **coefficients
-            ),
-            disc=state_lib.create_train_state(disc, disc_tx, config.train.disc_lr, disc_rng, z),
-        )
+        return state_lib.create_train_state(vae, tx, config.train.lr, rng, x, z, **coefficients)
 
-    def apply_hparams(self, state, config: ml_collections.ConfigDict):
-        vae = state.vae if isinstance(state, FactorVAEState) else state
-        vae = state_lib.with_learning_rate(vae, config.train.lr)
+    def apply_hparams(self, state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+        state = state_lib.with_learning_rate(state, config.train.lr)
         coefficients = {name: jnp.float32(config.model[name]) for name in self.COEFFICIENTS}
-        vae = vae.replace(hparams={**vae.hparams, **coefficients})
-        if not isinstance(state, FactorVAEState):
-            return vae
-        return state.replace(
-            vae=vae, disc=state_lib.with_learning_rate(state.disc, config.train.disc_lr)
-        )
+        return state.replace(hparams={**state.hparams, **coefficients})
 
-    def networks(self, state) -> dict:
-        if isinstance(state, FactorVAEState):
-            return {"VAE": state.vae, "discriminator": state.disc}
+    def networks(self, state: TrainState) -> dict:
         return {"VAE": state}
 
-    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
-        return functools.partial(
-            vae_step,
+    def step_spec(self, config: ml_collections.ConfigDict) -> VAEStep:
+        """The static settings of the config's VAE step."""
+        return VAEStep(
             reconstruction=losses.RECONSTRUCTION_LOSSES[config.train.reconstruction],
             latent_dim=config.model.latent_dim,
             objective=config.model.objective,
-            axis_name=axis_name,
         )
+
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
+        return functools.partial(vae_step, spec=self.step_spec(config), axis_name=axis_name)
 
     def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
         """Prior latents, and the first test images for reconstructions."""
@@ -134,37 +144,62 @@ class VAEFamily(Family):
         source = pipeline.load_data_split(data, data.eval_split)
         images = source.get(np.arange(min(n // 2, len(source))))["image"]
         images = pipeline.fit_images(images, data.image_size, data.channels)
-        x = pipeline.scale_images(images, self.value_range)
-        if data.binarize:
-            x = pipeline.binarize(x, self.value_range)
-        return {"z": sampling.latents(key, n, config.model.latent_dim), "x": x}
+        x = pipeline.model_images(images, self.value_range, data.binarize)
+        return {"z": draw.latents(key, n, config.model.latent_dim), "x": x}
 
     def sample_grids(self, state: TrainState, z: jax.Array, x: jax.Array) -> dict:
-        grids = {"prior_samples": sampling.vae_prior_samples(state, z)}
+        grids = {"prior_samples": prior_samples(state, z)}
         if x.shape[0]:
-            grids["reconstructions"] = sampling.vae_reconstructions(state, x)
+            grids["reconstructions"] = reconstructions(state, x)
         return grids
 
     def samples(self, state: TrainState, z: jax.Array, labels: None) -> jax.Array:
         del labels  # the VAEs are unconditional
-        return sampling.vae_prior_samples(state, z)
+        return prior_samples(state, z)
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         known = ground_truth.has_known_factors(data)
         return SCORES | (DISENTANGLEMENT_SCORES if known else {})
 
     def make_scorer(self, config: ml_collections.ConfigDict):
-        ev = config.eval
-        return scoring.vae_scorer(config, ev.examples, ev.iwae_k, config.seed, self.value_range)
+        return scoring.vae_scorer(config, self.value_range)
 
 
-@functools.lru_cache(maxsize=8)
-def _discriminator(
-    hidden: int, layers: int
-) -> tuple[LatentDiscriminator, optax.GradientTransformation]:
-    """FactorVAE's discriminator and its optimizer, Adam with b1 = 0.5, b2 = 0.9 as Kim & Mnih
-    (learning rate traced: `train.disc_lr`). Cached: members of a sweep share them, hence the
-    treedef of their states, hence one compiled step."""
-    return LatentDiscriminator(hidden, layers), optax.inject_hyperparams(optax.adam)(
-        learning_rate=0.0, b1=0.5, b2=0.9
-    )
+class FactorVAEFamily(VAEFamily):
+    """FactorVAE: the VAE family's networks, objective "factor_vae", and a discriminator on the
+    codes with its own state (`factor_vae.FactorVAEState`)."""
+
+    def resolve(self, config: ml_collections.ConfigDict) -> Family:
+        return self
+
+    def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> FactorVAEState:
+        vae_rng, disc_rng = jax.random.split(rng)
+        disc, disc_tx = factor_vae.discriminator(config.model.disc_hidden, config.model.disc_layers)
+        z = jnp.zeros((1, config.model.latent_dim))
+        return FactorVAEState(
+            vae=super().create_state(config, vae_rng),
+            disc=state_lib.create_train_state(disc, disc_tx, config.train.disc_lr, disc_rng, z),
+        )
+
+    def apply_hparams(self, state: FactorVAEState, config: ml_collections.ConfigDict):
+        return state.replace(
+            vae=super().apply_hparams(state.vae, config),
+            disc=state_lib.with_learning_rate(state.disc, config.train.disc_lr),
+        )
+
+    def networks(self, state: FactorVAEState) -> dict:
+        return {"VAE": state.vae, "discriminator": state.disc}
+
+    def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
+        step, spec = factor_vae.factor_vae_step, self.step_spec(config)
+        return functools.partial(step, spec=spec, axis_name=axis_name)
+
+    def sample_grids(self, state: FactorVAEState, z: jax.Array, x: jax.Array) -> dict:
+        return super().sample_grids(state.vae, z, x)
+
+    def samples(self, state: FactorVAEState, z: jax.Array, labels: None) -> jax.Array:
+        return super().samples(state.vae, z, labels)
+
+    def make_scorer(self, config: ml_collections.ConfigDict):
+        score = super().make_scorer(config)
+        return lambda state: score(state.vae)

@@ -7,7 +7,7 @@
 |----------------|------------------------------------------------------------------|
 | `beta_vae`     | β·KL                                                             |
 | `annealed_vae` | γ·|KL − C(t)|, C(t) = C_max·min(1, t / model.c_steps)            |
-| `factor_vae`   | KL + γ·TC, TC from a discriminator on codes (a second network)   |
+| `factor_vae`   | KL + γ·TC, TC from a discriminator on codes (`factor_vae`)       |
 | `dip_vae_i`    | KL + λ_od Σ_{i≠j} Cov_ij² + λ_d Σ_i (Cov_ii − 1)², Cov of the means |
 | `dip_vae_ii`   | the same with the aggregate posterior's covariance               |
 | `beta_tcvae`   | KL + (β − 1)·TC, TC by minibatch-weighted sampling               |
@@ -19,18 +19,27 @@ what jit computes on the global batch (the gather's transpose sums the devices' 
 the gradient mean divides them again).
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from genimg_jax.core import losses
-from genimg_jax.core.state import FactorVAEState, TrainState, skipped_updates
-from genimg_jax.runtime import parallel
+from genimg_jax.core import collectives, losses
+from genimg_jax.core.state import TrainState, skipped_updates
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] in [0, 1], ...}
 OBJECTIVES = ("beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEStep:
+    """Everything static about a VAE training step."""
+
+    reconstruction: Callable[[jax.Array, jax.Array], jax.Array]  # (x, logits) -> [B] nats
+    latent_dim: int
+    objective: str = "beta_vae"
 
 
 def regulariser(objective: str, hp, step, kl, mean, logvar, z, disc=None) -> tuple[jax.Array, dict]:
@@ -55,67 +64,42 @@ def regulariser(objective: str, hp, step, kl, mean, logvar, z, disc=None) -> tup
     raise ValueError(f"model.objective={objective!r}; use one of {', '.join(OBJECTIVES)}")
 
 
-def discriminator_update(disc: TrainState, z: jax.Array, rng: jax.Array, axis_name):
-    """FactorVAE's discriminator step on codes z [B, Z] (whole batch, no gradient to the VAE)
-    against their dimension-wise permutation: (new disc, metrics)."""
-    permuted = losses.permute_dims(z, rng)
-
-    def loss_fn(params):
-        logits = disc.apply_fn({"params": params}, z)
-        permuted_logits = disc.apply_fn({"params": params}, permuted)
-        loss = losses.factor_vae_discriminator_loss(logits, permuted_logits)
-        accuracy = 0.5 * (
-            jnp.mean(logits[:, 0] > logits[:, 1])
-            + jnp.mean(permuted_logits[:, 1] > permuted_logits[:, 0])
-        )
-        return loss, accuracy
-
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(disc.params)
-    grads = parallel.mean(grads, axis_name)  # equal on every device (the same global codes)
-    return disc.apply_gradients(grads=grads), {"disc_loss": loss, "disc_accuracy": accuracy}
-
-
-def vae_step(
-    state: TrainState | FactorVAEState,
-    batch: Batch,
-    rng: jax.Array,
-    *,
-    reconstruction: Callable[[jax.Array, jax.Array], jax.Array],
-    latent_dim: int,
-    objective: str = "beta_vae",
-    axis_name: str | None = None,
-) -> tuple[TrainState | FactorVAEState, dict]:
-    """One update of the module doc's loss for `objective` (a `FactorVAEState` for
-    "factor_vae", else the VAE's TrainState). `axis_name`: None under jit, the device axis
-    under pmap (see `genimg_jax.parallel`)."""
-    vae = state.vae if objective == "factor_vae" else state
-    disc = state.disc if objective == "factor_vae" else None
+def vae_update(
+    vae: TrainState, batch: Batch, rng: jax.Array, spec: VAEStep, axis_name, disc=None
+) -> tuple[TrainState, dict, jax.Array]:
+    """One update of the module doc's loss for `spec.objective` (FactorVAE's discriminator state
+    `disc` estimates its TC): (new state, metrics, the whole batch's codes z [B, Z])."""
     hp, x = vae.hparams, batch["image"]
-    eps = parallel.normal_rows(rng, x.shape[0], (latent_dim,), axis_name)  # reparameterisation
-    whole_batch = objective != "beta_vae" and axis_name is not None
+    eps = collectives.normal_rows(rng, x.shape[0], (spec.latent_dim,), axis_name)
+    whole_batch = spec.objective != "beta_vae" and axis_name is not None
     gather = (lambda a: jax.lax.all_gather(a, axis_name, tiled=True)) if whole_batch else None
     warmup = losses.linear_ramp(vae.step, hp["kl_warmup_steps"])
 
     def loss_fn(params):
         logits, mean, logvar = vae.apply_fn({"params": params}, x, eps)
-        recon, kl = reconstruction(x, logits), losses.gaussian_kl(mean, logvar)
+        recon, kl = spec.reconstruction(x, logits), losses.gaussian_kl(mean, logvar)
         z = mean + jnp.exp(0.5 * logvar) * eps
         codes = (kl, mean, logvar, z)
         if gather is not None:
             codes = tuple(gather(a) for a in codes)
-        reg, parts = regulariser(objective, hp, vae.step, *codes, disc=disc)
+        reg, parts = regulariser(spec.objective, hp, vae.step, *codes, disc=disc)
         loss = jnp.mean(recon) + warmup * reg
         return loss, (jnp.mean(recon), jnp.mean(kl), parts, codes[3])
 
     (loss, (recon, kl, parts, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(vae.params)
-    grads = parallel.mean(grads, axis_name)
-    metrics = parallel.mean({"loss": loss, "recon": recon, "kl": kl} | parts, axis_name)
+    grads = collectives.mean(grads, axis_name)
+    metrics = collectives.mean({"loss": loss, "recon": recon, "kl": kl} | parts, axis_name)
     metrics |= {"neg_elbo": metrics["recon"] + metrics["kl"], "grad_norm": optax.tree.norm(grads)}
     new_vae = vae.apply_gradients(grads=grads)
     if (skipped := skipped_updates(new_vae)) is not None:
         metrics["skipped"] = skipped
-    if disc is None:
-        return new_vae, metrics
-    z = jax.lax.stop_gradient(z)
-    new_disc, disc_metrics = discriminator_update(disc, z, jax.random.fold_in(rng, 1), axis_name)
-    return FactorVAEState(vae=new_vae, disc=new_disc), metrics | disc_metrics
+    return new_vae, metrics, z
+
+
+def vae_step(
+    state: TrainState, batch: Batch, rng: jax.Array, spec: VAEStep, axis_name: str | None = None
+) -> tuple[TrainState, dict]:
+    """One VAE update (`vae_update`). `axis_name`: None under jit, the device axis under pmap
+    (see `genimg_jax.core.collectives`)."""
+    state, metrics, _ = vae_update(state, batch, rng, spec, axis_name)
+    return state, metrics

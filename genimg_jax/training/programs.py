@@ -30,12 +30,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from genimg_jax.core import family
-from genimg_jax.core import state as state_lib
+from genimg_jax import families
 from genimg_jax.core.errors import ConfigError
-from genimg_jax.families import train_step as steps
 from genimg_jax.runtime import parallel
-from genimg_jax.train import guard as guard_lib
+from genimg_jax.training import guard as guard_lib
 
 MODES = ("auto", "sequential", "vmap", "unroll", "map")
 MEMBERS = "members"  # the stacked programs' mesh axis of members
@@ -52,10 +50,10 @@ def resolve_mode(mode: str) -> str:
 
 def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
     """Raises ConfigError unless the members differ only in hyperparameters."""
-    if len({state_lib.static_key(c) for c in configs}) > 1:
+    if len({families.static_key(c) for c in configs}) > 1:
         raise ConfigError(
             "--vectorize needs members that differ only in "
-            f"{', '.join(state_lib.hyperparameters(configs[0]))}; this sweep also varies other "
+            f"{', '.join(families.hyperparameters(configs[0]))}; this sweep also varies other "
             "fields. Run it without --vectorize."
         )
 
@@ -89,8 +87,8 @@ def guarded_step(config: ml_collections.ConfigDict, axis_name: str | None = None
     """The family's training step with the divergence guard: ((state, guard), batch, key) ->
     ((state, guard), metrics)."""
     return guard_lib.guarded(
-        steps.make_train_step(config, axis_name),
-        family.of(config).networks,
+        families.make_train_step(config, axis_name),
+        families.of(config).networks,
         watch_metrics=not config.train.skip_nonfinite,
     )
 
@@ -153,7 +151,7 @@ def compiled_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy
     """The strategy (and its compiled step) for `config` on `mesh`, shared by every run in this
     process that differs only in hyperparameters: a sweep run in-process compiles its step
     once."""
-    key = (state_lib.static_key(config), tuple(d.id for d in mesh.devices.flat))
+    key = (families.static_key(config), tuple(d.id for d in mesh.devices.flat))
     if key not in _STRATEGIES:
         _STRATEGIES[key] = make_strategy(config, mesh, functools.partial(guarded_step, config))
     return _STRATEGIES[key]
@@ -267,7 +265,7 @@ _STACKED: dict[tuple, Callable] = {}
 
 def _stacked_step(config, mode: str, members: NamedSharding) -> Callable:
     """The jitted stacked step, shared by configs equal to `config` up to hyperparameters."""
-    key = (state_lib.static_key(config), mode, members)
+    key = (families.static_key(config), mode, members)
     if key not in _STACKED:
         step = vectorize(guarded_step(config), mode)
         _STACKED[key] = jax.jit(step, donate_argnums=0, out_shardings=members)

@@ -75,7 +75,9 @@ def git_commit() -> str | None:
 
 
 def run_record() -> dict:
-    """What produced a run: package versions, git commit, Python, devices, command line."""
+    """What produced a run: package versions, git commit, Python, devices, command line, and
+    the process-wide settings its programs compiled under (XLA_FLAGS, JAX's dispatch and
+    compilation cache: `runtime.setup`)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -90,6 +92,9 @@ def run_record() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "process_count": jax.process_count(),
         "argv": sys.argv,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_cpu_enable_async_dispatch": bool(jax.config.read("jax_cpu_enable_async_dispatch")),
+        "jax_compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }
 
 

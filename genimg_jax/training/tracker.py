@@ -6,18 +6,35 @@ A resumed run forgets best saves made after its restored step (they belong to a 
 discarded), so it keeps the same best checkpoint as an uninterrupted run.
 """
 
+import json
 import os
+from collections.abc import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from genimg_jax.core import family
-from genimg_jax.families import scoring
+from genimg_jax import families
 from genimg_jax.runtime import parallel
-from genimg_jax.train import best
-from genimg_jax.train import checkpoint as checkpoint_lib
+from genimg_jax.training import best
+from genimg_jax.training import checkpoint as checkpoint_lib
+
+
+def make_scorer(config: ml_collections.ConfigDict) -> Callable[..., dict[str, float]]:
+    """score(state) -> {name: float} of this config's family (its `make_scorer`), with
+    `config.eval`'s settings and latents/noise from `config.seed`: what the trainer logs at
+    each evaluation and `genimg eval` reports."""
+    score = families.of(config).make_scorer(config)
+    return lambda state: {k: float(v) for k, v in score(state).items()}
+
+
+def write_scores(workdir: str, step: int, scores: dict[str, float], tag: str = "") -> str:
+    """`eval_<step>[_<tag>].json` in the workdir: {"step": step, **scores}; returns its path."""
+    path = os.path.join(workdir, f"eval_{step:06d}{'_' + tag if tag else ''}.json")
+    with open(path, "w") as f:
+        json.dump({"step": step, **scores}, f, indent=2)
+    return path
 
 
 def forget_future_best(workdir: str, start: int) -> None:
@@ -40,11 +57,11 @@ class ScoreTracker:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         self.workdir = workdir
         self.is_writer = jax.process_index() == 0
-        self.score = scoring.make_scorer(config)  # the one-off work (feature net, references)
+        self.score = make_scorer(config)  # the one-off work (feature net, references)
         self.metric = config.eval.best_metric
         self.keeper, self.best = None, None
         if self.metric:
-            self.mode = family.of(config).score_modes(config.data)[self.metric]
+            self.mode = families.of(config).score_modes(config.data)[self.metric]
             self.keeper = checkpoint_lib.Checkpoints(
                 workdir, 1, checkpoint_lib.BEST, best=(self.metric, self.mode)
             )
@@ -60,7 +77,7 @@ class ScoreTracker:
             agreed = multihost_utils.broadcast_one_to_all(values)
             scores = dict(zip(sorted(scores), map(float, agreed), strict=True))
         if self.is_writer:
-            scoring.write_scores(self.workdir, step, scores)
+            write_scores(self.workdir, step, scores)
             writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
         if self.keeper is not None:
             value = scores[self.metric]

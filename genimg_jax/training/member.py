@@ -15,15 +15,16 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from genimg_jax import config as config_lib
-from genimg_jax.core import family as family_lib
+from genimg_jax import families
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.errors import DivergenceError
+from genimg_jax.core.errors import CheckpointError, DivergenceError
 from genimg_jax.data import pipeline
 from genimg_jax.runtime import parallel
-from genimg_jax.train import guard as guard_lib
-from genimg_jax.train import outputs as log_lib
-from genimg_jax.train import tracker as tracker_lib
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training import checkpoint as checkpoint_lib
+from genimg_jax.training import guard as guard_lib
+from genimg_jax.training import outputs as log_lib
+from genimg_jax.training import tracker as tracker_lib
+from genimg_jax.training.checkpoint import Checkpoints
 
 
 def train_batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
@@ -39,12 +40,56 @@ def train_batches(config: ml_collections.ConfigDict) -> pipeline.Batches:
         batch_size=config.train.batch_size,
         image_size=data_cfg.image_size,
         channels=data_cfg.channels,
-        value_range=family_lib.of(config).value_range,
+        value_range=families.of(config).value_range,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         binarize=data_cfg.binarize,
-        draws=family_lib.of(config).real_batches_per_step(config),
+        draws=families.of(config).real_batches_per_step(config),
     )
+
+
+def restore_latest(
+    config: ml_collections.ConfigDict, checkpoints: Checkpoints, mesh: Mesh
+) -> tuple[Any, int]:
+    """(state, step) of the latest readable checkpoint in `checkpoints` as global arrays
+    replicated over `mesh`, with the config's hyperparameters written in (a run resumed with
+    overrides: the config wins); (a fresh state, 0) when there is none."""
+    hint = ""
+    if jax.process_index() == 0:
+        hint = config_lib.saved_config_hint(config, checkpoints.workdir)
+    template = families.initial_state(config, mesh)
+    state, step = checkpoints.restore_latest_good(template, hint)
+    if step:
+        state = parallel.replicate_global(families.apply_hparams(state, config), mesh)
+    return state, step
+
+
+def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest") -> Any:
+    """The run's latest checkpointed state, or with which="best" the best-scored one
+    (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set), over
+    every device; raises CheckpointError naming the fix when there is none."""
+    config_lib.validate(config)
+    if which not in ("latest", "best"):
+        raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
+    folder = checkpoint_lib.LATEST if which == "latest" else checkpoint_lib.BEST
+    if not os.path.isdir(os.path.join(workdir, folder)):
+        raise CheckpointError(
+            f"{os.path.join(workdir, folder)} holds no checkpoint; "
+            + (
+                f"train first: genimg train --config CONFIG --workdir {workdir}"
+                if which == "latest"
+                else "the best one is kept by runs that score themselves "
+                "(eval.scores=True, eval.best_metric set)"
+            )
+        )
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, folder)
+    try:
+        state, step = restore_latest(config, checkpoints, parallel.make_mesh())
+        if step == 0:
+            raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
+    finally:
+        checkpoints.abandon()
+    return state
 
 
 def write_record(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -85,7 +130,7 @@ def write_summary(
 
 
 @functools.cache
-def grid_drawer(family: family_lib.Family) -> Callable:
+def grid_drawer(family: families.Family) -> Callable:
     """The jitted function drawing a family's sample grids (one per process)."""
     return jax.jit(family.sample_grids)
 
@@ -98,16 +143,10 @@ class Member:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, label=""):
         self.config, self.workdir, self.mesh, self.label = config, workdir, mesh, label
-        self.family = family_lib.of(config)
+        self.family = families.of(config)
         self.is_writer = jax.process_index() == 0
         self.checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-        hint = config_lib.saved_config_hint(config, workdir) if self.is_writer else ""
-        template = state_lib.initial_state(config, mesh)
-        self.state, self.start = self.checkpoints.restore_latest_good(template, hint)
-        if self.start:  # resumed, maybe with overrides: the config's hyperparameters win
-            self.state = parallel.replicate_global(
-                state_lib.apply_hparams(self.state, config), mesh
-            )
+        self.state, self.start = restore_latest(config, self.checkpoints, mesh)
         if config.eval.scores:
             tracker_lib.forget_future_best(workdir, self.start)
         self.last_saved = self.start
