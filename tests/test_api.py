@@ -77,3 +77,19 @@ print(json.dumps({{"before": before, "after": read()}}))
     with open(tmp_path / "run" / "run_record.json") as f:
         record = json.load(f)
     assert record["xla_flags"] == "" and "versions" in record
+
+
+def test_every_path_the_readme_names_exists():
+    """Links, `configs/...`-style paths and the Layout tree's entries are real files."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    named = set(re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme))  # markdown links
+    tops = "configs|docs|benchmarks|launch|tests|genimg_jax"
+    named |= set(re.findall(rf"`((?:{tops})/[\w./-]*)", readme))
+    tree = readme[readme.index("```\ngenimg_jax/") : readme.index("## Where to read more")]
+    named |= {
+        "genimg_jax/" + m for m in re.findall(r"^  ([\w.]+/?|[\w]+\.py)\s", tree, re.M)
+    }
+    missing = sorted(p for p in named if not os.path.exists(os.path.join(REPO, p)))
+    assert not missing, missing
+    assert len(readme.splitlines()) <= 350
