@@ -185,7 +185,7 @@ def test_convert_round_trip_from_a_pth_state_dict(tmp_path):
         sd[k.replace("running_var", "num_batches_tracked")] = torch.tensor(0)  # as BN saves
     torch.save(sd, tmp_path / "fid.pth")
     out = tmp_path / "sub" / "fid.npz"
-    cli = [sys.executable, "-m", "genimg_jax.features.inception", "convert"]
+    cli = [sys.executable, "-m", "genimg_jax.cli.main", "inception-weights", "convert"]
     done = subprocess.run(
         [*cli, str(tmp_path / "fid.pth"), str(out)],
         cwd=REPO,

@@ -12,6 +12,8 @@ genimg report  runs/bvae_sweep
 genimg eval    --workdir runs/vae [--checkpoint latest|best] [--config.eval.examples=1000]
                [--config.eval.iwae_k=100] [--config.eval.reference_split=train]
 genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
+genimg inception-weights convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz
+genimg inception-weights check inception_fid.npz     # FID's InceptionV3 (docs/inception_weights.md)
 
 Every command that reads a config takes --config FILE[:arg] with --config.FIELD=VALUE overrides;
 without --config, the config saved in --workdir (config.json) is read, and overridden the same
@@ -100,14 +102,15 @@ def _sweep_flags(fv: flags.FlagValues) -> None:
 # with its overrides.
 
 
-def _parse(argv0: str, args: list[str], define: Callable, takes_config: bool) -> flags.FlagValues:
+def _parse(
+    argv0: str, args: list[str], define: Callable, takes_config: bool
+) -> tuple[flags.FlagValues, list[str]]:
     """The command's flags parsed from `args`, with `--config` (and its overrides) when the
-    command `takes_config`."""
+    command `takes_config`; and the positional arguments (commands without a config)."""
     fv = flags.FlagValues()
     define(fv)
     if not takes_config:
-        fv([argv0, *args])
-        return fv
+        return fv, fv([argv0, *args])[1:]
     own = fv([argv0, *args], known_only=True)  # --workdir is known before the config is read
     given = any(a.split("=")[0] == "--config" for a in args) or "--config" in args
     workdir = fv["workdir"].value if "workdir" in fv else None
@@ -137,7 +140,7 @@ def _parse(argv0: str, args: list[str], define: Callable, takes_config: bool) ->
         ) from None
     if len(rest) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
-    return fv
+    return fv, []
 
 
 def _require(fv: flags.FlagValues, name: str) -> str:
@@ -240,6 +243,31 @@ def cmd_train_classifier(fv: flags.FlagValues, _: list[str]) -> None:
     )
 
 
+def cmd_inception_weights(fv: flags.FlagValues, positional: list[str]) -> None:
+    """FID's Inception-v3 weights: `convert PTH NPZ` turns pytorch-fid's checkpoint into the .npz
+    eval.inception_weights reads (needs torch), `check NPZ` validates one."""
+    from genimg_jax.features import inception
+
+    usage = "usage: genimg inception-weights convert PTH NPZ | check NPZ"
+    action, paths = (positional[0], positional[1:]) if positional else ("", [])
+    if (action, len(paths)) not in (("convert", 2), ("check", 1)):
+        raise UsageError(usage)
+    try:
+        if action == "convert":
+            out = inception.convert(*paths)
+            size = os.path.getsize(out) / 2**20
+            print(f"wrote {out} ({len(inception.expected_shapes())} tensors, {size:.1f} MiB)")
+        else:
+            inception.load_weights(paths[0])
+            print(f"{paths[0]}: OK ({len(inception.expected_shapes())} tensors)")
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        raise WeightsError(str(e)) from None
+
+
+class WeightsError(GenimgError):
+    """A weights file that cannot be converted or read."""
+
+
 def _both(*defines: Callable) -> Callable:
     return lambda fv: [define(fv) for define in defines]
 
@@ -253,6 +281,7 @@ COMMANDS = {
     "report": (cmd_report, _workdir, False),
     "eval": (cmd_eval, _both(_workdir, _checkpoint), True),
     "train-classifier": (cmd_train_classifier, _workdir, True),
+    "inception-weights": (cmd_inception_weights, lambda fv: None, False),
 }
 
 
@@ -288,9 +317,7 @@ def main(argv: list[str]) -> int:
         return 0
     run, define, takes_config = COMMANDS[command]
     try:
-        fv = _parse(argv[0], args, define, takes_config)
-        positional = [a for a in args if not a.startswith("-")] if command == "report" else []
-        run(fv, positional)
+        run(*_parse(argv[0], args, define, takes_config))
     except flags.UnrecognizedFlagError as e:
         fv = flags.FlagValues()
         define(fv)

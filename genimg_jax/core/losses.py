@@ -168,10 +168,51 @@ def gaussian_kl(mean: Array, logvar: Array) -> Array:
     return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
 
 
+# The Gaussian decoder that `mse_reconstruction` implies. The loss is Σ_pixels (x − μ)², summed
+# (not averaged) over the D = H·W·C pixels, with μ = sigmoid(logits). Under p(x|z) = N(x; μ, σ²I),
+# −log p(x|z) = Σ (x − μ)² / (2σ²) + D/2·log(2πσ²), so with σ² = 1/2 the loss is exactly
+# −log p(x|z) − D/2·log π: L = MSE + β·KL is then the negative β-ELBO of that decoder up to a
+# constant. With another σ the same loss is 2σ² times the negative ELBO of weight β/(2σ²).
+MSE_SIGMA = math.sqrt(0.5)
+
+
 def mse_reconstruction(x: Array, logits: Array) -> Array:
-    """||x - x̂||² per example with x̂ = sigmoid(logits): [B, H, W, C] -> [B]."""
+    """||x - x̂||² per example with x̂ = sigmoid(logits): [B, H, W, C] -> [B]. Summed over
+    pixels: −log N(x; x̂, ½I) up to the constant D/2·log π (`MSE_SIGMA`)."""
     x_hat = jax.nn.sigmoid(logits)
     return jnp.sum(jnp.square(x - x_hat).reshape(x.shape[0], -1), axis=-1)
+
+
+def _log1mexp(a: Array) -> Array:
+    """log(1 − exp(a)) for a <= 0, accurate at both ends (Mächler 2012)."""
+    return jnp.where(a > -math.log(2.0), jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
+
+
+def discretized_gaussian_nll(x: Array, mean: Array, sigma: float, levels: int = 256) -> Array:
+    """−log P(x | μ) per example of pixels on `levels` evenly spaced values k/(levels − 1) of
+    [0, 1], each with the mass that N(μ, σ²) puts on its bin: [B, H, W, C] -> [B] nats.
+
+        P(x) = Φ((x + h − μ)/σ) − Φ((x − h − μ)/σ),   h = 1 / (2·(levels − 1)),
+
+    the bins of 0 and 1 reaching to −∞ and +∞, so the probabilities of the `levels` values
+    sum to 1 (the discretised likelihood of PixelCNN++ and of Ho et al. 2020's decoder). x is
+    rounded to its level. Computed as log Φ(b) + log(1 − Φ(a)/Φ(b)) on the side of the bin
+    nearer the Gaussian's tail (Φ(b) − Φ(a) = Φ(−a) − Φ(−b)), so bins far out in either tail
+    and bins much narrower than σ keep their precision in float32.
+    """
+    if levels < 2:
+        raise ValueError(f"levels={levels} must be >= 2")
+    top = levels - 1
+    k = jnp.round(x * top)
+    centre = (k / top - mean) / sigma
+    half = 0.5 / (top * sigma)
+    lo = jnp.where(k > 0, centre - half, -jnp.inf)
+    hi = jnp.where(k < top, centre + half, jnp.inf)
+    flip = centre > 0
+    lo, hi = jnp.where(flip, -hi, lo), jnp.where(flip, -lo, hi)
+    log_hi = jax.scipy.special.log_ndtr(hi)
+    log_p = log_hi + _log1mexp(jax.scipy.special.log_ndtr(lo) - log_hi)
+    return -jnp.sum(log_p.reshape(x.shape[0], -1), axis=-1)
 
 
 def bernoulli_reconstruction(x: Array, logits: Array) -> Array:

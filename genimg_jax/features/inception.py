@@ -16,10 +16,8 @@ makes one from pytorch-fid's checkpoint (torch needed for that step only). See
 docs/inception_weights.md.
 """
 
-import argparse
 import functools
 import os
-import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -491,34 +489,3 @@ def convert(input_path: str | os.PathLike, output_path: str | os.PathLike) -> st
         np.savez(f, **arrays)
     os.replace(partial, output_path)
     return output_path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m genimg_jax.features.inception",
-        description="FID Inception-v3 weights: convert pytorch-fid's checkpoint to the .npz "
-        "that genimg_jax reads (torch needed for `convert` only), or check an .npz.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    c = commands.add_parser("convert", help=f"{FID_WEIGHTS_FILE} -> .npz")
-    c.add_argument("input", help=f"pytorch-fid's state dict, e.g. {FID_WEIGHTS_FILE}")
-    c.add_argument("output", help="the .npz to write (eval.inception_weights points at it)")
-    k = commands.add_parser("check", help="validate a converted .npz")
-    k.add_argument("path")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "convert":
-            out = convert(args.input, args.output)
-            size = os.path.getsize(out) / 2**20
-            print(f"wrote {out} ({len(expected_shapes())} tensors, {size:.1f} MiB)")
-        else:
-            load_weights(args.path)
-            print(f"{args.path}: OK ({len(expected_shapes())} tensors)")
-    except (FileNotFoundError, ValueError, TypeError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

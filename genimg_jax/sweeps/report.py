@@ -12,7 +12,6 @@ each member folder `config.json`, `summary.json`, `metrics.jsonl` and `checkpoin
 import csv
 import json
 import os
-import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -583,21 +582,3 @@ def report(sweep_workdir: str) -> list[str]:
     with open(md, "a") as f:
         f.write(_aggregate_sections(rd, lr_points) + _study_section(study, study_rd))
     return written
-
-
-def main(argv: list[str]) -> int:
-    """`python -m genimg_jax.report SWEEP_WORKDIR`: writes the report and prints its paths."""
-    if len(argv) != 2:
-        print(f"usage: python -m genimg_jax.report SWEEP_WORKDIR\n\n{__doc__}", file=sys.stderr)
-        return 2
-    try:
-        paths = report(argv[1])
-    except GenimgError as e:
-        print(f"genimg: error: {e}", file=sys.stderr)
-        return e.exit_code
-    print("\n".join(paths))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -139,14 +139,11 @@ class _Loop:
         keys = program.place_keys([m.train_key for m in members])
         # Inputs laid out exactly like the step's outputs: the first step does not compile twice.
         carry = program.place([m.state for m in members])
-        one_step_in_flight = parallel.one_program_at_a_time(program.mesh)  # see its doc
         for step in range(self.start, total):
             batch = program.place_batch([next(b) for b in batches])
             if self.compile_sec is None:
                 self.compile(carry, batch, keys)
             carry, metrics = program.step(carry, batch, keys)
-            if one_step_in_flight:
-                jax.block_until_ready(carry)
             self.write_pending_log()  # the previous log step's, now that this step is queued
             done = step + 1
             self.progress.update(1)

@@ -22,7 +22,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -157,9 +157,43 @@ def compiled_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy
     return _STRATEGIES[key]
 
 
+class Program(Protocol):
+    """What the loop asks of the program running K members' steps (`for_members`): the carry is
+    every member's (state, guard), laid out for the compiled step; batches, keys, metrics and
+    guards hold K members' in the program's own layout."""
+
+    def place(self, states: list) -> Any:
+        """K replicated global states (and fresh guards) -> the carry."""
+
+    def place_batch(self, batches: list[dict]) -> Any:
+        """K members' batches of this process -> the step's input."""
+
+    def place_keys(self, keys: list) -> Any:
+        """K members' training keys -> the step's input."""
+
+    def compile(self, carry, batch, keys) -> float:
+        """Compiles the step for these arguments; the seconds it took."""
+
+    def step(self, carry, batch, keys) -> tuple[Any, Any]:
+        """One training step of every member: (carry, metrics). On XLA:CPU with several local
+        devices it returns when the step has run (`parallel.one_program_at_a_time`)."""
+
+    def guards(self, carry) -> Any:
+        """The members' divergence guards in `carry`."""
+
+    def metric_names(self, metrics) -> list[str]:
+        """The names of a step's metrics."""
+
+    def states(self, carry) -> list:
+        """Each member's state as global arrays replicated over the mesh."""
+
+    def to_host(self, tree) -> list[dict]:
+        """Metrics or guards -> one dict of host values per member."""
+
+
 class SoloSteps:
     """K members, each run by the solo strategy in turn (see the module doc). Carries, batches,
-    keys, metrics and guards are lists of K."""
+    keys, metrics and guards are lists of K. A `Program`."""
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         parallel.check_batch_size(config.train.batch_size, mesh.size)
@@ -206,7 +240,8 @@ class SoloSteps:
 
 class StackedSteps:
     """K members as one program over stacked arguments on a `members x data` mesh (see the
-    module doc). Carries, batches, keys, metrics and guards have a leading axis of K."""
+    module doc). Carries, batches, keys, metrics and guards have a leading axis of K. A
+    `Program`."""
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, k: int, mode: str):
         if jax.process_count() > 1:
@@ -221,7 +256,7 @@ class StackedSteps:
         self.one_at_a_time = parallel.one_program_at_a_time(mesh)
         self.members = NamedSharding(grid, PartitionSpec(MEMBERS))
         self.batches = NamedSharding(grid, PartitionSpec(MEMBERS, parallel.AXIS))
-        self.step = _stacked_step(config, mode, self.members)
+        self._step = _stacked_step(config, mode, self.members)
         self._stack = jax.jit(stack, out_shardings=self.members)
         self._take = jax.jit(
             lambda tree, i: jax.tree.map(lambda x: x[i], tree),
@@ -239,7 +274,13 @@ class StackedSteps:
         return jax.device_put(np.stack(keys), self.members)
 
     def compile(self, carry, batch, keys) -> float:
-        return timed_compile(self.step, carry, batch, keys)
+        return timed_compile(self._step, carry, batch, keys)
+
+    def step(self, carry, batch, keys):
+        carry, metrics = self._step(carry, batch, keys)
+        if self.one_at_a_time:
+            jax.block_until_ready(carry)
+        return carry, metrics
 
     def guards(self, carry):
         return carry[1]
@@ -272,7 +313,9 @@ def _stacked_step(config, mode: str, members: NamedSharding) -> Callable:
     return _STACKED[key]
 
 
-def for_members(config: ml_collections.ConfigDict, mesh: Mesh, k: int, mode: str = "auto"):
+def for_members(
+    config: ml_collections.ConfigDict, mesh: Mesh, k: int, mode: str = "auto"
+) -> Program:
     """The program running K members of `config` on `mesh` in `mode` (see the module doc)."""
     mode = resolve_mode(mode)
     if mode == "sequential" or k == 1:
