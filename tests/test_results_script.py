@@ -1,0 +1,50 @@
+"""benchmarks/results.py, the generator of docs/results.md, on one tiny job: the row it writes
+holds the commit, the command, the wall time and a link to the sample grid it copied."""
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+SCRIPT = os.path.join(REPO, "benchmarks", "results.py")
+
+
+def test_results_script_writes_a_row_per_job(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\n> old quote\n\nintro\n\n## Notes\n\nhand-written\n")
+    argv = [sys.executable, SCRIPT, "--only", "vae_mnist", "--steps", "4", "--doc", str(doc)]
+    argv += ["--out", str(tmp_path / "runs"), "--settle", "0", "--allow-dirty"]
+    argv += ["--config.parallel.num_devices=1", "--config.eval.examples=100"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    text = doc.read_text()
+    assert "NOT the default-steps results" in text and "old quote" not in text
+    assert "\n\nintro\n\n" in text and "## Notes\n\nhand-written" in text  # hand-written: kept
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, check=True)
+    assert head.stdout.decode().strip() in text  # the header's commit
+    row = next(line for line in text.splitlines() if line.startswith("| `vae_mnist` | 4 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    neg_elbo, wall, load, commit, grid, command = cells[2], *cells[-5:]
+    assert float(neg_elbo) > 0
+    assert re.fullmatch(r"(\d+ min )?\d+ s", wall) and float(load) >= 0
+    assert re.fullmatch(r"`[0-9a-f]{12}(-dirty)?`", commit)
+    assert command.startswith("`") and "train --config configs/vae_mnist.py --workdir" in command
+    assert "--config.train.steps=4" in command and "--config.eval.examples=100" in command
+    assert grid == "[png](results/vae_mnist.png)"
+    assert (tmp_path / "results" / "vae_mnist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every other job is listed with why it did not run only when asked for; here it is not
+    assert "needs cifar10" not in text
+
+
+def test_results_script_dry_run_lists_every_job():
+    argv = [sys.executable, SCRIPT, "--dry-run"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("--config.model.num_classes=0" in line for line in lines)  # unconditional
+    assert "# sngan_cifar10: needs cifar10 (not run here)" in lines
+    configs = sorted(os.listdir(os.path.join(REPO, "configs")))
+    assert len(lines) == len([c for c in configs if c.endswith(".py")]) + 1
