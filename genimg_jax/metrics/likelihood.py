@@ -3,20 +3,28 @@ al. 2016 (IWAE), in nats per example, and bits per dimension, under the decoder 
 p(x|z) that the model was trained with (`PixelLikelihood`):
 
 - `train.reconstruction="bernoulli"`: independent Bernoulli pixels with the decoder's logits,
-  −log p(x|z) = the training loss's reconstruction term (unchanged: `losses.bernoulli_
-  reconstruction`). On binarised data this is a discrete likelihood; on 8-bit data scaled to
-  [0, 1] it is the usual "continuous Bernoulli"-free cross-entropy, not a normalised one.
+  −log p(x|z) = the training loss's reconstruction term (`losses.bernoulli_reconstruction`,
+  as before). On binarised data that is a discrete likelihood; on grey values in [0, 1] it is
+  the cross-entropy, which is not a normalised likelihood of them, so those numbers compare
+  only with other Bernoulli scores.
 - `train.reconstruction="mse"`: the Gaussian that the loss Σ(x − μ)² implies,
   p(x|z) = N(μ(z), σ²I) with μ = sigmoid(logits) (what the loss compares x to) and σ =
-  `train.mse_sigma` (default √½, for which the loss is −log N(x; μ, σ²I) − D/2·log π:
-  `losses.MSE_SIGMA`), scored as the discrete likelihood of the data's pixel levels
-  (`losses.discretized_gaussian_nll`): each of the 256 levels k/255 of 8-bit data (2 levels of
-  binarised data) gets the Gaussian's mass on its bin of width 1/255, the end bins reaching to
-  ±∞. That is the standard way of scoring a continuous density on quantised data (uniform
-  dequantisation gives the same bound in expectation: E_u[log p(x + u)] <= log P(x)), and
-  unlike the continuous density at the bin centres (plus D·log 255) it is a proper
-  probability, so −log P >= 0 and the bits/dim compare with any other discrete model of the
-  same levels; bins much narrower than σ give P ≈ p(x)/255 per pixel, i.e. that correction.
+  `train.mse_sigma`; its default √½ makes the loss −log N(x; μ, σ²I) − D/2·log π exactly
+  (`losses.MSE_SIGMA`). It is scored as the discrete likelihood of the data's pixel levels
+  (`losses.discretized_gaussian_nll`): each of the 256 levels k/255 of 8-bit data (the 2
+  levels of binarised data) gets the Gaussian's mass on its bin of width w = 1/255 (w = 1),
+  the end bins reaching to ±∞:
+
+      P(x|z) = Π_pixels Φ((x + w/2 − μ)/σ) − Φ((x − w/2 − μ)/σ)
+
+  (binarised: P(x = 1) = Φ((μ − ½)/σ), a probit Bernoulli).
+
+  This is a proper probability of the quantised data (−log P >= 0), so its bits/dim compare
+  with those of any discrete model of the same levels, the Bernoulli on binarised data
+  included. It is what uniform dequantisation estimates: for u uniform on the bin,
+  E_u[log(w·p(x + u))] <= log P(x) (Theis et al. 2016), and where σ is much wider than a bin
+  P ≈ w·p(x), i.e. the continuous density with the usual log(255) per dimension; unlike that
+  approximation it stays a bound for any σ and at the end levels, where pixels pile up.
 
 Sample i of either estimator uses the noise eps_i = N(0, I) drawn from fold_in(rng, i), so the
 bound does not depend on how the k samples are chunked, and with one sample it uses the noise
@@ -110,9 +118,9 @@ def negative_elbo(
 ) -> Array:
     """-ELBO = -log p(x|z) + KL(q(z|x) || p(z)) per example in nats, one z ~ q(z|x): [B].
 
-    x: images [B, H, W, C] in [0, 1]; p(x|z): `pixels` (module doc). With analytic_kl the KL term is the closed form;
-    otherwise it is the one-sample estimate log q(z|x) - log p(z) (then equal to
-    `iwae_bound(state, x, rng, k=1)`).
+    x: images [B, H, W, C] in [0, 1]; p(x|z): `pixels` (module doc). With analytic_kl the KL
+    term is the closed form; otherwise it is the one-sample estimate log q(z|x) - log p(z)
+    (then equal to `iwae_bound(state, x, rng, k=1)`).
     """
     mean, logvar = _encode(state, x)
     eps = _noise(rng, jnp.arange(1), mean.shape)  # [1, B, Z]

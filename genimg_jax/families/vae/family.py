@@ -82,7 +82,11 @@ class VAEFamily(Family):
         c.model.kl_warmup_steps = 0  # > 0: the regulariser's weight rises linearly from 0
         c.model.disc_hidden = 1000  # FactorVAE's discriminator: layers x hidden units
         c.model.disc_layers = 6
-        c.train.reconstruction = "bernoulli"
+        c.train.reconstruction = "bernoulli"  # or "mse": L = Σ(x − sigmoid(logits))² + β·KL
+        # "mse": σ of the Gaussian p(x|z) = N(sigmoid(logits), σ²I) the model is scored with
+        # (on the data's pixel levels, `scoring.pixel_likelihood`); √½ is the one the loss
+        # implies: Σ(x − μ)² = −log N(x; μ, ½I) − D/2·log π
+        c.train.mse_sigma = losses.MSE_SIGMA
         c.train.lr = 1e-3
         c.train.disc_lr = 1e-4  # FactorVAE's discriminator: Adam(disc_lr, b1=0.5, b2=0.9)
         c.eval.iwae_k = 100  # importance samples of the IWAE bound
@@ -101,6 +105,7 @@ class VAEFamily(Family):
             "model.disc_layers": fields.positive(),
             "train.disc_lr": fields.positive(),
             "train.reconstruction": fields.one_of(losses.RECONSTRUCTION_LOSSES),
+            "train.mse_sigma": fields.positive(),
             "train.lr": fields.positive(),
             "eval.iwae_k": fields.positive(),
             "eval.disentanglement_scale": fields.at_least(0),
@@ -128,11 +133,14 @@ class VAEFamily(Family):
         return {"VAE": state}
 
     def step_spec(self, config: ml_collections.ConfigDict) -> VAEStep:
-        """The static settings of the config's VAE step."""
+        """The static settings of the config's VAE step; its `recon` metric is −log p(x|z) of
+        the scored likelihood, which for "mse" is not the loss's term."""
+        pixels = scoring.pixel_likelihood(config)
         return VAEStep(
             reconstruction=losses.RECONSTRUCTION_LOSSES[config.train.reconstruction],
             latent_dim=config.model.latent_dim,
             objective=config.model.objective,
+            likelihood=None if pixels.reconstruction == "bernoulli" else pixels.nll,
         )
 
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):

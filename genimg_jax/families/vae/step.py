@@ -17,6 +17,11 @@ KL is E[KL(q(z|x) || N(0, I))] over the batch; every coefficient is traced in th
 batch statistics: under pmap the step gathers the codes of all devices first, so it computes
 what jit computes on the global batch (the gather's transpose sums the devices' cotangents and
 the gradient mean divides them again).
+
+The metrics `recon` and `neg_elbo` = recon + kl are in nats of the likelihood the model is
+scored with (`VAEStep.likelihood`): for the Bernoulli that is the loss's reconstruction term;
+for "mse" it is the Gaussian the squared error implies (`metrics.likelihood`), and the loss's
+own term Σ(x − μ)² is reported as `recon_loss`.
 """
 
 import dataclasses
@@ -37,9 +42,11 @@ OBJECTIVES = ("beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii
 class VAEStep:
     """Everything static about a VAE training step."""
 
-    reconstruction: Callable[[jax.Array, jax.Array], jax.Array]  # (x, logits) -> [B] nats
+    reconstruction: Callable[[jax.Array, jax.Array], jax.Array]  # (x, logits) -> [B] loss
     latent_dim: int
     objective: str = "beta_vae"
+    # (x, logits) -> −log p(x|z) [B] nats, reported as `recon`; None: `reconstruction` is it
+    likelihood: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
 
 def regulariser(objective: str, hp, step, kl, mean, logvar, z, disc=None) -> tuple[jax.Array, dict]:
@@ -78,13 +85,16 @@ def vae_update(
     def loss_fn(params):
         logits, mean, logvar = vae.apply_fn({"params": params}, x, eps)
         recon, kl = spec.reconstruction(x, logits), losses.gaussian_kl(mean, logvar)
+        nll = recon if spec.likelihood is None else spec.likelihood(x, logits)
         z = mean + jnp.exp(0.5 * logvar) * eps
         codes = (kl, mean, logvar, z)
         if gather is not None:
             codes = tuple(gather(a) for a in codes)
         reg, parts = regulariser(spec.objective, hp, vae.step, *codes, disc=disc)
         loss = jnp.mean(recon) + warmup * reg
-        return loss, (jnp.mean(recon), jnp.mean(kl), parts, codes[3])
+        if spec.likelihood is not None:
+            parts = parts | {"recon_loss": jnp.mean(recon)}
+        return loss, (jnp.mean(nll), jnp.mean(kl), parts, codes[3])
 
     (loss, (recon, kl, parts, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(vae.params)
     grads = collectives.mean(grads, axis_name)
