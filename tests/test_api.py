@@ -88,7 +88,7 @@ def test_every_path_the_readme_names_exists():
     named |= set(re.findall(rf"`((?:{tops})/[\w./-]*)", readme))
     tree = readme[readme.index("```\ngenimg_jax/") : readme.index("## Where to read more")]
     named |= {
-        "genimg_jax/" + m for m in re.findall(r"^  ([\w.]+/?|[\w]+\.py)\s", tree, re.M)
+        "genimg_jax/" + m for m in re.findall(r"^  ([\w.]+/?|[\w]+\.py)\s", tree, re.MULTILINE)
     }
     missing = sorted(p for p in named if not os.path.exists(os.path.join(REPO, p)))
     assert not missing, missing

@@ -160,8 +160,8 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
 
     config = quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
-    assert float(full.d.hparams["lecam_real"]) != 0.0 and float(full.d.hparams["lecam_fake"]) != 0.0
-    assert 0.0 <= float(full.d.hparams["ada_p"]) <= 1.0
+    assert float(full.d.stats["lecam_real"]) != 0.0 and float(full.d.stats["lecam_fake"]) != 0.0
+    assert 0.0 <= float(full.d.stats["ada_p"]) <= 1.0
     trainer.train_and_evaluate(quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
     resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
@@ -264,14 +264,14 @@ def test_a_d_step_moves_p_by_one_batch_towards_the_target():
     config = load_config("dcgan_mnist")
     config.train.ada = "blit,geom"
     s = families.create_state(config, jax.random.key(0))
-    s = s.replace(d=s.d.replace(hparams={**s.d.hparams, "ada_p": jnp.float32(0.5)}))
+    s = s.replace(d=s.d.replace(stats={**s.d.stats, "ada_p": jnp.float32(0.5)}))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
-    new, metrics = _d_step(config, ada_groups=("blit", "geom"), ada_kimg=1.0)(
+    new, metrics = _d_step(config, ada=gan_step.ADA(("blit", "geom"), 0.6, 1.0))(
         s, batch, jax.random.key(2)
     )
     expected = 0.5 + np.sign(float(metrics["ada_rt"]) - 0.6) * 8 / 1000
-    assert float(new.d.hparams["ada_p"]) == pytest.approx(expected, abs=1e-6)
-    assert float(metrics["ada_p"]) == float(new.d.hparams["ada_p"])
+    assert float(new.d.stats["ada_p"]) == pytest.approx(expected, abs=1e-6)
+    assert float(metrics["ada_p"]) == float(new.d.stats["ada_p"])
 
 
 def test_vectorized_members_keep_their_own_p(tmp_path):
@@ -289,7 +289,7 @@ def test_vectorized_members_keep_their_own_p(tmp_path):
         [member(0), member(1)], [str(tmp_path / f"v{s}") for s in (0, 1)], "vmap"
     )
     for a, b in zip(solo, together, strict=True):
-        assert float(b.d.hparams["ada_p"]) == pytest.approx(float(a.d.hparams["ada_p"]), abs=1e-6)
+        assert float(b.d.stats["ada_p"]) == pytest.approx(float(a.d.stats["ada_p"]), abs=1e-6)
 
 
 def test_ema_half_life_in_images_with_ramp_up_matches_stylegan2s_formula():

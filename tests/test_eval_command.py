@@ -70,15 +70,15 @@ def test_scores_are_logged_at_each_evaluation_and_the_best_checkpoint_is_kept(tr
 
 @pytest.mark.parametrize("trained", ["dcgan_mnist"], indirect=True)  # a GAN score
 def test_eval_compares_with_the_reference_split_asked_for(trained, tmp_path, capsys):
-    """`--reference_split train` scores against the first training images (cached apart from
-    the test images' features), with as many of them as `--examples` asks."""
+    """`--config.eval.reference_split=train` scores against the first training images (cached apart from
+    the test images' features), with as many of them as `--config.eval.examples` asks."""
     _, _, trained_dir = trained
     workdir = str(tmp_path / "copy")  # eval writes eval_<step>.json: not into the shared run
     shutil.copytree(trained_dir, workdir)
     scores = {}
     for split in ("test", "train"):
-        argv = ["genimg", "eval", f"--workdir={workdir}", "--examples=40"]
-        assert main.main([*argv, f"--reference_split={split}"]) == 0
+        argv = ["genimg", "eval", f"--workdir={workdir}", "--config.eval.examples=40"]
+        assert main.main([*argv, f"--config.eval.reference_split={split}"]) == 0
         scores[split] = json.loads(capsys.readouterr().out)
         assert scores[split]["num_reference"] == 40 and scores[split]["num_samples"] == 40
     assert scores["train"]["fid"] != scores["test"]["fid"]
@@ -156,7 +156,13 @@ def test_cli_eval_and_sample_take_the_best_checkpoint(trained, capsys):
     argv = ["genimg", "sample", f"--workdir={workdir}", "--checkpoint=best", f"--out={out}"]
     assert main.main(argv) == 0 and os.path.exists(out)
     assert capsys.readouterr().out.strip() == out
-    argv = ["genimg", "eval", f"--workdir={workdir}", "--checkpoint=best", "--examples=32"]
+    argv = [
+        "genimg",
+        "eval",
+        f"--workdir={workdir}",
+        "--checkpoint=best",
+        "--config.eval.examples=32",
+    ]
     assert main.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["num_samples" if "num_samples" in printed else "num_examples"] == 32

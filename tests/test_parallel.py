@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from genimg_jax.core import state as state_lib
-from genimg_jax.families import scoring
+from genimg_jax import families
+from genimg_jax.core import collectives
 from genimg_jax.runtime import parallel
+from genimg_jax.runtime import setup as runtime_setup
 from genimg_jax.sweeps import run as sweep_run
 from genimg_jax.sweeps import spec as sweep
-from genimg_jax.train import loop as trainer
-from genimg_jax.train.checkpoint import Checkpoints
+from genimg_jax.training import loop as trainer
+from genimg_jax.training import tracker as scoring
+from genimg_jax.training.checkpoint import Checkpoints
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
 BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds
@@ -150,7 +152,7 @@ def test_four_vectorized_members_on_eight_devices_end_like_their_solo_one_device
         folder = tmp_path / m.name
         config = sweep.apply(base, m.overrides)
         restored = Checkpoints(str(folder), 3).restore(
-            state_lib.initial_state(config, parallel.make_mesh())
+            families.initial_state(config, parallel.make_mesh())
         )
         assert int(restored.step) == 12
         _assert_close(restored, solo_one_device_members[m.name])
@@ -176,9 +178,9 @@ def test_more_devices_than_exist_fails_clearly(tmp_path):
 
 def test_latents_do_not_depend_on_the_device_count():
     rng = jax.random.PRNGKey(3)
-    whole = parallel.normal_rows(rng, 8, (4,), None)
+    whole = collectives.normal_rows(rng, 8, (4,), None)
     rows = jax.pmap(
-        lambda _: parallel.normal_rows(rng, 2, (4,), "data"),
+        lambda _: collectives.normal_rows(rng, 2, (4,), "data"),
         axis_name="data",
         devices=jax.devices()[:4],
     )(np.zeros(4))
@@ -222,7 +224,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     reference = trainer.train_and_evaluate(_config(name, num_devices=4), str(tmp_path / "one"))
     config = _config(name, num_devices=1)
     restored = Checkpoints(workdir, 3).restore(
-        state_lib.initial_state(config, parallel.make_mesh(1))
+        families.initial_state(config, parallel.make_mesh(1))
     )
     assert int(restored.step) == 20
     _assert_close(restored, reference)
@@ -265,11 +267,11 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(name, tmp_path
 
 def test_deterministic_flag_is_set_for_gpus_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-    parallel.set_deterministic_gpu_ops(True)
+    runtime_setup.set_deterministic_gpu_ops(True)
     assert os.environ["XLA_FLAGS"].endswith("--xla_gpu_deterministic_ops=true")
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
-    parallel.set_deterministic_gpu_ops(True)
+    runtime_setup.set_deterministic_gpu_ops(True)
     assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
     monkeypatch.delenv("XLA_FLAGS")
-    parallel.set_deterministic_gpu_ops(False)
+    runtime_setup.set_deterministic_gpu_ops(False)
     assert "XLA_FLAGS" not in os.environ

@@ -15,7 +15,7 @@ from conftest import load_config
 
 from genimg_jax import families
 from genimg_jax.cli import main, sample
-from genimg_jax.core import losses, state
+from genimg_jax.core import losses
 from genimg_jax.families import StyleGAN2Family
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.stylegan2 import networks as stylegan2
@@ -100,7 +100,7 @@ def _tiny():
 
 def _create_state(config):
     """The state of seed 0, initialised as one compiled program (faster than op by op)."""
-    return jax.jit(functools.partial(state.create_state, config))(jax.random.key(0))
+    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
     jit_step = jax.jit(_g_step(config))
     new, metrics = jit_step(s, batch, key)
     assert float(metrics["g_pl"]) > 0
-    target = float(new.g.hparams["pl_mean"])
+    target = float(new.g.stats["pl_mean"])
     assert target > 0  # 0 + 0.01 · (mean path length)
 
     pmap_config = config.copy_and_resolve_references()
@@ -228,7 +228,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
         np.testing.assert_allclose(metrics[name], p_metrics[name], rtol=2e-4, atol=1e-6)
 
     after, later = jit_step(new, batch, key)  # G step 1 of 4: no path-length term
-    assert float(later["g_pl"]) == 0.0 and float(after.g.hparams["pl_mean"]) == target
+    assert float(later["g_pl"]) == 0.0 and float(after.g.stats["pl_mean"]) == target
 
 
 def test_stylegan2_is_a_registered_gan_family_with_stylegan2s_recipe():
@@ -250,7 +250,7 @@ def _quick(steps=None):
 def test_quick_config_trains_resumes_bitwise_and_samples(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
-    assert int(full.step) == config.train.steps and float(full.g.hparams["pl_mean"]) > 0
+    assert int(full.step) == config.train.steps and float(full.g.stats["pl_mean"]) > 0
     assert np.any(np.asarray(full.g.batch_stats["w_avg"]) != 0)
 
     trainer.train_and_evaluate(_quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
@@ -263,6 +263,7 @@ def test_quick_config_trains_resumes_bitwise_and_samples(tmp_path):
     assert not np.allclose(images, images[:1])
     out = str(tmp_path / "flat.npz")  # ψ = 0: every sample is the image of w_avg
     argv = ["genimg", "sample", "--workdir", str(tmp_path / "full"), "--num", "5"]
-    assert main.main([*argv, "--truncation", "0", "--format", "npz", "--out", out]) == 0
+    truncated = [*argv, "--config.eval.truncation=0", "--format", "npz", "--out", out]
+    assert main.main(truncated) == 0
     flat = np.load(out)["images"]
     assert flat.shape == (5, 28, 28, 1) and np.all(flat == flat[:1])

@@ -79,7 +79,7 @@ def test_process_launchers_run_every_member(launcher, tmp_path):
 
 
 def test_cli_sweep_then_report(tmp_path, capsys):
-    assert cli(["genimg", "sweep", "--sweep", LR_QUICK, "--workdir", str(tmp_path)]) == 0
+    assert cli(["genimg", "sweep", "--config", LR_QUICK, "--workdir", str(tmp_path)]) == 0
     assert cli(["genimg", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "summary.md" in out and os.path.exists(tmp_path / "report" / "loss_vs_lr.png")

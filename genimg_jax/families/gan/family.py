@@ -132,8 +132,18 @@ class GANFamily(Family):
         """A conditional G and D need the data's labels, one per class."""
         checks.check_labels(config.data, config.model.num_classes)
 
+    def make_optimizer(self, config: ml_collections.ConfigDict) -> tuple:
+        """(G's optimizer, D's): `train`'s optimizer for both."""
+        tx = state_lib.make_optimizer(config.train)
+        return tx, tx
+
+    def lr_scales(self, config: ml_collections.ConfigDict) -> tuple[float, float]:
+        """(G's, D's) factors on `train.g_lr` and `train.d_lr`: 1."""
+        return 1.0, 1.0
+
     def create_state(self, config: ml_collections.ConfigDict, rng: jax.Array) -> GANState:
-        (g, d), tx = self.static_parts(config)
+        (g, d), (g_tx, d_tx) = self.static_parts(config)
+        g_lr, d_lr = self._learning_rates(config)
         g_rng, d_rng = jax.random.split(rng)
         z = jnp.zeros((1, config.model.latent_dim))
         x = jnp.zeros((1, *state_lib.image_shape(config)))
@@ -146,14 +156,19 @@ class GANFamily(Family):
         if config.train.ada:
             d_stats["ada_p"] = 0.0
         return GANState(
-            g=state_lib.create_train_state(g, tx, config.train.g_lr, g_rng, z, ema=ema),
-            d=state_lib.create_train_state(d, tx, config.train.d_lr, d_rng, x, stats=d_stats),
+            g=state_lib.create_train_state(g, g_tx, g_lr, g_rng, z, ema=ema),
+            d=state_lib.create_train_state(d, d_tx, d_lr, d_rng, x, stats=d_stats),
         )
 
+    def _learning_rates(self, config: ml_collections.ConfigDict) -> tuple[float, float]:
+        g_scale, d_scale = self.lr_scales(config)
+        return config.train.g_lr * g_scale, config.train.d_lr * d_scale
+
     def apply_hparams(self, state: GANState, config: ml_collections.ConfigDict) -> GANState:
+        g_lr, d_lr = self._learning_rates(config)
         return state.replace(
-            g=state_lib.with_learning_rate(state.g, config.train.g_lr),
-            d=state_lib.with_learning_rate(state.d, config.train.d_lr),
+            g=state_lib.with_learning_rate(state.g, g_lr),
+            d=state_lib.with_learning_rate(state.d, d_lr),
         )
 
     def networks(self, state: GANState) -> dict:

@@ -43,6 +43,7 @@ ADA_SALT = 5  # folded into the augmentation keys for ADA's draws
 # G's own randomness (StyleGAN2: per-layer noise, style mixing) and the path-length probe
 NOISE_SALT, MIXING_SALT, PATH_LENGTH_SALT = 6, 7, 8
 LAZY_MODES = ("auto", "cond", "select")
+FAKE_LABELS = ("uniform", "data")  # a conditional G's classes: uniform, or the data's labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +106,7 @@ class GANStep:
     ada: ADA | None = None
     path_length: PathLength | None = None
     lazy: str = "auto"  # how a lazy phase skips: `lazily`
+    fake_labels: str = "uniform"  # `_fake_labels`
 
 
 def _augmented(x, rng, d: TrainState, spec: GANStep, axis_name):
@@ -122,15 +124,24 @@ def _latents(rng: jax.Array, batch: Batch, latent_dim: int, axis_name: str | Non
 
 
 def _fake_labels(
-    rng: jax.Array, batch: Batch, num_classes: int, axis_name: str | None
+    rng: jax.Array, batch: Batch, num_classes: int, axis_name: str | None, how: str = "uniform"
 ) -> jax.Array | None:
-    """Classes for G's samples, uniform per example: int32 [B] (this device's rows of one global
-    draw); None when unconditional."""
+    """Classes for G's samples: int32 [B] (this device's rows of one global draw); None when
+    unconditional. "uniform": each class alike; "data": the labels of examples drawn with
+    replacement from the global batch, so the classes follow the data's (StyleGAN2-ADA draws
+    its fake labels from the training set)."""
     if num_classes <= 0:
         return None
-    draw = lambda key, n: jax.random.randint(key, (n,), 0, num_classes, dtype=jnp.int32)
     rng = jax.random.fold_in(rng, LABELS_SALT)
-    return collectives.global_rows(draw, rng, batch["image"].shape[0], axis_name)
+    rows = batch["image"].shape[0]
+    if how == "uniform":
+        draw = lambda key, n: jax.random.randint(key, (n,), 0, num_classes, dtype=jnp.int32)
+        return collectives.global_rows(draw, rng, rows, axis_name)
+    labels = _real_labels(batch, num_classes)
+    if axis_name is not None:  # every device's labels, in device order: the global batch's
+        labels = jax.lax.all_gather(labels, axis_name, tiled=True)
+    pick = lambda key, n: jax.random.randint(key, (n,), 0, n, dtype=jnp.int32)
+    return labels[collectives.global_rows(pick, rng, rows, axis_name)]
 
 
 def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
@@ -310,7 +321,7 @@ def d_step(
     """One discriminator update on real images and G's samples (`_d_loss_fn`), D seeing both
     sides through its augmentations; G is left untouched. D's spectral-norm statistics, if any,
     advance one power iteration."""
-    fake_labels = _fake_labels(rng, batch, spec.num_classes, axis_name)
+    fake_labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
     z = _latents(rng, batch, spec.latent_dim, axis_name)
     fake, _ = _generate(state.g, state.g.params, z, fake_labels, rng)
     real_key, fake_key = (
@@ -388,7 +399,7 @@ def g_step(
     """One generator update against a frozen D (its parameters and spectral-norm statistics
     are read, not changed), through D's augmentations (`_g_loss_fn`); updates G's statistics,
     its path-length mean and its EMA."""
-    labels = _fake_labels(rng, batch, spec.num_classes, axis_name)
+    labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
     z = _latents(rng, batch, spec.latent_dim, axis_name)
     loss_fn = _g_loss_fn(state, spec, z, labels, rng, axis_name)
     (_, (g_loss, batch_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -1,7 +1,9 @@
 """The StyleGAN2 family: the GAN family with StyleGAN2's networks (`networks`), its training
 recipe as defaults (Adam(0.002, β = (0, 0.99)), lazy R1 every 16 D steps, G's EMA with a 10
 kimg half-life and ramp-up, style mixing with probability 0.9, lazy path-length regularisation
-every 4 G steps) and truncation (`eval.truncation`, ψ) when sampling."""
+every 4 G steps; as the official code, Adam's learning rate and betas rescaled for the lazy
+terms and a conditional G's classes drawn from the data's labels) and truncation
+(`eval.truncation`, ψ) when sampling."""
 
 import dataclasses
 
@@ -9,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from genimg_jax.core import fields
+from genimg_jax.core import state as state_lib
 from genimg_jax.core.fields import Rules
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.gan.family import GANFamily
@@ -59,6 +62,21 @@ class StyleGAN2Family(GANFamily):
         super().shrink_for_tests(c)
         c.model.w_dim = 8
 
+    def lr_scales(self, config: ml_collections.ConfigDict) -> tuple[float, float]:
+        """StyleGAN2's lazy regularisation: a network regularised every N-th update trains at
+        lr · N / (N + 1) (its `_lazy_ratios`), as the official code rescales its Adam."""
+        return _lazy_ratios(config)
+
+    def make_optimizer(self, config: ml_collections.ConfigDict) -> tuple:
+        """G's and D's Adam with β^(N / (N + 1)) for a network regularised every N-th update,
+        as the official code (`_lazy_ratios`)."""
+        txs = []
+        for ratio in _lazy_ratios(config):
+            train = ml_collections.ConfigDict(config.train.to_dict())
+            train.b1, train.b2 = train.b1**ratio, train.b2**ratio
+            txs.append(state_lib.make_optimizer(train))
+        return tuple(txs)
+
     def create_state(self, config: ml_collections.ConfigDict, rng) -> GANState:
         state = super().create_state(config, rng)
         if config.train.pl_weight <= 0:
@@ -72,4 +90,13 @@ class StyleGAN2Family(GANFamily):
         path_length = (
             gan_step.PathLength(t.pl_weight, t.pl_interval, t.pl_decay) if t.pl_weight > 0 else None
         )
-        return dataclasses.replace(super().step_spec(config), path_length=path_length)
+        spec = super().step_spec(config)
+        return dataclasses.replace(spec, path_length=path_length, fake_labels="data")
+
+
+def _lazy_ratios(config: ml_collections.ConfigDict) -> tuple[float, float]:
+    """(G's, D's) N / (N + 1) for a lazy regulariser every N-th update (the path-length term,
+    R1), 1 where there is none or it runs every update (StyleGAN2-ADA's mb_ratio)."""
+    t = config.train
+    ratio = lambda on, n: n / (n + 1) if on and n > 1 else 1.0
+    return ratio(t.pl_weight > 0, t.pl_interval), ratio(t.r1_gamma > 0, t.r1_interval)

@@ -13,19 +13,28 @@ summed (the skip G). It reads one w per layer: ws [B, num_ws, w_dim], where styl
 
 D is residual: from-RGB, then per size a 3x3 conv, a 2x downsampling and a 3x3 conv, plus a
 downsampled 1x1 shortcut, summed and scaled by 1/√2; then the minibatch standard deviation (one
-feature, groups of `mbstd_group` consecutive examples), a 3x3 conv, a dense layer and the logit
-(plus the projection term <embed(y), features> when conditional).
+feature, groups of `mbstd_group` consecutive examples), a 3x3 conv, a dense layer and the logit.
+Conditional, as the official D: the last layer gives cmap_dim (the 4x4 channels) outputs,
+projected onto cmap, an 8-layer mapping (lr multiplier 0.01) of the normalised class embedding:
+<out, cmap> / √cmap_dim.
 
 Every layer has equalised learning rate: weights drawn N(0, 1) and scaled by 1/√fan_in when
 used. Widths: `width · (image size / feature size)` channels, at most `channel_max` (the
 official channel_base / resolution rule).
 
-Deviations from the official code, for simplicity (their effect is not measured): the 2x
-resampling filters are `jax.image.resize`'s bilinear ones, which in the interior equal
-StyleGAN2's [1, 3, 3, 1] upfirdn filters (the border handling differs); D's second conv of a
-block runs after the downsampling (4x fewer multiply-adds); the lazy regularisers do not
-rescale Adam's hyperparameters. G's outputs are linear while training and clipped to [-1, 1]
-when sampled.
+Measured against the official StyleGAN2-ADA code (issue #32's independent comparison): on
+identical weights the two agree to 1e-5, and the official code trained at `configs/
+stylegan2_mnist.py`'s settings collapses as this one does (docs/stylegan2.md). Aligned with it:
+the conditional D head above, G's class embedding with its bias, fake labels drawn from the data's
+labels (`families.gan.step`, `fake_labels="data"`), and Adam's learning rate and betas rescaled
+for the lazy regularisers (`family.StyleGAN2Family`). Deviations that remain, none of them
+measured on its own: the 2x resampling filters are `jax.image.resize`'s bilinear ones, equal to
+StyleGAN2's [1, 3, 3, 1] upfirdn filters in the interior (tested; the border handling differs);
+D's second conv of a block runs after the downsampling (4x fewer multiply-adds); `w_avg` moves
+once per G update (the official at every training forward pass of the mapping: D's, G's and the
+regularisation phases'); the
+lazy terms are added to the main update on their steps (the official takes a separate optimizer
+step for them); G's outputs are linear while training and clipped to [-1, 1] when sampled.
 
 Randomness: noise comes from the `noise` rng and style mixing from `style_mixing` (the GAN step
 passes both); each is drawn for the global batch and sliced per device, so pmap equals jit.
@@ -49,6 +58,7 @@ from genimg_jax.models.layers import DIMENSION_NUMBERS
 Array = jax.Array
 LRELU_GAIN = math.sqrt(2.0)  # leaky ReLU (slope 0.2) outputs are scaled to keep unit variance
 W_AVG_BETA = 0.995
+D_MAPPING_LAYERS = 8  # the official conditional D's mapping of the class (its default depth)
 NOISE_SEED = 2020  # the fixed per-layer noise of sampling
 
 
@@ -209,7 +219,7 @@ class Generator(nn.Module):
             for i in range(self.mapping_layers)
         ]
         if self.num_classes > 0:
-            self.class_embed = EqualDense(self.w_dim, use_bias=False, name="class_embed")
+            self.class_embed = EqualDense(self.w_dim, name="class_embed")
         start, doublings = spatial_plan(self.image_size)
         sizes = [start * 2**i for i in range(doublings + 1)]
         chans = [channels_at(s, self.image_size, self.width, self.channel_max) for s in sizes]
@@ -340,14 +350,19 @@ class Discriminator(nn.Module):
         h = minibatch_stddev(h, mbstd_group_size(self.mbstd_group, x.shape[0], axis_name))
         h = EqualConv(chans(start))(h)
         h = EqualDense(chans(start), activate=True)(h.reshape(x.shape[0], -1))
-        logits = EqualDense(1)(h)[:, 0]
         labels = labels_or_default(labels, x.shape[0], self.num_classes)
-        if labels is not None:  # projection: + <embed(y), h> / √dim
-            embed = EqualDense(h.shape[-1], use_bias=False, name="class_embed")
-            logits = logits + jnp.sum(embed(jax.nn.one_hot(labels, self.num_classes)) * h, -1) / (
-                math.sqrt(h.shape[-1])
-            )
-        return logits.astype(jnp.float32)
+        if labels is None:
+            return EqualDense(1)(h)[:, 0].astype(jnp.float32)
+        # conditional, as the official D: its output projected onto a mapping of the class,
+        # cmap = 8 dense layers (lr multiplier 0.01) of a normalised class embedding
+        cmap_dim = chans(start)
+        cmap = normalize_2nd_moment(
+            EqualDense(cmap_dim, name="class_embed")(jax.nn.one_hot(labels, self.num_classes))
+        )
+        for i in range(D_MAPPING_LAYERS):
+            cmap = EqualDense(cmap_dim, lr_mul=0.01, activate=True, name=f"class_map_{i}")(cmap)
+        out = EqualDense(cmap_dim, name="out")(h)
+        return (jnp.sum(out * cmap, axis=-1) / math.sqrt(cmap_dim)).astype(jnp.float32)
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
