@@ -16,7 +16,7 @@ with the same parameter counts (checked against the Flax models by `check_param_
   convs, 2x2 average pooling and 1x1 shortcuts, every conv and the last Linear under
   `torch.nn.utils.parametrizations.spectral_norm` (one power iteration per training-mode call).
 
-The steps do the same work as `genimg_jax.steps`: a GAN step is one D update on real and
+The steps do the same work as `genimg_jax.families` (gan/step.py, vae/step.py): a GAN step is one D update on real and
 (detached) fake images, two D passes as in ours, then one G update on fresh latents through D
 with D's parameters frozen (`requires_grad=False`, so no D weight gradients are computed), then
 G's EMA, with the config's loss (non-saturating or hinge); a VAE step is one Adam update of the
@@ -236,7 +236,7 @@ GAN_LOSSES = {  # name -> (L_D(real logits, fake logits), L_G(fake logits)), as 
 
 class GANStep:
     """One D update (real + detached fake) then one G update against a frozen D, then G's EMA,
-    as `genimg_jax.steps.gan.train_step` with d_steps=1. `compile=True` wraps G, D and both
+    as `genimg_jax.families.gan.step.train_step` with d_steps=1. `compile=True` wraps G, D and both
     optimizer steps in `torch.compile`."""
 
     def __init__(
@@ -301,7 +301,7 @@ class GANStep:
 
 class VAEStep:
     """One Adam update of L = E[-log p(x|z)] + β·E[KL(q(z|x) || N(0, I))] (Bernoulli pixels),
-    as `genimg_jax.steps.vae.vae_step`. `compile=True` wraps the model and the optimizer step."""
+    as `genimg_jax.families.vae.step.vae_step`. `compile=True` wraps the model and the optimizer step."""
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ def test_the_package_exports_its_entry_points_lazily():
     assert genimg_jax.__all__ == sorted(genimg_jax._API)
     for name in genimg_jax.__all__:
         assert callable(getattr(genimg_jax, name)), name
-    assert genimg_jax.training.__name__ == "train_and_evaluate"
+    assert genimg_jax.train.__name__ == "train_and_evaluate"
 
 
 def test_the_readmes_family_contract_is_the_codes():

@@ -20,8 +20,10 @@ COMPILED = "compiled the training step in"
 
 def _train(config, workdir, capsys):
     """Trains `config` for two steps in-process with its training step built anew (as in a new
-    process, only the persistent cache can supply the executable); returns the trainer's line
-    about compiling the step and the final state."""
+    process, only the persistent cache can supply the executable), with the cache `genimg`'s
+    runtime setup applies for it; returns the trainer's line about compiling the step and the
+    final state."""
+    runtime_setup.use_compile_cache(config.compile_cache_dir)
     programs._STRATEGIES.clear()
     config.train.steps = 2
     state = jax.device_get(trainer.train_and_evaluate(config, str(workdir)))
@@ -35,6 +37,13 @@ def test_a_cache_hit_trains_bitwise_like_the_miss_and_a_changed_field_or_flag_co
     config = load_config("vae_mnist")
     config.parallel.num_devices = 1
     config.compile_cache_dir = str(tmp_path / "cache")
+    try:
+        _misses_and_hits(config, tmp_path, capsys)
+    finally:
+        runtime_setup.use_compile_cache("auto")  # the suite's cache again
+
+
+def _misses_and_hits(config, tmp_path, capsys) -> None:
     miss, missed = _train(config, tmp_path / "first", capsys)
     assert "(cached)" not in miss and os.listdir(tmp_path / "cache")
     hit, hit_state = _train(config, tmp_path / "again", capsys)

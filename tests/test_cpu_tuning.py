@@ -27,7 +27,7 @@ import genimg_jax
 genimg_jax.tune_cpu()
 import jax, numpy as np
 from conftest import load_config
-from genimg_jax import family, state, steps
+from genimg_jax import families
 config = load_config("vae_mnist", None)
 config.data.image_size, config.train.batch_size = 32, 128
 config.model.width, config.model.hidden, config.model.latent_dim = 32, 256, 16
@@ -137,7 +137,7 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
 
 def test_importing_the_package_changes_nothing_in_the_process():
     code = (
-        "import os, genimg_jax, genimg_jax.trainer, jax\n"
+        "import os, genimg_jax, genimg_jax.training.loop, jax\n"
         "print(os.environ.get('XLA_FLAGS'), jax.config.read('jax_cpu_enable_async_dispatch'))"
     )
     done = _run(code, XLA_FLAGS="--xla_cpu_use_thunk_runtime=true")

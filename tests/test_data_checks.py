@@ -285,3 +285,40 @@ def test_every_shipped_config_passes():
             if config.data.name in user_images.KINDS:
                 config.data.path = ""  # templates: the user gives the path
             _check(config)
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_the_conditional_main_job_on_a_folder_whose_labels_cannot_serve_it_stops_first(
+    tmp_path, labelled
+):
+    """`genimg train --config configs/dcgan_mnist.py` (10 classes) on an unlabelled folder, or
+    with labels_from_folders and 2 class folders: one line, exit 2, nothing prepared or built."""
+    folder = tmp_path / "images"
+    for sub in ("cats", "dogs"):
+        (folder / sub).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / sub / f"{i}.png")
+    result = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "genimg"),
+            "train",
+            "--config",
+            os.path.join(REPO, "configs", "dcgan_mnist.py:quick"),
+            "--config.data.name=folder",
+            f"--config.data.path={folder}",
+            f"--config.data.labels_from_folders={labelled}",
+            f"--config.data.data_dir={tmp_path / 'tfds'}",
+            "--workdir",
+            str(tmp_path / "run"),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1 and "model.num_classes=10" in lines[0], lines
+    assert ("2 class subfolders" in lines[0]) if labelled else ("model.num_classes=0" in lines[0])
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "run").exists()

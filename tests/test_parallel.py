@@ -18,7 +18,7 @@ from genimg_jax.runtime import setup as runtime_setup
 from genimg_jax.sweeps import run as sweep_run
 from genimg_jax.sweeps import spec as sweep
 from genimg_jax.training import loop as trainer
-from genimg_jax.training import tracker as scoring
+from genimg_jax.training import tracker
 from genimg_jax.training.checkpoint import Checkpoints
 
 FAMILIES = ["dcgan_mnist", "vae_mnist"]
@@ -238,7 +238,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     (scored,) = [r for r in rows if "eval/fid" in r]
     assert os.listdir(os.path.join(workdir, "checkpoints_best")) == ["20"]
     config.eval.examples = 32
-    again = scoring.make_scorer(config)(restored)  # one process scoring the restored state
+    again = tracker.make_scorer(config)(restored)  # one process scoring the restored state
     assert again["fid"] == pytest.approx(scored["eval/fid"], rel=1e-4)
 
 

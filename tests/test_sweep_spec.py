@@ -121,7 +121,7 @@ def test_load_rejects_a_member_that_fails_validation(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text(
         "from genimg_jax.config import base_config\n"
-        "from genimg_jax.sweep import axis\n"
+        "from genimg_jax.sweeps.spec import axis\n"
         "def get_config(arg=None):\n    return base_config('conv_vae')\n"
         "def get_sweep(arg=None):\n    return axis('train.lr', [1e-3, -1.0])\n"
     )

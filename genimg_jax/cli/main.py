@@ -127,7 +127,9 @@ def _parse(
         from genimg_jax import config as config_lib
 
         saved = config_lib.load_saved(os.path.join(workdir, "config.json"))
-        config_flags.DEFINE_config_dict("config", saved, "The run's config", fv, lock_config=True)
+        config_flags.DEFINE_config_dict(
+            "config", saved, "The run's config", fv, lock_config=True, sys_argv=[argv0, *args]
+        )
     else:
         raise UsageError("--config is required (or a --workdir holding config.json from a run)")
     try:

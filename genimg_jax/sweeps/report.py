@@ -3,7 +3,7 @@ table as Markdown and CSV, and the plots that apply (rate-distortion for β, los
 sweep over VAE objectives, a study like configs/disentanglement_study.py: box plots of every
 disentanglement score per method and a rate-distortion curve per method).
 
-    python -m genimg_jax.report runs/bvae_sweep     # writes runs/bvae_sweep/report/*
+    genimg report runs/bvae_sweep     # writes runs/bvae_sweep/report/*
 
 Reads, in the sweep workdir: `sweep.json` (if present; else member names are parsed), and in
 each member folder `config.json`, `summary.json`, `metrics.jsonl` and `checkpoints/<step>/`.

@@ -103,7 +103,8 @@ def _train(members: list[Member], program, stop: signals.StopRequest) -> None:
     try:
         loop.run(stop)
     finally:
-        loop.progress.close()
+        if loop.progress is not None:
+            loop.progress.close()
 
 
 class _Loop:
@@ -119,15 +120,7 @@ class _Loop:
         self.members, self.program = members, program
         self.config, self.start = members[0].config, members[0].start
         self.is_writer = jax.process_index() == 0
-        self.progress = tqdm(
-            total=self.config.train.steps,
-            initial=self.start,
-            disable=not self.is_writer,
-            unit="step",
-            desc=f"{len(members)} members" if len(members) > 1 else None,
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
+        self.progress = None  # opened once the data is ready (preparing it may fail first)
         self.began = self.last_time = time.perf_counter()
         self.last_step = self.start
         self.pending_log = None  # (step, metrics, guards) of the last log step, not yet read
@@ -136,6 +129,15 @@ class _Loop:
     def run(self, stop: signals.StopRequest) -> None:
         members, program, total = self.members, self.program, self.config.train.steps
         batches = [m.begin() for m in members]
+        self.progress = tqdm(
+            total=total,
+            initial=self.start,
+            disable=not self.is_writer,
+            unit="step",
+            desc=f"{len(members)} members" if len(members) > 1 else None,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         keys = program.place_keys([m.train_key for m in members])
         # Inputs laid out exactly like the step's outputs: the first step does not compile twice.
         carry = program.place([m.state for m in members])
