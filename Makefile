@@ -11,7 +11,7 @@ $(READY): requirements.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(READY)
 
-# The accelerator jaxlib in the same .venv (README, "GPU and TPU"): the pinned CUDA 12 or TPU
+# The accelerator jaxlib in the same .venv (README, "Multi-device, multi-host, GPU and TPU"): the pinned CUDA 12 or TPU
 # additions, or CUDA 13 as JAX's extra resolves it (not pinned: no CUDA 13 wheels on the index
 # the lock was made from).
 cuda12 tpu: $(READY)
@@ -23,7 +23,7 @@ train: $(READY)  ## the main job: DCGAN on the bundled MNIST digits, sample grid
 	$(VENV)/bin/genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist
 
 # Two workers, each taking whole test files (module fixtures are computed once): 1.5x faster
-# than one process on the 2-core machine (README, Tests). `make test WORKERS=0` runs serially.
+# than one process on the 2-core machine (docs/testing.md). `make test WORKERS=0` runs serially.
 # A worker that dies ends the run at once, naming its test: pytest-xdist 3.8 can wait forever
 # after replacing a dead worker under --dist loadfile (pytest-xdist issues 784, 1378).
 WORKERS ?= 2

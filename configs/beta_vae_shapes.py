@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
         c.data.image_size = 32
         shrink_for_tests(c)
         c.eval.best_metric = "neg_elbo"
-    if arg == "rd":  # the README's rate-distortion sweep: short runs, every interval at the end
+    if arg == "rd":  # docs/results.md's rate-distortion sweep: short runs, every interval at the end
         c.train.steps = 400
         c.train.lr = 1e-3
         c.train.log_every = c.train.checkpoint_every = c.eval.every = 400
@@ -37,7 +37,7 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None):
     """β × lr × seed (30 members); `quick`: β ∈ {1, 4} × seed ∈ {0, 1} (4 members); `rd`:
-    β ∈ {0.5, 1, 2, 4, 8} × seed ∈ {0, 1} at one learning rate (10 members, the README plot)."""
+    β ∈ {0.5, 1, 2, 4, 8} × seed ∈ {0, 1} at one learning rate (10 members, docs/results.md's plot)."""
     from genimg_jax.sweeps.spec import axis, product
 
     if arg == "quick":

@@ -1,7 +1,7 @@
 """A class-conditional DCGAN on the bundled MNIST digits (offline): the default main job.
 G draws the digit it is given (a class embedding beside z), D adds a projection term (Miyato &
 Koyama 2018); sample grids show the classes in order. `--config.model.num_classes=0` trains the
-unconditional DCGAN instead (README, "GANs on little data", for both runs' scores).
+unconditional DCGAN instead (docs/results.md and docs/gans_on_little_data.md: both runs' scores).
 
 genimg train --config configs/dcgan_mnist.py --workdir runs/dcgan_mnist
 genimg train --config configs/dcgan_mnist.py:quick --workdir /tmp/quick   # seconds

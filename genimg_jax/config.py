@@ -67,7 +67,7 @@ def _data() -> ml_collections.ConfigDict:
     data.channels = 1
     data.binarize = False  # True: pixels thresholded at the middle of the value range ({0, 1})
     # your own images: data.name "folder" (a folder of image files) or "arrays" (.npz/.npy) at
-    data.path = ""  # data.path, prepared once (README, "Your own images")
+    data.path = ""  # data.path, prepared once (README, "Data")
     data.labels_from_folders = False  # folder: first-level subfolder names are class labels
     data.skip_bad_files = False  # folder: skip unreadable images (listed beside the data)
     return data

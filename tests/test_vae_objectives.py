@@ -289,8 +289,7 @@ def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
 def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_size():
     """A 32-pixel member is scored on the generative process's 64-pixel images fitted to its
     size; with eval.disentanglement_scale > 0 it reports all of the study's scores."""
-    from genimg_jax.families.vae import ground_truth
-    from genimg_jax.families.vae import scoring
+    from genimg_jax.families.vae import ground_truth, scoring
 
     config = _study("beta_tcvae")
     config.eval.disentanglement_scale = 0.005  # the fewest samples each score takes
