@@ -784,24 +784,15 @@ def study_scores(
     beta_vae = compute_beta_vae(
         represent, gt, beta_rng, num_train=train, num_eval=test, batch=batch
     )
-    factor_vae = compute_factor_vae(
-        represent,
-        gt,
-        factor_rng,
-        num_train=train,
-        num_eval=test,
-        num_variance_estimate=train,
-        batch=batch,
-    )
+    sizes = {"num_train": train, "num_eval": test, "batch": batch}
+    factor_vae = compute_factor_vae(represent, gt, factor_rng, num_variance_estimate=train, **sizes)
     sap = compute_sap(represent, gt, sap_rng, num_train=train, num_test=test, batch=batch)
     mod_exp = compute_modularity_explicitness(
         represent, gt, modularity_rng, num_train=train, num_test=test, batch=batch
     )
     return {
         "mig": mig,
-        "dci_disentanglement": dci["disentanglement"],
-        "dci_completeness": dci["completeness"],
-        "dci_informativeness": dci["informativeness"],
+        **{f"dci_{k}": dci[k] for k in ("disentanglement", "completeness", "informativeness")},
         "beta_vae_score": beta_vae["eval_accuracy"],
         "factor_vae_score": factor_vae["eval_accuracy"],
         "sap": sap,
