@@ -7,8 +7,6 @@ import tempfile
 
 import pytest
 
-from genimg_jax.runtime import setup as runtime_setup
-
 # Eight host-platform CPU devices, so multi-device runs are real (set before JAX starts).
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
@@ -39,8 +37,11 @@ if OWN_CACHE_DIR:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="genimg_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# The CPU settings the `genimg` command applies before JAX starts (cpu_tuning.py), so that the
+# The CPU settings the `genimg` command applies before JAX starts (runtime/setup.py), so that the
 # in-process tests compile and run the programs its processes do.
+# (imported here: importing it imports JAX, which reads the environment set above)
+from genimg_jax.runtime import setup as runtime_setup
+
 runtime_setup.tune_if_cpu()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
