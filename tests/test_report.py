@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from genimg_jax import families
 from genimg_jax.core.errors import WorkdirError
 from genimg_jax.sweeps import report
 from genimg_jax.sweeps import spec as sweep
@@ -118,7 +119,9 @@ def test_rate_distortion_points_are_mean_and_std_over_seeds(beta_sweep):
 
 
 def synthetic_row(index: int, overrides: dict, metrics: dict, status=report.FINISHED) -> dict:
+    """A conv VAE member's row, as `report.collect` reads one."""
     return {
+        "axes": families.get("conv_vae").sweep_axes,
         "index": index,
         "name": sweep.member_name(index, overrides),
         "overrides": overrides,
@@ -328,3 +331,18 @@ def test_a_study_reports_box_plots_per_method_and_rate_distortion_per_method(tmp
         assert path in written and Image.open(path).size[0] > 100
     with open(os.path.join(str(tmp_path), "report", "summary.md")) as f:
         assert "Disentanglement per method" in f.read()
+
+
+def test_what_is_plotted_comes_from_the_members_family():
+    """`Family.sweep_axes`: a GAN sweep over g_lr plots its D and G losses against it, and has
+    no rate-distortion curve even when its members log kl and recon."""
+    grid = sweep.product(sweep.axis("train.g_lr", [1e-4, 2e-4]), sweep.axis("seed", [0, 1]))
+    rows = [
+        synthetic_row(i, o, {"d_loss": float(i), "g_loss": 1.0, "kl": 1.0, "recon": 2.0})
+        | {"axes": families.get("dcgan").sweep_axes}
+        for i, o in enumerate(grid)
+    ]
+    assert report.lr_field(rows) == "train.g_lr"
+    assert [p["lr"] for p in report.metric_vs_lr_points(rows, "d_loss")] == [1e-4, 2e-4]
+    assert report.axes(rows).losses == ("d_loss", "g_loss")
+    assert report.rate_distortion_points(rows) == [] and report.study_points(rows) == []

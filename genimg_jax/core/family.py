@@ -12,6 +12,7 @@ the package is registered when its module is imported: the config names that mod
 """
 
 import abc
+import dataclasses
 import functools
 import importlib
 import json
@@ -28,6 +29,19 @@ from genimg_jax.core.fields import Rules
 Step = Callable[[Any, dict, jax.Array], tuple[Any, dict]]  # (state, batch, rng) -> (state, metrics)
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepAxes:
+    """The family's fields and metrics a sweep's report plots (`sweeps.report`): `rate`, a
+    regulariser's weight for rate-distortion curves of `kl` against `recon` ("" = none);
+    `method`, a field naming methods for a study's box plots ("" = none); `learning_rates`,
+    the fields `losses` are plotted against."""
+
+    rate: str = ""
+    method: str = ""
+    learning_rates: tuple[str, ...] = ()
+    losses: tuple[str, ...] = ("loss",)
+
+
 class Family(abc.ABC):
     """The contract of a model family: every abstract method must be written; the others have
     defaults that fit most families. The built-in ones are `families.gan.GANFamily` (a generator
@@ -39,6 +53,8 @@ class Family(abc.ABC):
     # Config fields traced in the state (learning rates, loss weights): runs that differ only in
     # these (and `seed`) share one compiled step and can be one vectorized program.
     hyperparameters: tuple[str, ...] = ()
+    # What a sweep's report plots for the family's members.
+    sweep_axes: SweepAxes = SweepAxes()
 
     # -- config --------------------------------------------------------------------------------
     @abc.abstractmethod

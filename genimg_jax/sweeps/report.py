@@ -19,17 +19,15 @@ import ml_collections
 import numpy as np
 
 from genimg_jax import config as config_lib
+from genimg_jax import families
 from genimg_jax.core.errors import GenimgError, WorkdirError
+from genimg_jax.core.family import SweepAxes
 from genimg_jax.metrics.disentanglement import STUDY_SCORES  # a study's box plots, in order
 from genimg_jax.sweeps import spec as sweep_lib
 from genimg_jax.training.outputs import read_metrics
 
 FINISHED, PARTIAL, NOT_STARTED = "finished", "partial", "not started"
 REPLICATE_FIELD = "seed"  # members that differ only in this field are averaged
-BETA_FIELD = "model.beta"
-LR_FIELDS = ("train.lr", "train.g_lr", "train.d_lr")
-LOSS_METRICS = ("loss", "d_loss", "g_loss")  # plotted against lr when present
-METHOD_FIELD = "model.objective"  # a study's methods
 REPORT_DIR = "report"
 
 Row = dict[str, Any]
@@ -66,7 +64,7 @@ def parse_value(text: str) -> Any:
 
 
 def _leaves(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-    """{'model.beta': 4.0, ...} for every leaf field."""
+    """{'train.steps': 1000, ...} for every leaf field."""
     out = {}
     for key, value in config.items():
         if isinstance(value, ml_collections.ConfigDict):
@@ -145,6 +143,7 @@ def _member_row(sweep_workdir: str, name: str, index: int | None, overrides: dic
         overrides = {f: leaves.get(f, v) for f, v in overrides.items()}
     steps = leaves.get("train.steps")
     row = {"index": index, "name": name, "overrides": overrides, "steps": steps}
+    row["axes"] = families.of(config).sweep_axes if config is not None else SweepAxes()
     return row | member_progress(folder, steps)
 
 
@@ -185,7 +184,7 @@ def table_columns(rows: list[Row]) -> list[str]:
 
 def flat_row(row: Row) -> dict[str, Any]:
     """A row with its overrides and metrics as top-level columns."""
-    base = {k: v for k, v in row.items() if k not in ("overrides", "metrics")}
+    base = {k: v for k, v in row.items() if k not in ("overrides", "metrics", "axes")}
     return row["metrics"] | row["overrides"] | base
 
 
@@ -222,6 +221,14 @@ def write_table(rows: list[Row], path_md: str, path_csv: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Aggregation over seeds (pure).
+
+
+def axes(rows: list[Row]) -> SweepAxes:
+    """What the members' families plot (`Family.sweep_axes`), merged over the rows."""
+    found = [r["axes"] for r in rows if "axes" in r]
+    first = lambda name: next((getattr(a, name) for a in found if getattr(a, name)), "")
+    union = lambda name: tuple(dict.fromkeys(x for a in found for x in getattr(a, name)))
+    return SweepAxes(first("rate"), first("method"), union("learning_rates"), union("losses"))
 
 
 def varies(rows: list[Row], field: str) -> bool:
@@ -274,15 +281,17 @@ def _groups(rows: list[Row], field: str) -> list[tuple[str, Any, list[Row]]]:
 
 def rate_distortion_points(rows: list[Row]) -> list[dict]:
     """One point per (curve, β) over the finished members: KL and recon mean ± std over seeds."""
-    points = []
-    groups = _groups(_finished_with(rows, BETA_FIELD, ("kl", "recon")), BETA_FIELD)
+    points, rate, lrs = [], axes(rows).rate, axes(rows).learning_rates
+    if not rate:
+        return points
+    groups = _groups(_finished_with(rows, rate, ("kl", "recon")), rate)
     for curve, beta, group in groups:
         kl_mean, kl_std = _mean_std([r["metrics"]["kl"] for r in group])
         recon_mean, recon_std = _mean_std([r["metrics"]["recon"] for r in group])
         points.append(
             {
                 "beta": beta,
-                "lr": group[0]["overrides"].get("train.lr"),
+                "lr": group[0]["overrides"].get(lrs[0]) if lrs else None,
                 "curve": curve,
                 "kl_mean": kl_mean,
                 "kl_std": kl_std,
@@ -296,13 +305,14 @@ def rate_distortion_points(rows: list[Row]) -> list[dict]:
 
 def lr_field(rows: list[Row]) -> str | None:
     """The learning-rate field the sweep varies, if any."""
-    return next((f for f in LR_FIELDS if varies(rows, f)), None)
+    return next((f for f in axes(rows).learning_rates if varies(rows, f)), None)
 
 
 def metric_vs_lr_points(rows: list[Row], metric: str) -> list[dict]:
     """One point per (curve, lr) over the finished members: `metric` mean ± std over seeds."""
+    learning_rates = axes(rows).learning_rates
     field = lr_field(rows) or next(
-        (f for f in LR_FIELDS if any(f in r["overrides"] for r in rows)), None
+        (f for f in learning_rates if any(f in r["overrides"] for r in rows)), None
     )
     if field is None:
         return []
@@ -320,9 +330,10 @@ def study_points(rows: list[Row]) -> list[dict]:
     """Per method (in sweep order), each study score's finished values over every seed and
     hyperparameter value: median, quartiles and n."""
     methods: dict[str, list[Row]] = {}
+    field = axes(rows).method
     for r in rows:
-        if r["status"] == FINISHED and METHOD_FIELD in r["overrides"]:
-            methods.setdefault(r["overrides"][METHOD_FIELD], []).append(r)
+        if field and r["status"] == FINISHED and field in r["overrides"]:
+            methods.setdefault(r["overrides"][field], []).append(r)
     points = []
     for method, group in methods.items():
         for score in STUDY_SCORES:
@@ -348,13 +359,13 @@ def study_points(rows: list[Row]) -> list[dict]:
 def method_rate_distortion_points(rows: list[Row]) -> list[dict]:
     """One point per (method, hyperparameter values) over the finished members: KL and recon
     mean ± std over seeds, in the order of the swept values."""
-    points = []
-    for method in dict.fromkeys(r["overrides"].get(METHOD_FIELD) for r in rows):
-        group = [r for r in rows if r["overrides"].get(METHOD_FIELD) == method]
-        group = _finished_with(group, METHOD_FIELD, ("kl", "recon"))
+    points, field = [], axes(rows).method
+    for method in dict.fromkeys(r["overrides"].get(field) for r in rows) if field else ():
+        group = [r for r in rows if r["overrides"].get(field) == method]
+        group = _finished_with(group, field, ("kl", "recon"))
         settings: dict[tuple, list[Row]] = {}
         for r in group:
-            settings.setdefault(_curve(r["overrides"], (METHOD_FIELD,)), []).append(r)
+            settings.setdefault(_curve(r["overrides"], (field,)), []).append(r)
         for setting in sorted(settings, key=lambda c: _order((c, 0))):
             members = settings[setting]
             kl_mean, kl_std = _mean_std([r["metrics"]["kl"] for r in members])
@@ -421,7 +432,9 @@ def plot_rate_distortion(rows: list[Row], path_png: str) -> str:
     labelled and joined in β order; one curve per learning rate (or other varied field)."""
     points = rate_distortion_points(rows)
     if not points:
-        raise ValueError("no finished member with model.beta, kl and recon to plot")
+        raise ValueError(
+            "no finished member with its family's rate weight (Family.sweep_axes), kl and recon"
+        )
     fig, ax = _figure()
     curves = _by_curve(points)
     for curve, group in curves.items():
@@ -560,19 +573,20 @@ def report(sweep_workdir: str) -> list[str]:
     md, csv_path = os.path.join(out, "summary.md"), os.path.join(out, "summary.csv")
     write_table(rows, md, csv_path)
     written = [md, csv_path]
-    rd = rate_distortion_points(rows) if varies(rows, BETA_FIELD) else []
+    plotted = axes(rows)
+    rd = rate_distortion_points(rows) if plotted.rate and varies(rows, plotted.rate) else []
     if rd:
         written.append(plot_rate_distortion(rows, os.path.join(out, "rate_distortion.png")))
     lr_points = {}
     if lr_field(rows) is not None:
-        for metric in LOSS_METRICS:
+        for metric in plotted.losses:
             points = metric_vs_lr_points(rows, metric)
             if points:
                 lr_points[metric] = points
                 path = os.path.join(out, f"{metric}_vs_lr.png")
                 written.append(plot_metric_vs_lr(rows, path, metric))
     study, study_rd = [], []
-    if varies(rows, METHOD_FIELD):
+    if plotted.method and varies(rows, plotted.method):
         study, study_rd = study_points(rows), method_rate_distortion_points(rows)
         if study:
             written.append(plot_study_boxes(rows, os.path.join(out, "study_scores.png")))

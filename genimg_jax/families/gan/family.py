@@ -12,7 +12,7 @@ import ml_collections
 
 from genimg_jax.core import augment, fields, losses
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.family import Family
+from genimg_jax.core.family import Family, SweepAxes
 from genimg_jax.core.fields import Rules
 from genimg_jax.data import checks
 from genimg_jax.families import draw
@@ -47,6 +47,7 @@ class GANFamily(Family):
 
     value_range = (-1.0, 1.0)
     hyperparameters = ("train.g_lr", "train.d_lr")
+    sweep_axes = SweepAxes(learning_rates=("train.g_lr", "train.d_lr"), losses=("d_loss", "g_loss"))
 
     def __init__(self, build: Callable[[ml_collections.ConfigDict], tuple]):
         self._build = build

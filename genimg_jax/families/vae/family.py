@@ -14,7 +14,7 @@ import numpy as np
 
 from genimg_jax.core import fields, losses
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.family import Family
+from genimg_jax.core.family import Family, SweepAxes
 from genimg_jax.core.fields import Rules
 from genimg_jax.core.state import TrainState
 from genimg_jax.data import pipeline
@@ -54,6 +54,9 @@ class VAEFamily(Family):
     # the objectives' coefficients (`step`), traced in `hparams` under their last name
     COEFFICIENTS = ("beta", "gamma", "c_max", "c_steps", "lambda_od", "lambda_d", "kl_warmup_steps")
     hyperparameters = (*(f"model.{name}" for name in COEFFICIENTS), "train.lr", "train.disc_lr")
+    sweep_axes = SweepAxes(
+        rate="model.beta", method="model.objective", learning_rates=("train.lr",)
+    )
 
     def __init__(self, build: Callable[[ml_collections.ConfigDict], object]):
         self._build = build
