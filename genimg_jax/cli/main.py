@@ -112,7 +112,7 @@ def _parse(
     if not takes_config:
         return fv, fv([argv0, *args])[1:]
     own = fv([argv0, *args], known_only=True)  # --workdir is known before the config is read
-    given = any(a.split("=")[0] == "--config" for a in args) or "--config" in args
+    given = any(a.split("=")[0] == "--config" for a in args)
     workdir = fv["workdir"].value if "workdir" in fv else None
     if given:
         config_flags.DEFINE_config_file(
@@ -134,7 +134,7 @@ def _parse(
         raise UsageError("--config is required (or a --workdir holding config.json from a run)")
     try:
         rest = fv(own, known_only=False)
-        fv["config"].value  # noqa: B018 (overrides are applied when the value is read)
+        _ = fv["config"].value  # the overrides are applied (and checked) when it is read
     except (AttributeError, KeyError) as e:  # lock_config: an override names no field
         text = e.args[0] if e.args else e
         raise UsageError(
