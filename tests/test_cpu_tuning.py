@@ -21,7 +21,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 # device (benchmarks/steps.py's case: buffers of tens of MB), after 10 warm-up calls (as below).
 PROBE = f"""
 import os, resource, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
 sys.path.insert(0, {TESTS!r})
 import genimg_jax
 genimg_jax.tune_cpu()
@@ -50,7 +50,7 @@ for call in range(22):
 # measured calls (the median counts), and none at more.
 LARGE_BUFFER_PROBE = """
 import os, resource
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
 import genimg_jax
 genimg_jax.tune_cpu()
 import jax, jax.numpy as jnp

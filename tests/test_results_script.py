@@ -16,7 +16,11 @@ def test_results_script_writes_a_row_per_job(tmp_path):
     doc.write_text("# Results\n\n> old quote\n\nintro\n\n## Notes\n\nhand-written\n")
     argv = [sys.executable, SCRIPT, "--only", "vae_mnist", "--steps", "4", "--doc", str(doc)]
     argv += ["--out", str(tmp_path / "runs"), "--settle", "0", "--allow-dirty"]
-    argv += ["--config.parallel.num_devices=1", "--config.eval.examples=100"]
+    argv += [
+        "--config.parallel.num_devices=1",
+        "--config.eval.examples=32",
+        "--config.eval.iwae_k=4",
+    ]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -32,7 +36,7 @@ def test_results_script_writes_a_row_per_job(tmp_path):
     assert re.fullmatch(r"(\d+ min )?\d+ s", wall) and float(load) >= 0
     assert re.fullmatch(r"`[0-9a-f]{12}(-dirty)?`", commit)
     assert command.startswith("`") and "train --config configs/vae_mnist.py --workdir" in command
-    assert "--config.train.steps=4" in command and "--config.eval.examples=100" in command
+    assert "--config.train.steps=4" in command and "--config.eval.examples=32" in command
     assert grid == "[png](results/vae_mnist.png)"
     assert (tmp_path / "results" / "vae_mnist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every other job is listed with why it did not run only when asked for; here it is not

@@ -240,7 +240,9 @@ def test_stylegan2_is_a_registered_gan_family_with_stylegan2s_recipe():
 
 
 def _quick(steps=None):
+    """The quick config at 16 px (what it checks, resume and sampling, is size-free), one device."""
     config = load_config("stylegan2_mnist")
+    config.data.image_size = 16
     config.parallel.num_devices = 1
     if steps is not None:
         config.train.steps = steps
@@ -259,11 +261,11 @@ def test_quick_config_trains_resumes_bitwise_and_samples(tmp_path):
     assert os.path.exists(tmp_path / "resumed" / "samples" / "samples_000012.png")
 
     images = sample.draw(config, str(tmp_path / "full"), 5)
-    assert images.shape == (5, 28, 28, 1) and np.abs(images).max() <= 1.0
+    assert images.shape == (5, 16, 16, 1) and np.abs(images).max() <= 1.0
     assert not np.allclose(images, images[:1])
     out = str(tmp_path / "flat.npz")  # ψ = 0: every sample is the image of w_avg
     argv = ["genimg", "sample", "--workdir", str(tmp_path / "full"), "--num", "5"]
     truncated = [*argv, "--config.eval.truncation=0", "--format", "npz", "--out", out]
     assert main.main(truncated) == 0
     flat = np.load(out)["images"]
-    assert flat.shape == (5, 28, 28, 1) and np.all(flat == flat[:1])
+    assert flat.shape == (5, 16, 16, 1) and np.all(flat == flat[:1])
