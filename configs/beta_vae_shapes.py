@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
         c.data.image_size = 32
         shrink_for_tests(c)
         c.eval.best_metric = "neg_elbo"
-    if arg == "rd":  # docs/results.md's rate-distortion sweep: short runs, every interval at the end
+    if arg == "rd":  # docs/results.md's rate-distortion sweep: short runs, intervals at the end
         c.train.steps = 400
         c.train.lr = 1e-3
         c.train.log_every = c.train.checkpoint_every = c.eval.every = 400
