@@ -171,11 +171,6 @@ def register(name: str, family: Family) -> Family:
     return family
 
 
-def registered() -> list[str]:
-    """The names registered so far."""
-    return sorted(_REGISTRY)
-
-
 def lookup(name: str, module: str = "") -> Family:
     """The family registered as `name`, importing the user's `module` first (the config's
     `model.family_module`, where a family of the user's own code is registered). Raises a

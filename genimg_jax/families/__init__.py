@@ -21,7 +21,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from genimg_jax.core import state as state_lib
-from genimg_jax.core.family import Family, lookup, register, registered
+from genimg_jax.core.family import Family, lookup, register
 from genimg_jax.families.gan import dcgan, resnet
 from genimg_jax.families.gan.family import GANFamily
 from genimg_jax.families.stylegan2.family import StyleGAN2Family
@@ -47,14 +47,8 @@ __all__ = [
     "hyperparameters",
     "initial_state",
     "make_train_step",
-    "names",
     "of",
 ]
-
-
-def names() -> list[str]:
-    """The registered family names."""
-    return registered()
 
 
 def get(name: str, module: str = "") -> Family:
