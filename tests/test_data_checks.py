@@ -119,27 +119,24 @@ def test_an_empty_folder_says_only_its_error(tmp_path):
     assert "holds no images" in line and "it is empty" in line
 
 
-def test_genimg_train_on_an_empty_folder_prints_one_line_and_exits_2(tmp_path):
-    (tmp_path / "empty").mkdir()
+def _genimg_train_fails(tmp_path, config: str, *overrides: str) -> list[str]:
+    """`genimg train` of configs/`config` with `overrides` (data prepared under tmp_path/tfds,
+    workdir tmp_path/run): asserts exit status 2; returns every line it printed."""
+    argv = [os.path.join(os.path.dirname(sys.executable), "genimg"), "train"]
+    argv += ["--config", os.path.join(REPO, "configs", config), *overrides]
+    argv += [f"--config.data.data_dir={tmp_path / 'tfds'}", "--workdir", str(tmp_path / "run")]
     result = subprocess.run(
-        [
-            os.path.join(os.path.dirname(sys.executable), "genimg"),
-            "train",
-            "--config",
-            os.path.join(REPO, "configs", "folder_64.py:quick"),
-            f"--config.data.path={tmp_path / 'empty'}",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
-            "--workdir",
-            str(tmp_path / "run"),
-        ],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        argv, check=False, cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    lines = (result.stdout + result.stderr).splitlines()
+    return (result.stdout + result.stderr).splitlines()
+
+
+def test_genimg_train_on_an_empty_folder_prints_one_line_and_exits_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    lines = _genimg_train_fails(
+        tmp_path, "folder_64.py:quick", f"--config.data.path={tmp_path / 'empty'}"
+    )
     assert len(lines) == 1 and "holds no images" in lines[0], lines
 
 
@@ -298,27 +295,13 @@ def test_the_conditional_main_job_on_a_folder_whose_labels_cannot_serve_it_stops
         (folder / sub).mkdir(parents=True)
         for i in range(2):
             Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / sub / f"{i}.png")
-    result = subprocess.run(
-        [
-            os.path.join(os.path.dirname(sys.executable), "genimg"),
-            "train",
-            "--config",
-            os.path.join(REPO, "configs", "dcgan_mnist.py:quick"),
-            "--config.data.name=folder",
-            f"--config.data.path={folder}",
-            f"--config.data.labels_from_folders={labelled}",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
-            "--workdir",
-            str(tmp_path / "run"),
-        ],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    lines = _genimg_train_fails(
+        tmp_path,
+        "dcgan_mnist.py:quick",
+        "--config.data.name=folder",
+        f"--config.data.path={folder}",
+        f"--config.data.labels_from_folders={labelled}",
     )
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = (result.stdout + result.stderr).splitlines()
     assert len(lines) == 1 and "model.num_classes=10" in lines[0], lines
     assert ("2 class subfolders" in lines[0]) if labelled else ("model.num_classes=0" in lines[0])
     assert not (tmp_path / "tfds").exists() and not (tmp_path / "run").exists()
