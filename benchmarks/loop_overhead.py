@@ -30,6 +30,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,11 +64,12 @@ def load_config(name: str, arg: str | None = None):
     return config_lib.from_file(os.path.join(REPO, "configs", f"{name}.py"), arg)
 
 
-def main_job_config(run_steps: int, batch: int = 0, image_size: int = 0):
+def main_job_config(run_steps: int, batch: int = 0, image_size: int = 0, per_call: int = 1):
     """configs/dcgan_mnist.py on one device for `run_steps` steps at its own intervals (batch
-    size and image size overridden where given)."""
+    size and image size overridden where given), `per_call` steps per dispatch."""
     config = load_config("dcgan_mnist")
     config.train.steps = run_steps
+    config.train.steps_per_dispatch = per_call
     config.train.batch_size = batch or config.train.batch_size
     config.data.image_size = image_size or config.data.image_size
     config.parallel.num_devices = 1
@@ -76,16 +78,17 @@ def main_job_config(run_steps: int, batch: int = 0, image_size: int = 0):
 
 
 class Chunks:
-    """A compiled step run in chunks of `n` steps dispatched back to back on a fixed batch."""
+    """A compiled program run in chunks of `calls` calls dispatched back to back on a fixed
+    batch."""
 
-    def __init__(self, step, carry, batch, key, n: int):
-        self.step, self.carry, self.batch, self.key, self.n = step, carry, batch, key, n
+    def __init__(self, step, carry, batch, key, calls: int):
+        self.step, self.carry, self.batch, self.key, self.calls = step, carry, batch, key, calls
         self.run()  # compile and warm up
 
     def run(self) -> float:
         """Seconds of one chunk."""
         start = time.perf_counter()
-        for _ in range(self.n):
+        for _ in range(self.calls):
             self.carry, metrics = self.step(self.carry, self.batch, self.key)
         jax.block_until_ready((self.carry, metrics))
         return time.perf_counter() - start
@@ -143,11 +146,14 @@ class Interleaved:
         def recording_strategy(*args) -> programs.Strategy:
             strategy = compiled_strategy(*args)
 
-            def step(*step_args):
-                self._last_outputs = strategy.step(*step_args)
-                return self._last_outputs
+            def steps(n: int):
+                def step(*step_args):
+                    self._last_outputs = strategy.steps(n)(*step_args)
+                    return self._last_outputs
 
-            return strategy._replace(step=step)
+                return step
+
+            return strategy._replace(steps=steps)
 
         pipeline.Batches.iterate = interleaved_iterate
         programs.compiled_strategy = recording_strategy
@@ -177,31 +183,95 @@ def holds_event(segment: Segment, config) -> bool:
     return last == config.train.steps or any((last // e) > (segment.first // e) for e in every)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="trainer steps per round")
-    parser.add_argument("--segment", type=int, default=100, help="steps per interleaved segment")
-    parser.add_argument("--rounds", type=int, default=2, help="trainer runs measured")
-    parser.add_argument("--progress", action="store_true", help="show the trainer's progress bar")
-    parser.add_argument("--batch", type=int, default=0, help="batch size (0: the config's)")
-    parser.add_argument("--image-size", type=int, default=0, help="pixels (0: the config's)")
-    parser.add_argument("--json", default="", help="also write the results to this JSON file")
-    args = parser.parse_args()
+DEFAULTS = {"steps": 2000, "segment": 100, "rounds": 2, "batch": 0, "image_size": 0}
+TINY = {"steps": 1200, "segment": 100, "rounds": 1, "batch": 4, "image_size": 16}
+DISPATCH = {"sync": "false", "async": "true"}  # JAX_CPU_ENABLE_ASYNC_DISPATCH per mode
 
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, help="trainer steps per round (2000)")
+    parser.add_argument("--segment", type=int, help="steps per interleaved segment (100)")
+    parser.add_argument("--rounds", type=int, help="trainer runs measured (2)")
+    parser.add_argument("--progress", action="store_true", help="show the trainer's progress bar")
+    parser.add_argument("--batch", type=int, help="batch size (the config's)")
+    parser.add_argument("--image-size", type=int, help="pixels (the config's)")
+    parser.add_argument(
+        "--steps-per-dispatch", type=int, default=1, help="the trainer's train.steps_per_dispatch"
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="accelerator-like millisecond steps: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in TINY.items())
+        + "; both dispatch modes",
+    )
+    parser.add_argument(
+        "--dispatch",
+        choices=["both", "current", *DISPATCH],
+        default="",
+        help="single-device CPU dispatch: 'sync' (the CLI's default), 'async' (as on GPU/TPU), "
+        "'both' (one process each; the default with --tiny) or 'current' (this process's)",
+    )
+    parser.add_argument("--json", default="", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    for key, value in (TINY if args.tiny else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.dispatch = args.dispatch or ("both" if args.tiny else "current")
+    return args
+
+
+def both_modes(args: argparse.Namespace) -> None:
+    """Runs this benchmark once per dispatch mode, each in its own process, and tabulates."""
+    results = {}
+    for mode, value in DISPATCH.items():
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            argv = [a for a in sys.argv[1:] if not a.startswith("--dispatch")]
+            argv += ["--dispatch", mode, "--json", out.name]
+            print(f"== dispatch {mode} (JAX_CPU_ENABLE_ASYNC_DISPATCH={value})", flush=True)
+            env = os.environ | {"JAX_CPU_ENABLE_ASYNC_DISPATCH": value}
+            subprocess.run([sys.executable, __file__, *argv], env=env, check=True)
+            with open(out.name) as f:
+                results[mode] = json.load(f)
+    print(
+        "\n| dispatch | bare step | trainer's program (guard) | trainer between evaluations "
+        "| all segments |\n|---|---|---|---|---|"
+    )
+    for mode, r in results.items():
+        print(
+            f"| {mode} | {r['bare_ms']:.1f} ms | {r['guarded_over_bare']:.2f}x "
+            f"| {r['between_evaluations_over_bare']:.2f}x | {r['trainer_over_bare']:.2f}x |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.dispatch == "both":
+        return both_modes(args)
+    if args.dispatch != "current":
+        value = os.environ.get("JAX_CPU_ENABLE_ASYNC_DISPATCH", "").lower()
+        assert value == DISPATCH[args.dispatch], "run --dispatch sync/async through --dispatch both"
     if not os.environ.get("TFDS_DATA_DIR"):  # a private data dir, removed at exit
         os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="genimg_tfds_")
         atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
-    config = main_job_config(args.steps, args.batch, args.image_size)
+    k = args.steps_per_dispatch
+    config = main_job_config(args.steps, args.batch, args.image_size, k)
     assert args.steps >= 3 * args.segment, "--steps must span at least 3 segments"
+    assert args.segment % k == 0, "--segment must be a multiple of --steps-per-dispatch"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         pipeline.prepare_data(config.data)  # quietly: TFDS's progress
     b, s, c = config.train.batch_size, config.data.image_size, config.data.channels
     print(
-        f"configs/dcgan_mnist.py: {s}x{s}x{c}, batch {b}, {args.steps} steps per round, log every "
-        f"{config.train.log_every}, sample grids every {config.eval.every}, checkpoints every "
-        f"{config.train.checkpoint_every}; segments of {args.segment} steps; "
-        f"{jax.device_count()} {jax.default_backend()} device, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f}",
+        f"configs/dcgan_mnist.py: {s}x{s}x{c}, batch {b}, {args.steps} steps per round, {k} per "
+        f"call, log every {config.train.log_every}, sample grids every {config.eval.every}, "
+        f"checkpoints every {config.train.checkpoint_every}; segments of {args.segment} steps; "
+        f"{jax.device_count()} {jax.default_backend()} device, {os.cpu_count()} cores, async "
+        f"dispatch {jax.config.read('jax_cpu_enable_async_dispatch')}, load average "
+        f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -216,19 +286,18 @@ def main() -> None:
         key,
         args.segment,
     )
-    strategy = programs.make_strategy(
-        config, mesh, lambda axis: programs.guarded_step(config, axis)
-    )
+    strategy = programs.make_strategy(config, mesh)
     fresh_guard = parallel.replicate_global(guard_lib.fresh(), mesh)  # placed as step outputs
-    guarded = Chunks(
-        strategy.step,
+    stacked = jax.tree.map(lambda x: np.stack([x] * k), fixed) if k > 1 else fixed
+    guarded = Chunks(  # the trainer's program: k steps per call
+        strategy.steps(k),
         strategy.place_state((families.initial_state(config, mesh), fresh_guard)),
-        strategy.place_batch(fixed),
+        strategy.place_batch(stacked, steps=k),
         parallel.replicate_global(key, mesh),
-        args.segment,
+        args.segment // k,
     )
 
-    warm_up = main_job_config(2 * args.segment, args.batch, args.image_size)  # compiles all
+    warm_up = main_job_config(2 * args.segment, args.batch, args.image_size, k)  # compiles all
     warm_up.eval.every = warm_up.train.checkpoint_every = args.segment
     trainer_run(warm_up, None, args.progress)
     segments: list[Segment] = []
@@ -275,11 +344,16 @@ def main() -> None:
     if args.json:
         result = {
             "backend": jax.default_backend(),
+            "async_dispatch": bool(jax.config.read("jax_cpu_enable_async_dispatch")),
             "batch": b,
             "image_size": s,
+            "steps_per_dispatch": k,
+            "bare_ms": bare_s * 1e3,
             "bare_images_per_s": b / bare_s,
             "guarded_images_per_s": b / total("guarded"),
             "trainer_images_per_s": b / total("trainer"),
+            "guarded_over_bare": total("guarded") / bare_s,
+            "between_evaluations_over_bare": plain_ratio,
             "trainer_over_bare": overall,
             "segments": len(segments),
         }

@@ -79,6 +79,10 @@ def _train() -> ml_collections.ConfigDict:
     train.batch_size = 64
     train.log_every = 50
     train.checkpoint_every = 500
+    # steps per call of the compiled program (lax.scan over stacked batches): k > 1 saves the
+    # host's per-step work at millisecond steps; k divides train.steps and the log, checkpoint
+    # and evaluation intervals (README, "Steps per call")
+    train.steps_per_dispatch = 1
     train.keep_checkpoints = 3
     train.optimizer = "adam"
     train.b1 = 0.9
@@ -207,6 +211,8 @@ def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
 
 def _rules(config: ml_collections.ConfigDict) -> Rules:
     family = families.of(config)
+    t = config.train
+    intervals = (t.steps, t.log_every, t.checkpoint_every, config.eval.every)
     return {
         "seed": ((lambda v: v >= 0), "an integer >= 0"),
         "model.latent_dim": positive(),
@@ -224,6 +230,10 @@ def _rules(config: ml_collections.ConfigDict) -> Rules:
         "train.batch_size": positive(),
         "train.log_every": positive(),
         "train.checkpoint_every": positive(),
+        "train.steps_per_dispatch": (
+            lambda k: isinstance(k, int) and k > 0 and not any(n % k for n in intervals),
+            "a positive divisor of train.steps, log_every, checkpoint_every and eval.every",
+        ),
         "train.keep_checkpoints": positive(),
         "train.optimizer": one_of(OPTIMIZERS),
         "train.b1": in_unit(),

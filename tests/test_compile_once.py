@@ -112,16 +112,21 @@ def _run(name: str, workdir: str, steps: int) -> Run:
     def recording_strategy(*args) -> programs.Strategy:
         strategy = compiled_strategy(*args)
 
-        def step(*step_args):
-            carry, metrics = strategy.step(*step_args)
-            step_metrics.append(metrics)
-            return carry, metrics
+        def steps(n: int):
+            assert n == 1, "these runs take one step per call"
+
+            def step(*step_args):
+                carry, metrics = strategy.steps(n)(*step_args)
+                step_metrics.append(metrics)
+                return carry, metrics
+
+            return step
 
         def host_metrics(tree):
             reads_after.add(start + len(step_metrics))
             return strategy.host_metrics(tree)
 
-        return strategy._replace(step=step, host_metrics=host_metrics)
+        return strategy._replace(steps=steps, host_metrics=host_metrics)
 
     jax.clear_caches()
     with pytest.MonkeyPatch.context() as patch, CompileCounter() as counter:

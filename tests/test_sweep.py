@@ -47,7 +47,7 @@ def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(solo_sweep):
         saved = json.load(f)
     assert saved["model"]["beta"] == 1.0 and saved["seed"] == 1
     ((strategy),) = strategies  # one program for the four members...
-    assert strategy.step._cache_size() == 1  # ...compiled once, by the first member
+    assert strategy.steps(1)._cache_size() == 1  # ...compiled once, by the first member
     first, *later = [_summary(tmp_path, m.name)["compile_sec"] for m in ran]
     assert max(later) < 0.2 * first, (first, later)
     rows = report.collect(str(tmp_path))

@@ -54,9 +54,9 @@ faults and ~70 ms of kernel time per step), and comes from the main thread's hea
 program runs there (368-393 ms -> 331-339 ms per step in alternated fresh processes on the
 2-core benchmark machine; the smaller steps did not change). The calling thread waits for
 the program, with the GIL released (a data-loading thread keeps running); programs over several
-devices keep JAX's asynchronous dispatch. `JAX_CPU_ENABLE_ASYNC_DISPATCH` in the environment, or
-JAX's option `jax_cpu_enable_async_dispatch` set to True before the first computation, keeps
-JAX's default.
+devices keep JAX's asynchronous dispatch. `JAX_CPU_ENABLE_ASYNC_DISPATCH=true` in the
+environment keeps JAX's default (`=false` chooses the calling thread too; JAX's option itself
+does not read the environment, the runtime setup applies it).
 
 A user who sets any glibc malloc tunable in GLIBC_TUNABLES (e.g.
 `GLIBC_TUNABLES=glibc.malloc.mmap_max=65536`, glibc's default) keeps glibc's own behaviour.
@@ -73,7 +73,7 @@ CPU_CONVOLUTIONS_ON_EIGEN = f"--{YNN_FUSION_FLAG}=-individual_convolution"
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h> parameter numbers
 M_MMAP_MAX = -4
 KEEP_UP_TO = 2**31 - 1  # bytes; mallopt takes an int
-ASYNC_DISPATCH_VAR = "JAX_CPU_ENABLE_ASYNC_DISPATCH"  # JAX reads it when jax is imported
+ASYNC_DISPATCH_VAR = "JAX_CPU_ENABLE_ASYNC_DISPATCH"  # "true" or "false": the user's choice
 # Distributions that give JAX an accelerator backend: where one is installed, JAX picks it.
 ACCELERATOR_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-rocm7-plugin", "libtpu")
 

@@ -68,9 +68,10 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     return Mesh(np.asarray(devices[: num_devices or len(devices)]), (AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over `data`."""
-    return NamedSharding(mesh, PartitionSpec(AXIS))
+def batch_sharding(mesh: Mesh, steps: int = 1) -> NamedSharding:
+    """The batch axis split over `data`: the leading one, or the second one of `steps` > 1
+    steps' batches stacked on a leading axis."""
+    return NamedSharding(mesh, PartitionSpec(*[None] * (steps > 1), AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -87,9 +88,12 @@ def check_batch_size(batch_size: int, devices: int) -> None:
         )
 
 
-def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """This process's rows of the global batch -> global arrays sharded along `data`."""
-    sharding = batch_sharding(mesh)
+def global_batch(local_batch: dict, mesh: Mesh, steps: int = 1) -> dict:
+    """This process's rows of the global batch -> global arrays sharded along `data` (with
+    `steps` > 1: of that many steps' batches, stacked on a leading axis)."""
+    sharding = batch_sharding(mesh, steps)
+    if jax.process_count() == 1:  # the rows are the global batch: one transfer for the tree
+        return jax.device_put(local_batch, sharding)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
@@ -143,8 +147,14 @@ def pmap_unreplicate(tree, mesh: Mesh):
     return replicate_global(jax.tree.map(lambda x: x[0], tree), mesh)
 
 
-def pmap_shard(local_batch: dict, mesh: Mesh) -> dict:
-    """This process's rows [b, ...] -> [local devices, b / local devices, ...] on those devices."""
+def pmap_shard(local_batch: dict, mesh: Mesh, steps: int = 1) -> dict:
+    """This process's rows [b, ...] -> [local devices, b / local devices, ...] on those devices
+    (with `steps` > 1, rows [steps, b, ...] -> [local devices, steps, b / local devices, ...])."""
     n = len(local_devices(mesh))
-    stacked = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), local_batch)
-    return jax.device_put(stacked, _stacked(mesh))
+
+    def split(x: np.ndarray) -> np.ndarray:
+        if steps > 1:
+            return x.reshape(steps, n, -1, *x.shape[2:]).swapaxes(0, 1)
+        return x.reshape(n, -1, *x.shape[1:])
+
+    return jax.device_put(jax.tree.map(split, local_batch), _stacked(mesh))

@@ -67,12 +67,13 @@ def apply_xla_flag(environ: MutableMapping[str, str] = os.environ) -> bool:
 
 def run_programs_on_calling_thread(environ: MutableMapping[str, str] = os.environ) -> bool:
     """Makes JAX run single-device CPU programs on the calling thread, so that their buffers
-    come from its heap (unless the user chose JAX's dispatch in the environment). Returns
-    whether it is in effect."""
-    if cpu_tuning.ASYNC_DISPATCH_VAR in environ:
-        return False
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    return True
+    come from its heap, unless the user chose in the environment: JAX_CPU_ENABLE_ASYNC_DISPATCH
+    true or false (JAX's option does not read the environment; this applies it). Returns
+    whether programs run on the calling thread."""
+    chosen = environ.get(cpu_tuning.ASYNC_DISPATCH_VAR, "false").strip().lower()
+    asynchronous = chosen not in ("0", "false", "no", "off")
+    jax.config.update("jax_cpu_enable_async_dispatch", asynchronous)
+    return not asynchronous
 
 
 def set_deterministic_gpu_ops(

@@ -9,11 +9,12 @@ import functools
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from tqdm import tqdm
 
 from genimg_jax import config as config_lib
@@ -107,14 +108,28 @@ def _train(members: list[Member], program, stop: signals.StopRequest) -> None:
             loop.progress.close()
 
 
+def dispatches(start: int, stop: int, k: int) -> Iterator[tuple[int, int]]:
+    """(first step, steps) of each call of the compiled program over steps start..stop-1: `k`
+    steps per call from a multiple of k (train.steps_per_dispatch), single steps before the
+    first multiple (a run resumed elsewhere) and after the last whole call."""
+    step = start
+    while step < stop:
+        n = k if step % k == 0 and step + k <= stop else 1
+        yield step, n
+        step += n
+
+
 class _Loop:
     """One group's steps, and when each member logs, evaluates, saves and finishes.
 
-    A log step's metrics and guards are read on the host after the next step is dispatched, so
-    the device works on that step while the host waits, writes the logs and draws the next
-    batches (where dispatch is asynchronous: accelerators and multi-device CPU programs; a
-    single-device CPU program runs on this thread, see runtime/cpu_tuning.py). The guards are
-    copied: the next step takes the carry's buffers (donation)."""
+    Per call of the compiled program (`train.steps_per_dispatch` steps) the host dispatches it,
+    then draws and places the next call's batches while the device runs it (double buffering)
+    and checks for a stop request (a flag; a collective at log steps only when several processes
+    run). A log step's metrics and guards are read after the next call is dispatched, so the
+    device works while the host waits, writes the logs and updates the progress bar (where
+    dispatch is asynchronous: accelerators and multi-device CPU programs; a single-device CPU
+    program runs on this thread, see runtime/cpu_tuning.py). Nothing else syncs with the device
+    between log steps."""
 
     def __init__(self, members: list[Member], program):
         self.members, self.program = members, program
@@ -124,10 +139,12 @@ class _Loop:
         self.began = self.last_time = time.perf_counter()
         self.last_step = self.start
         self.pending_log = None  # (step, metrics, guards) of the last log step, not yet read
-        self.compile_sec = None  # the step is compiled ahead of its first call, timed apart
+        self.compile_sec = None  # each step program is compiled ahead of its first call, timed
+        self.compiled: set[int] = set()  # steps per call of the programs compiled
 
     def run(self, stop: signals.StopRequest) -> None:
         members, program, total = self.members, self.program, self.config.train.steps
+        log_every = self.config.train.log_every
         batches = [m.begin() for m in members]
         self.progress = tqdm(
             total=total,
@@ -141,18 +158,23 @@ class _Loop:
         keys = program.place_keys([m.train_key for m in members])
         # Inputs laid out exactly like the step's outputs: the first step does not compile twice.
         carry = program.place([m.state for m in members])
-        for step in range(self.start, total):
-            batch = program.place_batch([next(b) for b in batches])
-            if self.compile_sec is None:
-                self.compile(carry, batch, keys)
-            carry, metrics = program.step(carry, batch, keys)
-            self.write_pending_log()  # the previous log step's, now that this step is queued
-            done = step + 1
-            self.progress.update(1)
-            is_log = done % self.config.train.log_every == 0 or done == total
+        calls = dispatches(self.start, total, self.config.train.steps_per_dispatch)
+        call = next(calls)
+        batch = self.draw(batches, call[1])
+        while call is not None:
+            first, n = call
+            if n not in self.compiled:
+                self.compile(carry, batch, keys, n)
+            carry, metrics = program.step(carry, batch, keys, n)
+            call = next(calls, None)
+            if call is not None:  # the next call's batches, placed while the device runs this
+                batch = self.draw(batches, call[1])
+            self.write_pending_log()  # the previous log step's, now that this call is queued
+            done = first + n
+            is_log = done % log_every == 0 or done == total
             stopping = (jax.process_count() == 1 or is_log) and stop.agreed()
             if is_log:
-                self.pending_log = (done, metrics, jax.tree.map(jnp.copy, program.guards(carry)))
+                self.pending_log = (done, metrics, program.guards(carry))
             is_eval = done % self.config.eval.every == 0 or done == total
             is_save = done % self.config.train.checkpoint_every == 0 or done == total or stopping
             if is_eval or is_save:
@@ -161,14 +183,26 @@ class _Loop:
                 self.stop(done, stopping)
         self.finish(total)
 
-    def compile(self, carry, batch, keys) -> None:
-        """Compiles the step ahead of its first call, timed (and said when it was cached)."""
+    def draw(self, batches: list, n: int):
+        """Every member's batches of the next `n` steps (stacked when n > 1), placed."""
+        host = []
+        for member_batches in batches:
+            rows = [next(member_batches) for _ in range(n)]
+            host.append(rows[0] if n == 1 else jax.tree.map(lambda *x: np.stack(x), *rows))
+        return self.program.place_batch(host, n)
+
+    def compile(self, carry, batch, keys, n: int) -> None:
+        """Compiles the program of `n` steps per call ahead of its first call, timed (and said
+        when it was cached)."""
         compile_cache.count_hits()
         hits = compile_cache.hits()
-        self.compile_sec = self.program.compile(carry, batch, keys)
+        seconds = self.program.compile(carry, batch, keys, n)
+        self.compile_sec = (self.compile_sec or 0.0) + seconds
+        self.compiled.add(n)
         if self.is_writer:
             cached = " (cached)" if compile_cache.hits() > hits else ""
-            self.progress.write(f"compiled the training step in {self.compile_sec:.1f} s{cached}")
+            what = "the training step" + (f" ({n} steps per call)" if n > 1 else "")
+            self.progress.write(f"compiled {what} in {seconds:.1f} s{cached}")
 
     def check_finite(self, guards, metric_names: list[str]) -> None:
         for m, guard in zip(self.members, self.program.to_host(guards), strict=True):
@@ -188,6 +222,7 @@ class _Loop:
         self.check_finite(guards, self.program.metric_names(metrics))
         for m, row in zip(self.members, rows, strict=True):
             m.log(done, row | {"steps_per_sec": rate})
+        self.progress.update(done - self.progress.n)
         if len(self.members) == 1:
             self.progress.set_postfix({k: f"{v:.3g}" for k, v in rows[0].items()}, refresh=False)
 
@@ -203,6 +238,7 @@ class _Loop:
             m.state = state
 
     def finish(self, done: int) -> None:
+        self.progress.update(done - self.progress.n)
         for m in self.members:
             m.finish(done, time.perf_counter() - self.began, self.compile_sec)
 

@@ -93,6 +93,27 @@ def guarded_step(config: ml_collections.ConfigDict, axis_name: str | None = None
     )
 
 
+def weights_check(config: ml_collections.ConfigDict) -> Callable:
+    """(state, guard) -> the guard with every network's weights checked (`guard.check_weights`):
+    run where the loop reads the guard (log steps, before saving), not in every step."""
+    return functools.partial(guard_lib.check_weights, networks=families.of(config).networks)
+
+
+def repeated(step: Callable, n: int) -> Callable:
+    """`n` steps in one call, `lax.scan` over batches stacked on a leading axis of `n`:
+    (carry, batches, key) -> (carry, the last step's metrics). Each step runs the same
+    computation as a call of `step` (the key is the run's; steps draw by `state.step`)."""
+    if n == 1:
+        return step
+
+    def steps(carry, batches, key):
+        carry, metrics = jax.lax.scan(lambda c, b: step(c, b, key), carry, batches)
+        return carry, jax.tree.map(lambda m: m[-1], metrics)
+
+    steps.__name__ = f"{step.__name__}_x{n}"
+    return steps
+
+
 def timed_compile(step: Callable, *args: Any) -> float:
     """Compiles the jitted or pmapped `step` for `args` ahead of its first call, which then runs
     the same executable; returns the seconds that took (near 0 where this process had compiled
@@ -106,41 +127,56 @@ class Strategy(NamedTuple):
     """How one member's state and batch are placed on the mesh and its compiled step run."""
 
     place_state: Callable[[Any], Any]  # replicated global state -> the step's layout
-    place_batch: Callable[[dict], Any]  # this process's rows -> the step's layout
-    step: Callable  # (placed state, placed batch, key) -> (placed state, metrics)
+    place_batch: Callable[..., Any]  # (this process's rows, n) -> the layout of n steps' batches
+    # n -> the compiled program of n steps per call (`repeated`): (placed state, placed batch,
+    # key) -> (placed state, the last step's metrics)
+    steps: Callable[[int], Callable]
+    check_weights: Callable  # placed (state, guard) -> its guard with the weights checked
     gather_state: Callable[[Any], Any]  # the step's layout -> replicated global state
     host_metrics: Callable[[Any], dict]  # metrics -> NumPy scalars
-    compile: Callable[..., float]  # (placed state, placed batch, key) -> seconds compiling step
+    compile: Callable[..., float]  # (n, placed state, placed batch, key) -> seconds compiling
 
 
-def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh, step_fn: Callable) -> Strategy:
+def make_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy:
     """`parallel.strategy`: "jit" (global arrays sharded over the mesh) or "pmap" (the same
-    step mapped over local devices with cross-device means). Both compile the step once.
-    `step_fn(axis_name)` builds the pure step for an axis name (None under jit)."""
+    step mapped over local devices with cross-device means) of the guarded step
+    (`guarded_step`). Both compile each program once."""
+    step_fn, check = functools.partial(guarded_step, config), weights_check(config)
     if config.parallel.strategy == "jit":
-        step = jax.jit(step_fn(None), donate_argnums=0, out_shardings=parallel.replicated(mesh))
+        out = parallel.replicated(mesh)
+
+        @functools.cache
+        def steps(n: int) -> Callable:
+            return jax.jit(repeated(step_fn(None), n), donate_argnums=0, out_shardings=out)
+
         return Strategy(
             place_state=lambda s: s,
             place_batch=functools.partial(parallel.global_batch, mesh=mesh),
-            step=step,
+            steps=steps,
+            check_weights=jax.jit(check, out_shardings=out),
             gather_state=lambda s: s,
             host_metrics=parallel.to_host,
-            compile=functools.partial(timed_compile, step),
+            compile=lambda n, *args: timed_compile(steps(n), *args),
         )
-    step = jax.pmap(
-        step_fn(parallel.AXIS),
-        axis_name=parallel.AXIS,
-        in_axes=(0, 0, None),
-        donate_argnums=0,
-        devices=parallel.local_devices(mesh),
-    )
+
+    @functools.cache
+    def steps(n: int) -> Callable:
+        return jax.pmap(
+            repeated(step_fn(parallel.AXIS), n),
+            axis_name=parallel.AXIS,
+            in_axes=(0, 0, None),
+            donate_argnums=0,
+            devices=parallel.local_devices(mesh),
+        )
+
     return Strategy(
         place_state=functools.partial(parallel.pmap_replicate, mesh=mesh),
         place_batch=functools.partial(parallel.pmap_shard, mesh=mesh),
-        step=step,
+        steps=steps,
+        check_weights=jax.pmap(check, devices=parallel.local_devices(mesh)),
         gather_state=functools.partial(parallel.pmap_unreplicate, mesh=mesh),
         host_metrics=lambda m: jax.tree.map(lambda x: np.asarray(x[0]), m),
-        compile=functools.partial(timed_compile, step),
+        compile=lambda n, *args: timed_compile(steps(n), *args),
     )
 
 
@@ -153,7 +189,7 @@ def compiled_strategy(config: ml_collections.ConfigDict, mesh: Mesh) -> Strategy
     once."""
     key = (families.static_key(config), tuple(d.id for d in mesh.devices.flat))
     if key not in _STRATEGIES:
-        _STRATEGIES[key] = make_strategy(config, mesh, functools.partial(guarded_step, config))
+        _STRATEGIES[key] = make_strategy(config, mesh)
     return _STRATEGIES[key]
 
 
@@ -165,21 +201,24 @@ class Program(Protocol):
     def place(self, states: list) -> Any:
         """K replicated global states (and fresh guards) -> the carry."""
 
-    def place_batch(self, batches: list[dict]) -> Any:
-        """K members' batches of this process -> the step's input."""
+    def place_batch(self, batches: list[dict], n: int = 1) -> Any:
+        """K members' batches of this process (of `n` steps: stacked on a leading axis of n)
+        -> the step's input."""
 
     def place_keys(self, keys: list) -> Any:
         """K members' training keys -> the step's input."""
 
-    def compile(self, carry, batch, keys) -> float:
-        """Compiles the step for these arguments; the seconds it took."""
+    def compile(self, carry, batch, keys, n: int = 1) -> float:
+        """Compiles the step of `n` steps per call for these arguments; the seconds it took."""
 
-    def step(self, carry, batch, keys) -> tuple[Any, Any]:
-        """One training step of every member: (carry, metrics). On XLA:CPU with several local
-        devices it returns when the step has run (`parallel.one_program_at_a_time`)."""
+    def step(self, carry, batch, keys, n: int = 1) -> tuple[Any, Any]:
+        """`n` training steps of every member in one call: (carry, the last step's metrics).
+        On XLA:CPU with several local devices it returns when the steps have run
+        (`parallel.one_program_at_a_time`)."""
 
     def guards(self, carry) -> Any:
-        """The members' divergence guards in `carry`."""
+        """The members' divergence guards in `carry`, with their weights checked (new
+        buffers: the next step may take the carry's)."""
 
     def metric_names(self, metrics) -> list[str]:
         """The names of a step's metrics."""
@@ -207,25 +246,25 @@ class SoloSteps:
             for s in states
         ]
 
-    def place_batch(self, batches: list[dict]) -> list:
-        return [self.strategy.place_batch(b) for b in batches]
+    def place_batch(self, batches: list[dict], n: int = 1) -> list:
+        return [self.strategy.place_batch(b, steps=n) for b in batches]
 
     def place_keys(self, keys: list) -> list:
         return [parallel.replicate_global(k, self.mesh) for k in keys]
 
-    def compile(self, carry: list, batch: list, keys: list) -> float:
-        return self.strategy.compile(carry[0], batch[0], keys[0])
+    def compile(self, carry: list, batch: list, keys: list, n: int = 1) -> float:
+        return self.strategy.compile(n, carry[0], batch[0], keys[0])
 
-    def step(self, carry: list, batch: list, keys: list) -> tuple[list, list]:
-        outs = []
+    def step(self, carry: list, batch: list, keys: list, n: int = 1) -> tuple[list, list]:
+        step, outs = self.strategy.steps(n), []
         for args in zip(carry, batch, keys, strict=True):
-            outs.append(self.strategy.step(*args))
+            outs.append(step(*args))
             if self.one_at_a_time:
                 jax.block_until_ready(outs[-1][0])
         return [c for c, _ in outs], [m for _, m in outs]
 
     def guards(self, carry: list) -> list:
-        return [c[1] for c in carry]
+        return [self.strategy.check_weights(c) for c in carry]
 
     def metric_names(self, metrics: list) -> list[str]:
         return sorted(metrics[0])
@@ -256,7 +295,9 @@ class StackedSteps:
         self.one_at_a_time = parallel.one_program_at_a_time(mesh)
         self.members = NamedSharding(grid, PartitionSpec(MEMBERS))
         self.batches = NamedSharding(grid, PartitionSpec(MEMBERS, parallel.AXIS))
-        self._step = _stacked_step(config, mode, self.members)
+        self.step_batches = NamedSharding(grid, PartitionSpec(None, MEMBERS, parallel.AXIS))
+        self._steps = functools.partial(_stacked_step, config, mode, self.members)
+        self._check = jax.jit(jax.vmap(weights_check(config)), out_shardings=self.members)
         self._stack = jax.jit(stack, out_shardings=self.members)
         self._take = jax.jit(
             lambda tree, i: jax.tree.map(lambda x: x[i], tree),
@@ -267,23 +308,24 @@ class StackedSteps:
         fresh = parallel.replicate_global(guard_lib.fresh(), self.mesh)
         return self._stack([(s, fresh) for s in states])
 
-    def place_batch(self, batches: list[dict]):
-        return jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *batches), self.batches)
+    def place_batch(self, batches: list[dict], n: int = 1):
+        stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=int(n > 1)), *batches)
+        return jax.device_put(stacked, self.step_batches if n > 1 else self.batches)
 
     def place_keys(self, keys: list):
         return jax.device_put(np.stack(keys), self.members)
 
-    def compile(self, carry, batch, keys) -> float:
-        return timed_compile(self._step, carry, batch, keys)
+    def compile(self, carry, batch, keys, n: int = 1) -> float:
+        return timed_compile(self._steps(n), carry, batch, keys)
 
-    def step(self, carry, batch, keys):
-        carry, metrics = self._step(carry, batch, keys)
+    def step(self, carry, batch, keys, n: int = 1):
+        carry, metrics = self._steps(n)(carry, batch, keys)
         if self.one_at_a_time:
             jax.block_until_ready(carry)
         return carry, metrics
 
     def guards(self, carry):
-        return carry[1]
+        return self._check(carry)
 
     def metric_names(self, metrics: dict) -> list[str]:
         return sorted(metrics)
@@ -304,11 +346,12 @@ class StackedSteps:
 _STACKED: dict[tuple, Callable] = {}
 
 
-def _stacked_step(config, mode: str, members: NamedSharding) -> Callable:
-    """The jitted stacked step, shared by configs equal to `config` up to hyperparameters."""
-    key = (families.static_key(config), mode, members)
+def _stacked_step(config, mode: str, members: NamedSharding, n: int = 1) -> Callable:
+    """The jitted stacked step of `n` steps per call, shared by configs equal to `config` up to
+    hyperparameters."""
+    key = (families.static_key(config), mode, members, n)
     if key not in _STACKED:
-        step = vectorize(guarded_step(config), mode)
+        step = repeated(vectorize(guarded_step(config), mode), n)
         _STACKED[key] = jax.jit(step, donate_argnums=0, out_shardings=members)
     return _STACKED[key]
 
