@@ -122,14 +122,13 @@ def dispatches(start: int, stop: int, k: int) -> Iterator[tuple[int, int]]:
 class _Loop:
     """One group's steps, and when each member logs, evaluates, saves and finishes.
 
-    Per call of the compiled program (`train.steps_per_dispatch` steps) the host dispatches it,
-    then draws and places the next call's batches while the device runs it (double buffering)
-    and checks for a stop request (a flag; a collective at log steps only when several processes
-    run). A log step's metrics and guards are read after the next call is dispatched, so the
-    device works while the host waits, writes the logs and updates the progress bar (where
-    dispatch is asynchronous: accelerators and multi-device CPU programs; a single-device CPU
-    program runs on this thread, see runtime/cpu_tuning.py). Nothing else syncs with the device
-    between log steps."""
+    Per call of the compiled program (`train.steps_per_dispatch` steps) the host places the
+    call's batches (drawn ahead by the data thread), dispatches it and checks for a stop request
+    (a flag; a collective at log steps only when several processes run). A log step's metrics
+    and guards are read after the next call is dispatched, so the device works while the host
+    waits, writes the logs and moves the progress bar (where dispatch is asynchronous:
+    accelerators and multi-device CPU programs; a single-device CPU program runs on this thread,
+    see runtime/cpu_tuning.py). Nothing else syncs with the device between log steps."""
 
     def __init__(self, members: list[Member], program):
         self.members, self.program = members, program
@@ -158,17 +157,11 @@ class _Loop:
         keys = program.place_keys([m.train_key for m in members])
         # Inputs laid out exactly like the step's outputs: the first step does not compile twice.
         carry = program.place([m.state for m in members])
-        calls = dispatches(self.start, total, self.config.train.steps_per_dispatch)
-        call = next(calls)
-        batch = self.draw(batches, call[1])
-        while call is not None:
-            first, n = call
+        for first, n in dispatches(self.start, total, self.config.train.steps_per_dispatch):
+            batch = self.draw(batches, n)
             if n not in self.compiled:
                 self.compile(carry, batch, keys, n)
             carry, metrics = program.step(carry, batch, keys, n)
-            call = next(calls, None)
-            if call is not None:  # the next call's batches, placed while the device runs this
-                batch = self.draw(batches, call[1])
             self.write_pending_log()  # the previous log step's, now that this call is queued
             done = first + n
             is_log = done % log_every == 0 or done == total

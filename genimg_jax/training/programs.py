@@ -101,8 +101,9 @@ def weights_check(config: ml_collections.ConfigDict) -> Callable:
 
 def repeated(step: Callable, n: int) -> Callable:
     """`n` steps in one call, `lax.scan` over batches stacked on a leading axis of `n`:
-    (carry, batches, key) -> (carry, the last step's metrics). Each step runs the same
-    computation as a call of `step` (the key is the run's; steps draw by `state.step`)."""
+    (carry, batches, key) -> (carry, the last step's metrics). Each step computes what a call
+    of `step` does (the key is the run's; steps draw by `state.step`), to float rounding: XLA
+    compiles the loop body on its own (other layouts for the convolutions' gradients)."""
     if n == 1:
         return step
 
