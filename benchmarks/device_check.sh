@@ -55,13 +55,13 @@ if [ "$tiny" = "--tiny" ]; then
   sweep_args=(--tiny --ks 1,4 --no-processes)
   loop_args=(--steps 60 --segment 20 --rounds 1)
   det_args=(--tiny --steps 10)
-  limits=(600 600 600 600 600)
+  limits=(600 600 600 600 600 600)
 else
   steps_args=(--device --quick --dtypes float32,bfloat16)
   sweep_args=(--quick --ks 1,4,16 --no-processes)
-  loop_args=(--steps 1200 --segment 200 --rounds 1 --batch 128 --image-size 64)
+  loop_args=(--tiny --dispatch current)  # millisecond steps: the loop's host cost shows
   det_args=(--steps 200)
-  limits=(150 210 45 45 30)
+  limits=(150 180 45 45 30 45)
 fi
 
 part devices 60 "$py" -c "
@@ -77,6 +77,8 @@ part tests "${limits[0]}" "$py" -m pytest -q -m accelerator -p no:cacheprovider 
 part steps "${limits[1]}" "$py" benchmarks/steps.py "${steps_args[@]}" --json "$out/steps.json"
 part sweep "${limits[2]}" "$py" benchmarks/sweep.py "${sweep_args[@]}" --json "$out/sweep.json"
 part loop "${limits[3]}" "$py" benchmarks/loop_overhead.py "${loop_args[@]}" --json "$out/loop.json"
+part loop_k10 "${limits[5]}" "$py" benchmarks/loop_overhead.py "${loop_args[@]}" \
+  --steps-per-dispatch 10 --json "$out/loop_k10.json"
 part deterministic "${limits[4]}" "$py" benchmarks/deterministic_runs.py "${det_args[@]}" \
   --json "$out/deterministic.json"
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 
 from genimg_jax.runtime import cpu_tuning
@@ -101,16 +102,14 @@ def test_a_donated_step_stops_faulting_its_buffers_in_at_every_call():
 
 
 def test_a_buffer_over_a_thread_heaps_limit_stops_faulting_in_at_every_call():
-    """...because the program runs on the calling thread (by default, or chosen with
-    JAX_CPU_ENABLE_ASYNC_DISPATCH=false), unless the user chose JAX's dispatch thread
-    (JAX_CPU_ENABLE_ASYNC_DISPATCH=true)."""
+    """...because the program runs on the calling thread, unless the user chose JAX's dispatch
+    thread in the environment."""
     kept = _faults_per_call(LARGE_BUFFER_PROBE)
-    chosen = _faults_per_call(LARGE_BUFFER_PROBE, JAX_CPU_ENABLE_ASYNC_DISPATCH="false")
     dispatch_thread = _faults_per_call(LARGE_BUFFER_PROBE, JAX_CPU_ENABLE_ASYNC_DISPATCH="true")
     # JAX's dispatch thread maps the 96 MiB anew at every call: 24,578 faults here; none on
     # the calling thread, whose heap keeps it
     assert dispatch_thread > 20_000, dispatch_thread
-    assert max(kept, chosen) < dispatch_thread / 20, (kept, chosen, dispatch_thread)
+    assert kept < dispatch_thread / 20, (kept, dispatch_thread)
 
 
 # Prints whether XLA:CPU hands a 32->64-channel convolution to YNNPACK (a `__ynn_fusion`).
@@ -135,6 +134,21 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def test_the_users_dispatch_choice_in_the_environment_is_applied_either_way():
+    """JAX's option does not read JAX_CPU_ENABLE_ASYNC_DISPATCH: the runtime setup applies it."""
+    option = "jax_cpu_enable_async_dispatch"
+    try:
+        jax.config.update(option, True)
+        chosen = {cpu_tuning.ASYNC_DISPATCH_VAR: "false"}
+        assert runtime_setup.run_programs_on_calling_thread(chosen)
+        assert jax.config.read(option) is False
+        chosen = {cpu_tuning.ASYNC_DISPATCH_VAR: "true"}
+        assert not runtime_setup.run_programs_on_calling_thread(chosen)
+        assert jax.config.read(option) is True
+    finally:
+        runtime_setup.run_programs_on_calling_thread(os.environ)  # the suite's own setting
 
 
 def test_importing_the_package_changes_nothing_in_the_process():
