@@ -219,8 +219,11 @@ def test_iwae_with_one_sample_is_the_elbo(vae_and_images):
 def test_iwae_bound_tightens_as_k_grows(vae_and_images):
     state, x = vae_and_images
     keys = [jax.random.key(100 + r) for r in range(40)]
+    # draws per k: the bound's spread over draws shrinks with k (std 13, 2.5 and 0.34 nats for
+    # k = 1, 10, 100 here), so 8 draws of k = 100 are as precise as 40 of k = 10
+    draws = {1: keys, 10: keys, 100: keys[:8]}
     bound = {
-        k: np.mean([np.asarray(metrics.iwae_bound(state, x, r, k=k)) for r in keys])
+        k: np.mean([np.asarray(metrics.iwae_bound(state, x, r, k=k)) for r in draws[k]])
         for k in (1, 10, 100)
     }
     elbo = np.mean([np.asarray(metrics.negative_elbo(state, x, r)) for r in keys])
