@@ -81,7 +81,7 @@ def _train() -> ml_collections.ConfigDict:
     train.checkpoint_every = 500
     # steps per call of the compiled program (lax.scan over stacked batches): k > 1 saves the
     # host's per-step work at millisecond steps; k divides train.steps and the log, checkpoint
-    # and evaluation intervals (README, "Steps per call")
+    # and evaluation intervals (README, "Multi-device, multi-host, GPU and TPU")
     train.steps_per_dispatch = 1
     train.keep_checkpoints = 3
     train.optimizer = "adam"
