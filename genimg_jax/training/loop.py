@@ -201,11 +201,11 @@ class _Loop:
         for m, guard in zip(self.members, self.program.to_host(guards), strict=True):
             m.check_finite(guard, metric_names)
 
-    def write_pending_log(self) -> None:
+    def write_pending_log(self) -> int | None:
         """Reads the last log step's metrics (the loop's only per-interval host sync), checks
-        its guards and writes every member's row."""
+        its guards and writes every member's row; returns that step (None if none was due)."""
         if self.pending_log is None:
-            return
+            return None
         done, metrics, guards = self.pending_log
         self.pending_log = None
         rows = self.program.to_host(metrics)
@@ -218,11 +218,12 @@ class _Loop:
         self.progress.update(done - self.progress.n)
         if len(self.members) == 1:
             self.progress.set_postfix({k: f"{v:.3g}" for k, v in rows[0].items()}, refresh=False)
+        return done
 
     def evaluate_and_save(self, done: int, carry, metrics, is_eval: bool, is_save: bool) -> None:
         """Every member's evaluation and (asynchronous) save of step `done`, on finite states."""
-        self.write_pending_log()
-        self.check_finite(self.program.guards(carry), self.program.metric_names(metrics))
+        if self.write_pending_log() != done:  # a log step's guards are this carry's, checked
+            self.check_finite(self.program.guards(carry), self.program.metric_names(metrics))
         for m, state in zip(self.members, self.program.states(carry), strict=True):
             if is_eval:
                 m.evaluate(state, done)
