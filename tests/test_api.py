@@ -86,7 +86,8 @@ def test_every_path_the_readme_names_exists():
     named = set(re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme))  # markdown links
     tops = "configs|docs|benchmarks|launch|tests|genimg_jax"
     named |= set(re.findall(rf"`((?:{tops})/[\w./-]*)", readme))
-    tree = readme[readme.index("```\ngenimg_jax/") : readme.index("## Where to read more")]
+    start = readme.index("```\ngenimg_jax/")
+    tree = readme[start : readme.index("```", start + 3)]  # the Layout tree
     named |= {
         "genimg_jax/" + m for m in re.findall(r"^  ([\w.]+/?|[\w]+\.py)\s", tree, re.MULTILINE)
     }

@@ -18,7 +18,16 @@ CONFIGS = [
     "vae_binary_mnist",
     "stylegan2_mnist",
     "stylegan2_cifar10",
+    "vq_vae_mnist",
+    "vqgan_mnist",
+    "kl_autoencoder_mnist",
+    "vqgan_shapes",
 ]
+KIND_FIELDS = {  # fields every config of a kind of family has
+    "gan": ["train.g_lr", "train.d_lr"],
+    "vae": ["model.beta", "train.lr"],
+    "autoencoder": ["train.lr", "model.disc_weight", "model.commitment", "model.kl_weight"],
+}
 SHARED_FIELDS = [
     "seed",
     "model.family",
@@ -39,12 +48,10 @@ def test_shipped_configs_are_valid_and_share_field_names(name, arg):
         node = config
         for part in field.split("."):
             node = node[part]
-    kind_fields = (
-        ["train.g_lr", "train.d_lr"]
-        if "gan" in name and "vae" not in name
-        else ["model.beta", "train.lr"]
-    )
-    for field in kind_fields:
+    family = config.model.family
+    kind = "vae" if family.endswith("_vae") and family != "vq_vae" else "gan"
+    kind = "autoencoder" if family in ("vq_vae", "vqgan", "kl_autoencoder") else kind
+    for field in KIND_FIELDS[kind]:
         section, key = field.split(".")
         assert key in config[section]
 
@@ -94,6 +101,15 @@ BAD = [
     ("wgan_gp_mnist", "train.gp_weight", float("nan"), "train.gp_weight"),
     ("wgan_gp_mnist", "train.gp_weight", -10.0, "train.gp_weight"),
     ("vae_binary_mnist", "data.binarize", None, "data.binarize"),
+    ("vqgan_mnist", "model.downsample", 8, "dividing data.image_size=28"),
+    ("vqgan_mnist", "model.downsample", 3, "model.downsample"),
+    ("vqgan_mnist", "model.codebook_update", "kmeans", "model.codebook_update"),
+    ("vqgan_mnist", "model.commitment", -0.25, "model.commitment"),
+    ("vqgan_mnist", "model.codebook_decay", 1.0, "model.codebook_decay"),
+    ("vqgan_mnist", "train.loss", "wasserstein", "train.loss"),
+    ("vqgan_mnist", "train.reconstruction", "l3", "train.reconstruction"),
+    ("vqgan_mnist", "model.perceptual", "vgg", "model.perceptual"),
+    ("kl_autoencoder_mnist", "model.kl_weight", -1e-6, "model.kl_weight"),
 ]
 
 

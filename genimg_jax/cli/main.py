@@ -4,6 +4,9 @@ setup (`runtime.setup`: the only place process-wide settings are written), then 
 genimg train   --config configs/vae_mnist.py[:quick] --workdir runs/vae [--config.model.beta=4]
 genimg sample  --workdir runs/vae --num 64 --out grid.png [--format grid|npz|png-dir]
                [--config.eval.truncation=0.7]   # StyleGAN2's ψ
+genimg reconstruct --workdir runs/vqgan [--num 32] [--split test] [--out grid.png]
+genimg encode  --workdir runs/vqgan [--split train] [--out codes.npz]   # codes or latents
+genimg decode  --workdir runs/vqgan --latents codes.npz [--out grid.png] [--format npz]
 genimg prepare --data bundled_mnist [--data_dir DIR]
 genimg sweep   --config configs/beta_vae_shapes.py[:quick] --workdir runs/bvae_sweep
                [--config.train.steps=50] [--member 7] [--launcher inprocess|local|submitit]
@@ -14,6 +17,7 @@ genimg eval    --workdir runs/vae [--checkpoint latest|best] [--config.eval.exam
 genimg train-classifier --config configs/dcgan_mnist.py   # the feature net of GAN scores
 genimg inception-weights convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz
 genimg inception-weights check inception_fid.npz     # FID's InceptionV3 (docs/inception_weights.md)
+genimg lpips-weights convert vgg16-397923af.pth vgg.pth lpips_vgg.npz   # LPIPS (README)
 
 Every command that reads a config takes --config FILE[:arg] with --config.FIELD=VALUE overrides;
 without --config, the config saved in --workdir (config.json) is read, and overridden the same
@@ -74,6 +78,33 @@ def _sample_flags(fv: flags.FlagValues) -> None:
         flag_values=fv,
     )
     flags.DEFINE_integer("seed", 0, "Seed of the latents.", flag_values=fv)
+
+
+def _latent_flags(fv: flags.FlagValues, num: int, num_help: str, split: str, out: str) -> None:
+    _workdir(fv)
+    _checkpoint(fv)
+    flags.DEFINE_integer("num", num, num_help, flag_values=fv)
+    flags.DEFINE_string("split", "", f"The split's images (default: {split}).", flag_values=fv)
+    flags.DEFINE_string("out", None, f"Output file (default WORKDIR/{out}).", flag_values=fv)
+
+
+def _decode_flags(fv: flags.FlagValues) -> None:
+    _workdir(fv)
+    _checkpoint(fv)
+    flags.DEFINE_string("latents", None, "An .npz written by genimg encode.", flag_values=fv)
+    flags.DEFINE_string(
+        "out",
+        None,
+        "Output file or folder (default WORKDIR/decoded.png, .npz or png/).",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "format",
+        "grid",
+        ["grid", "npz", "png-dir"],
+        "One PNG grid, a uint8 [N, H, W, C] npz (key images), or a folder of PNGs.",
+        flag_values=fv,
+    )
 
 
 def _prepare_flags(fv: flags.FlagValues) -> None:
@@ -185,6 +216,45 @@ def cmd_sample(fv: flags.FlagValues, _: list[str]) -> None:
     print(sample.export(config, workdir, fv.num, out, fv.format, fv.seed, fv.checkpoint))
 
 
+def cmd_reconstruct(fv: flags.FlagValues, _: list[str]) -> None:
+    """Writes a grid of a split's first images (rows of originals above rows of their
+    reconstructions) through a run's encoder and decoder (an autoencoder or a VAE)."""
+    from genimg_jax.cli import latents
+
+    workdir = _require(fv, "workdir")
+    config = _setup(fv.config)
+    out = fv.out or os.path.join(workdir, "reconstructions.png")
+    split = fv.split or config.data.eval_split
+    print(latents.reconstruct(config, workdir, out, fv.num, split, fv.checkpoint))
+
+
+def cmd_encode(fv: flags.FlagValues, _: list[str]) -> None:
+    """Writes the codes (a codebook) or latent means of a split's images, with their labels,
+    to an .npz: what a model trained on latents reads."""
+    from genimg_jax.cli import latents
+
+    workdir = _require(fv, "workdir")
+    config = _setup(fv.config)
+    split = fv.split or config.data.train_split
+    out = fv.out or os.path.join(workdir, f"latents_{split}.npz")
+    print(latents.encode(config, workdir, out, split, fv.num, fv.checkpoint))
+
+
+def cmd_decode(fv: flags.FlagValues, _: list[str]) -> None:
+    """Decodes the codes or latents of an .npz (genimg encode's, or a model's on latents) to
+    images: a grid, an npz array or a folder of PNGs."""
+    from genimg_jax import families
+    from genimg_jax.cli import latents, sample
+
+    workdir, path = _require(fv, "workdir"), _require(fv, "latents")
+    config = _setup(fv.config)
+    default = {"grid": "decoded.png", "npz": "decoded.npz", "png-dir": "decoded"}[fv.format]
+    out = fv.out or os.path.join(workdir, default)
+    images = latents.decode(config, workdir, path, fv.checkpoint)
+    value_range = families.of(config).value_range
+    print(sample.write_images([images], len(images), out, fv.format, value_range))
+
+
 def cmd_prepare(fv: flags.FlagValues, _: list[str]) -> None:
     """Prepares a data set as array_record in its TFDS data dir."""
     from genimg_jax.data import pipeline
@@ -266,6 +336,27 @@ def cmd_inception_weights(fv: flags.FlagValues, positional: list[str]) -> None:
         raise WeightsError(str(e)) from None
 
 
+def cmd_lpips_weights(fv: flags.FlagValues, positional: list[str]) -> None:
+    """LPIPS' VGG16 weights: `convert VGG16_PTH LPIPS_VGG_PTH NPZ` joins torchvision's VGG16 and
+    the lpips package's heads into the .npz eval.lpips_weights reads (needs torch), `check NPZ`
+    validates one."""
+    from genimg_jax.features import lpips
+
+    action, paths = (positional[0], positional[1:]) if positional else ("", [])
+    if (action, len(paths)) not in (("convert", 3), ("check", 1)):
+        raise UsageError(
+            "usage: genimg lpips-weights convert VGG16_PTH LPIPS_VGG_PTH NPZ | check NPZ"
+        )
+    try:
+        if action == "convert":
+            print(f"wrote {lpips.convert(*paths)} ({len(lpips.torch_names())} tensors)")
+        else:
+            lpips.load_weights(paths[0])
+            print(f"{paths[0]}: OK ({len(lpips.torch_names())} tensors)")
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        raise WeightsError(str(e)) from None
+
+
 class WeightsError(GenimgError):
     """A weights file that cannot be converted or read."""
 
@@ -278,12 +369,26 @@ def _both(*defines: Callable) -> Callable:
 COMMANDS = {
     "train": (cmd_train, _workdir, True),
     "sample": (cmd_sample, _sample_flags, True),
+    "reconstruct": (
+        cmd_reconstruct,
+        lambda fv: _latent_flags(fv, 32, "Images shown.", "data.eval_split", "reconstructions.png"),
+        True,
+    ),
+    "encode": (
+        cmd_encode,
+        lambda fv: _latent_flags(
+            fv, 0, "Images encoded (0: all).", "data.train_split", "latents_SPLIT.npz"
+        ),
+        True,
+    ),
+    "decode": (cmd_decode, _decode_flags, True),
     "prepare": (cmd_prepare, _prepare_flags, False),
     "sweep": (cmd_sweep, _sweep_flags, True),
     "report": (cmd_report, _workdir, False),
     "eval": (cmd_eval, _both(_workdir, _checkpoint), True),
     "train-classifier": (cmd_train_classifier, _workdir, True),
     "inception-weights": (cmd_inception_weights, lambda fv: None, False),
+    "lpips-weights": (cmd_lpips_weights, lambda fv: None, False),
 }
 
 

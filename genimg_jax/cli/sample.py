@@ -1,7 +1,7 @@
 """`genimg sample`: images from a workdir's latest (or best) checkpoint (EMA weights for GANs), as a\ngrid, an array or a folder of PNGs for external FID tools."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import jax
 import ml_collections
@@ -61,18 +61,28 @@ def export(
     [num, H, W, C] under the key "images", as clean-fid and torch-fidelity read arrays) or
     "png-dir" (`out/000000.png`, ... for pytorch-fid, clean-fid, torch-fidelity); returns `out`.
     Images are drawn `batch` at a time, with a progress bar."""
+    batches = draw_batches(config, workdir, num, seed, which, batch)
+    return write_images(batches, num, out, fmt, families.of(config).value_range)
+
+
+def write_images(
+    batches: Iterable[np.ndarray],
+    num: int,
+    out: str,
+    fmt: str,
+    value_range: tuple[float, float],
+) -> str:
+    """Writes the `num` images of `batches` (arrays [n, H, W, C] in `value_range`) to `out` as
+    `fmt` (`export`'s formats) with a progress bar; returns `out`."""
     if fmt not in FORMATS:
         raise CheckpointError(f"--format={fmt!r}: use one of {list(FORMATS)}")
-    value_range = families.of(config).value_range
     if fmt == "grid":
-        log_lib.save_png(
-            log_lib.image_grid(draw(config, workdir, num, seed, which), value_range), out
-        )
+        log_lib.save_png(log_lib.image_grid(np.concatenate(list(batches)), value_range), out)
         return out
     os.makedirs(out if fmt == "png-dir" else os.path.dirname(os.path.abspath(out)), exist_ok=True)
     parts, written = [], 0
     with tqdm(total=num, unit="image", dynamic_ncols=True, mininterval=1.0) as progress:
-        for images in draw_batches(config, workdir, num, seed, which, batch):
+        for images in batches:
             pixels = log_lib.to_uint8(images, value_range)
             if fmt == "npz":
                 parts.append(pixels)

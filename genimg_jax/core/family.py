@@ -24,6 +24,7 @@ import ml_collections
 import optax
 
 from genimg_jax.core import state as state_lib
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.core.fields import Rules
 
 Step = Callable[[Any, dict, jax.Array], tuple[Any, dict]]  # (state, batch, rng) -> (state, metrics)
@@ -139,11 +140,29 @@ class Family(abc.ABC):
     def sample_grids(self, state: Any, **inputs: jax.Array) -> dict[str, jax.Array]:
         """{grid name: images [N, H, W, C]} from `grid_inputs` (jitted by the loop)."""
 
-    @abc.abstractmethod
     def samples(self, state: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         """Images [N, H, W, C] in `value_range` from latents z [N, latent_dim] and, for a
         conditional model, the classes int32 [N] to draw (`families.draw.class_labels`; else
-        None) (jitted)."""
+        None) (jitted). A family that draws nothing from noise (an autoencoder) leaves it."""
+        raise ConfigError(
+            f"model family {type(self).__name__} draws no samples from noise: it encodes and "
+            "decodes images (genimg reconstruct, genimg encode, genimg decode)"
+        )
+
+    def encode(self, state: Any, x: jax.Array) -> jax.Array:
+        """Images [N, H, W, C] in `value_range` -> what `decode` reads back: latents or codes
+        (jitted). A family without an encoder leaves it."""
+        raise ConfigError(
+            f"model family {type(self).__name__} has no encoder: genimg reconstruct, encode and "
+            "decode need an autoencoder or a VAE"
+        )
+
+    def decode(self, state: Any, latents: jax.Array) -> jax.Array:
+        """`encode`'s latents or codes -> images [N, H, W, C] in `value_range` (jitted)."""
+        raise ConfigError(
+            f"model family {type(self).__name__} has no decoder of latents: genimg decode needs "
+            "an autoencoder or a VAE"
+        )
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         """{score: "min" | "max"} of the scores `make_scorer` reports (for `eval.best_metric`)."""

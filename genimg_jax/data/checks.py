@@ -30,6 +30,20 @@ ARRAY_LABELS = ("labels", "y")  # the arrays of an .npz that user_images reads a
 SHOWN = 5  # class folders named in a message
 
 
+def has_labels(data: ml_collections.ConfigDict) -> bool:
+    """Whether the images of `data` come with class labels, read as cheaply as `check_labels`
+    reads them (a TFDS name outside the table: assumed labelled)."""
+    if data.name == "folder":
+        return bool(data.get("labels_from_folders", False))
+    if data.name == "arrays":
+        path = _path(data)
+        if not (path.endswith(".npz") and os.path.isfile(path)):
+            return False
+        with np.load(path) as f:
+            return any(key in f.files for key in ARRAY_LABELS)
+    return TFDS_CLASSES.get(data.name, 0) is not None
+
+
 def class_folders(path: str) -> list[str]:
     """The class names `data.labels_from_folders=True` gives the folder `path`: its first-level
     subfolders (not links) holding at least one image at any depth, sorted (the builder's rule,

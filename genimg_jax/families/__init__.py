@@ -8,6 +8,9 @@ family a config selects: `of(config)`, its state and its step.
 | `stylegan2`    | `stylegan2/`  | StyleGAN2's mapping, synthesis and D        |
 | `conv_vae`     | `vae/`        | a conv encoder-decoder (`vae/conv.py`)      |
 | `mlp_vae`      | `vae/`        | an MLP encoder-decoder (`vae/mlp.py`)       |
+| `vq_vae`       | `autoencoder/` | a conv autoencoder with a codebook         |
+| `vqgan`        | `autoencoder/` | the same with a PatchGAN D                 |
+| `kl_autoencoder` | `autoencoder/` | a Gaussian-latent autoencoder with a PatchGAN D |
 
 A family of the user's own module registers itself with `core.family.register` when the module
 named in `model.family_module` is imported (`get`).
@@ -22,6 +25,7 @@ from jax.sharding import Mesh
 
 from genimg_jax.core import state as state_lib
 from genimg_jax.core.family import Family, lookup, register
+from genimg_jax.families.autoencoder.family import AutoencoderFamily
 from genimg_jax.families.gan import dcgan, resnet
 from genimg_jax.families.gan.family import GANFamily
 from genimg_jax.families.stylegan2.family import StyleGAN2Family
@@ -34,8 +38,12 @@ register("resnet_gan", GANFamily(resnet.build))
 register("stylegan2", StyleGAN2Family())
 register("conv_vae", VAEFamily(conv.build))
 register("mlp_vae", VAEFamily(mlp.build))
+register("vq_vae", AutoencoderFamily("vq", discriminator=False, reconstruction="l2"))
+register("vqgan", AutoencoderFamily("vq", discriminator=True, reconstruction="l1"))
+register("kl_autoencoder", AutoencoderFamily("kl", discriminator=True, reconstruction="l1"))
 
 __all__ = [
+    "AutoencoderFamily",
     "FactorVAEFamily",
     "Family",
     "GANFamily",

@@ -1,6 +1,7 @@
 """Drawing many samples from any family, the one way every caller does (`genimg sample`, the
 scorers): fixed latents of a seed, classes by the sample's index, and `Family.samples` compiled
-once and called on equal-sized parts (the last one padded)."""
+once and called on equal-sized parts (the last one padded); and any per-image function (an
+encoder, a decoder) over many images the same way (`in_chunks`)."""
 
 import functools
 from collections.abc import Callable, Iterator
@@ -56,3 +57,17 @@ def in_parts(
         part = slice(start, start + size)
         images = sample(state, padded(z, part), padded(labels, part))
         yield np.asarray(images)[: min(size, num - start)]
+
+
+CHUNK = 250  # images encoded or decoded per compiled call (`in_chunks`)
+
+
+def in_chunks(fn: Callable, state, x: np.ndarray, size: int = CHUNK) -> Iterator[np.ndarray]:
+    """fn(state, part) (jitted) over x's rows, `size` at a time: every call has the shape
+    [size, ...] (short parts padded), so it compiles once and a row's result does not depend on
+    how many rows there are (an encoder's codes decode bitwise to the reconstructions)."""
+    for start in range(0, len(x), size):
+        part = np.asarray(x[start : start + size])
+        rows = len(part)
+        part = np.pad(part, [(0, size - rows)] + [(0, 0)] * (part.ndim - 1))
+        yield np.asarray(fn(state, part))[:rows]

@@ -33,10 +33,14 @@ class Classifier(nn.Module):
     widths: tuple[int, ...] = DEFAULT_WIDTHS
 
     @nn.compact
-    def __call__(self, x: Array) -> tuple[Array, Array]:
-        h = x.astype(jnp.float32) * 2.0 - 1.0  # centre the pixels
+    def __call__(self, x: Array, taps: bool = False) -> tuple[Array, Array] | list[Array]:
+        """(logits, features), or with `taps` the conv layers' outputs [B, h, w, C_l]."""
+        h, maps = x.astype(jnp.float32) * 2.0 - 1.0, []  # centre the pixels
         for width in self.widths:
             h = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME")(h))
+            maps.append(h)
+        if taps:
+            return maps
         features = nn.relu(nn.Dense(FEATURE_DIM, name="features")(h.mean(axis=(1, 2))))
         return nn.Dense(self.num_classes, name="logits")(features), features
 

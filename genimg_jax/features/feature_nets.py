@@ -20,10 +20,36 @@ import jax
 import ml_collections
 import numpy as np
 
+from genimg_jax.core import fields
 from genimg_jax.data import pipeline
 from genimg_jax.features import classifier, inception
 
 FEATURE_NETS = ("classifier", "inception")
+
+
+def add_defaults(c: ml_collections.ConfigDict) -> None:
+    """The `eval` fields choosing the feature net, for families scored on features."""
+    c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
+    c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
+    c.eval.classifier_steps = 600  # training steps of the domain classifier
+
+
+def rules(config: ml_collections.ConfigDict) -> fields.Rules:
+    """The rules of `add_defaults`' fields: InceptionV3 scores need the local weights file."""
+    ev = config.eval
+    needs_weights = ev.scores and ev.feature_net == "inception"
+    return {
+        "eval.feature_net": fields.one_of(FEATURE_NETS),
+        "eval.classifier_steps": fields.positive(),
+        "eval.inception_weights": (
+            lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
+            (
+                "a local .npz file when eval.feature_net='inception' scores (nothing is "
+                "downloaded; docs/inception_weights.md says how to make it), or use "
+                "eval.feature_net='classifier'"
+            ),
+        ),
+    }
 
 
 class FeatureNet(NamedTuple):
@@ -83,8 +109,8 @@ def train_domain_classifier(config: ml_collections.ConfigDict) -> tuple[Any, flo
     return params, classifier.accuracy(params, test_x, test_y), path
 
 
-def domain_classifier(config: ml_collections.ConfigDict) -> FeatureNet:
-    """The cached domain classifier (trained now, once, if there is none) as a FeatureNet."""
+def domain_classifier_params(config: ml_collections.ConfigDict) -> Any:
+    """The cached domain classifier's parameters (trained now, once, if there are none)."""
     path = classifier_path(config)
     if not os.path.exists(path):
         print(
@@ -96,12 +122,19 @@ def domain_classifier(config: ml_collections.ConfigDict) -> FeatureNet:
     try:
         with open(path, "rb") as f:
             params = flax.serialization.msgpack_restore(f.read())
-        num_classes = int(params["logits"]["kernel"].shape[-1])
+        int(params["logits"]["kernel"].shape[-1])  # a classifier's parameters
     except (ValueError, KeyError, TypeError) as e:  # msgpack raises ValueError subclasses
         raise pipeline.DataError(
             f"the cached domain classifier {path} is unreadable ({type(e).__name__}); rebuild "
             f"it: genimg train-classifier --config CONFIG"
         ) from None
+    return params
+
+
+def domain_classifier(config: ml_collections.ConfigDict) -> FeatureNet:
+    """The cached domain classifier (trained now, once, if there is none) as a FeatureNet."""
+    params = domain_classifier_params(config)
+    num_classes = int(params["logits"]["kernel"].shape[-1])
     test_x, test_y = load_images(config, config.data.eval_split, 10**9)
     test_accuracy = classifier.accuracy(params, test_x, test_y)
     return FeatureNet(

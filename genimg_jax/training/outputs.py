@@ -39,10 +39,11 @@ def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray
     return np.round(unit_range(images, value_range) * 255).astype(np.uint8)
 
 
-def image_grid(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """[N, H, W, C] floats in `value_range` -> uint8 [rows·(H+1)+1, cols·(W+1)+1, C] tiles."""
+def image_grid(images: np.ndarray, value_range: tuple[float, float], cols: int = 0) -> np.ndarray:
+    """[N, H, W, C] floats in `value_range` -> uint8 [rows·(H+1)+1, cols·(W+1)+1, C] tiles,
+    row by row (`cols` 0: about √N)."""
     n, h, w, c = images.shape
-    cols = int(np.ceil(np.sqrt(n)))
+    cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     pixels = unit_range(images, value_range)
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5, np.float32)

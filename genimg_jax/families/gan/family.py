@@ -3,7 +3,6 @@ its own TrainState and optimizer, trained by `step.train_step` on images in [-1,
 on sample quality (`scoring.gan_scorer`)."""
 
 import functools
-import os
 from collections.abc import Callable
 
 import jax
@@ -19,7 +18,7 @@ from genimg_jax.families import draw
 from genimg_jax.families.gan import scoring
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.gan.state import GANState
-from genimg_jax.features.feature_nets import FEATURE_NETS
+from genimg_jax.features import feature_nets
 from genimg_jax.models.common import model_inputs
 
 SCORES = {"fid": "min", "kid": "min", "precision": "max", "recall": "max", "inception_score": "max"}
@@ -79,17 +78,13 @@ class GANFamily(Family):
         # lazy regularisers' skipped steps: "auto" (computed and selected on XLA:CPU, skipped by
         # lax.cond elsewhere; step.conditionals_are_slow), "cond" or "select"; same values
         c.train.lazy_regularizers = "auto"
-        c.eval.feature_net = "classifier"  # or "inception" (needs eval.inception_weights)
-        c.eval.inception_weights = ""  # local .npz (docs/inception_weights.md); never downloaded
-        c.eval.classifier_steps = 600  # training steps of the domain classifier
+        feature_nets.add_defaults(c)
         c.eval.best_metric = "fid"  # keep the best checkpoint by this score; "" = don't
         # the real images samples are compared with: the first eval.examples of this split;
         # "" = data.eval_split (the test images), or e.g. "train" (README, Evaluation)
         c.eval.reference_split = ""
 
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
-        ev = config.eval
-        needs_weights = ev.scores and ev.feature_net == "inception"
         return {
             "model.g_width": fields.positive(),
             "model.d_width": fields.positive(),
@@ -111,20 +106,10 @@ class GANFamily(Family):
             "train.ema_kimg": fields.at_least(0),
             "train.ema_rampup": fields.at_least(0),
             "train.lazy_regularizers": fields.one_of(gan_step.LAZY_MODES),
-            "eval.feature_net": fields.one_of(FEATURE_NETS),
-            "eval.classifier_steps": fields.positive(),
             "eval.reference_split": fields.text(
                 "a split name such as 'train' or 'test', or '' (data.eval_split)"
             ),
-            "eval.inception_weights": (
-                lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
-                (
-                    "a local .npz file when eval.feature_net='inception' scores (nothing is "
-                    "downloaded; docs/inception_weights.md says how to make it), or use "
-                    "eval.feature_net='classifier'"
-                ),
-            ),
-        }
+        } | feature_nets.rules(config)
 
     def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
         c.model.g_width = c.model.d_width = 8

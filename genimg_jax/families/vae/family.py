@@ -168,6 +168,14 @@ class VAEFamily(Family):
         del labels  # the VAEs are unconditional
         return prior_samples(state, z)
 
+    def encode(self, state: TrainState, x: jax.Array) -> jax.Array:
+        """The posterior means E[z|x]: [N, latent_dim]."""
+        return state.apply_fn({"params": state.params}, x, method="encode")[0]
+
+    def decode(self, state: TrainState, latents: jax.Array) -> jax.Array:
+        """The means of p(x|z): [N, H, W, C] in [0, 1]."""
+        return prior_samples(state, latents)
+
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         known = ground_truth.has_known_factors(data)
         return SCORES | (DISENTANGLEMENT_SCORES if known else {})
@@ -210,6 +218,12 @@ class FactorVAEFamily(VAEFamily):
 
     def samples(self, state: FactorVAEState, z: jax.Array, labels: None) -> jax.Array:
         return super().samples(state.vae, z, labels)
+
+    def encode(self, state: FactorVAEState, x: jax.Array) -> jax.Array:
+        return super().encode(state.vae, x)
+
+    def decode(self, state: FactorVAEState, latents: jax.Array) -> jax.Array:
+        return super().decode(state.vae, latents)
 
     def make_scorer(self, config: ml_collections.ConfigDict):
         score = super().make_scorer(config)

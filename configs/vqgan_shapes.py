@@ -1,0 +1,34 @@
+"""VQGAN on the procedural 64-px shapes: 16×16 codes of a 256-entry codebook (f = 4), L1 and the
+perceptual term (the shapes' classifier unless LPIPS weights are at eval.lpips_weights), a
+PatchGAN of 3 layers from step 1,000.
+
+genimg train --config configs/vqgan_shapes.py --workdir runs/vqgan_shapes
+"""
+
+from genimg_jax.config import base_config, shrink_for_tests
+
+
+def get_config(arg: str | None = None):
+    c = base_config("vqgan")
+    c.data.name = "shapes"
+    c.data.image_size = 64
+    c.model.downsample = 4
+    c.model.width = 32
+    c.model.res_blocks = 1
+    c.model.latent_dim = 32
+    c.model.codebook_size = 256
+    c.model.disc_width = 32
+    c.model.disc_layers = 3
+    c.model.disc_start = 1000
+    c.train.lr = 2e-4
+    c.train.disc_lr = 2e-4
+    c.train.steps = 4000
+    c.train.batch_size = 16
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.eval.every = 1000
+    if arg == "quick":
+        c.data.image_size = 32
+        shrink_for_tests(c)
+        c.model.disc_start = 4
+    return c
