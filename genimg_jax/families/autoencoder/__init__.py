@@ -1,0 +1,1 @@
+"""The autoencoder families (VQ-VAE, VQGAN, the KL autoencoder): `family.AutoencoderFamily`."""
