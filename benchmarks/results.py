@@ -30,6 +30,7 @@ IDLE = 0.5
 SECTION = "## Shipped configs"
 GAN = ("fid", "kid", "precision", "recall", "classes_hit", "inception_score")
 VAE = ("neg_elbo", "iwae", "iwae_k", "iwae_bits_per_dim", "mig", "dci_disentanglement")
+AUTOENCODER = ("rfid", "psnr", "ssim", "lpips", "codebook_usage", "codebook_perplexity")
 TAIL = ("wall time", "load", "commit", "grid", "command")
 COMMON = ["--config.compile_cache_dir="]  # no compilation cache: every job compiles cold
 
@@ -167,7 +168,8 @@ def render(rows: list[dict], args, extra, doc_dir: str) -> tuple[str, str]:
     intro += f" started, the wall time its process's. Every job took `{' '.join(COMMON + extra)}`."
     lines = [SECTION, "", intro, ""]
     ran = [r for r in rows if not r["skip"]]
-    for title, columns, key in (("GANs", GAN, "fid"), ("VAEs", VAE, "neg_elbo")):
+    kinds = (("GANs", GAN, "fid"), ("VAEs", VAE, "neg_elbo"), ("Autoencoders", AUTOENCODER, "rfid"))
+    for title, columns, key in kinds:
         if mine := [r for r in ran if key in r["scores"]]:
             lines += table(title, mine, columns, doc_dir)
     if other := [r for r in rows if r["skip"]]:

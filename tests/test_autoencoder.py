@@ -132,6 +132,10 @@ def test_psnr_and_ssim_match_their_definitions():
     np.testing.assert_allclose(reconstruction.ssim(x, x), 1.0, rtol=1e-5)
 
 
+def _jitted_step(spec):
+    return jax.jit(functools.partial(ae_step.autoencoder_step, spec=spec))
+
+
 def _state_and_batch(name, b=4, **model):
     config = load_config(name)
     config.model.update(model)
@@ -142,18 +146,18 @@ def _state_and_batch(name, b=4, **model):
 
 
 def test_the_kl_autoencoders_loss_is_the_nll_with_its_log_variance_plus_the_weighted_kl():
-    config, family, state, batch = _state_and_batch("kl_autoencoder_mnist")
-    config.model.discriminator = False
-    config.model.perceptual = "classifier"
-    config.model.perceptual_weight = 0.5
-    family = families.of(config)
-    state = family.create_state(config, jax.random.key(0))
-    state = state.replace(ae=state.ae.replace(hparams={**state.ae.hparams, "kl_weight": 0.3}))
+    config, family, state, batch = _state_and_batch(
+        "kl_autoencoder_mnist",
+        discriminator=False,
+        perceptual="classifier",
+        perceptual_weight=0.5,
+        kl_weight=0.3,
+    )
     params = state.ae.params
     params = {**params, "logvar": jnp.float32(0.7)}
     state = state.replace(ae=state.ae.replace(params=params))
     rng = jax.random.key(5)
-    _, metrics = ae_step.autoencoder_step(state, batch, rng, family.step_spec(config))
+    _, metrics = _jitted_step(family.step_spec(config))(state, batch, rng)
     apply = functools.partial(state.ae.apply_fn, {"params": params})
     moments = np.asarray(apply(batch["image"], method="encode"), np.float64)
     mean, logvar = np.split(moments, 2, axis=-1)
@@ -177,7 +181,7 @@ def test_the_kl_autoencoders_loss_is_the_nll_with_its_log_variance_plus_the_weig
 def test_the_adaptive_weight_is_the_ratio_of_finite_difference_gradient_norms():
     config, family, state, batch = _state_and_batch("vqgan_mnist", perceptual="none")
     disc_weight = float(state.ae.hparams["disc_weight"])
-    _, metrics = ae_step.autoencoder_step(state, batch, jax.random.key(0), family.step_spec(config))
+    _, metrics = _jitted_step(family.step_spec(config))(state, batch, jax.random.key(0))
     ae, d, x = state.ae, state.d, np.asarray(batch["image"], np.float64)
     codebook = ae.params["codebook"]
     z = quantizer.lookup(

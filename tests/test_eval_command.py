@@ -168,6 +168,31 @@ def test_cli_eval_and_sample_take_the_best_checkpoint(trained, capsys):
     assert printed["num_samples" if "num_samples" in printed else "num_examples"] == 32
 
 
+def test_a_vae_encodes_to_its_posterior_means_and_decodes_them_and_a_gan_cannot(
+    trained, tmp_path, capsys
+):
+    name, config, workdir = trained
+    codes, grid = str(tmp_path / "z.npz"), str(tmp_path / "r.png")
+    encode = ["genimg", "encode", f"--workdir={workdir}", "--num=5", f"--out={codes}"]
+    if name == "dcgan_mnist":
+        assert main.main(encode) == 2
+        assert "has no encoder" in capsys.readouterr().err
+        return
+    assert main.main(encode) == 0
+    with np.load(codes) as f:
+        latents, labels = f["latents"], f["labels"]
+    assert latents.shape == (5, config.model.latent_dim) and labels.shape == (5,)
+    decoded = str(tmp_path / "x.npz")
+    argv = ["genimg", "decode", f"--workdir={workdir}", f"--latents={codes}", "--format=npz"]
+    assert main.main([*argv, f"--out={decoded}"]) == 0
+    assert np.load(decoded)["images"].shape == (5, 28, 28, 1)
+    assert (
+        main.main(["genimg", "reconstruct", f"--workdir={workdir}", "--num=4", f"--out={grid}"])
+        == 0
+    )
+    assert os.path.exists(grid)
+
+
 def test_eval_without_a_best_checkpoint_says_how_to_get_one(tmp_path, capsys):
     config = load_config("vae_mnist")
     config.parallel.num_devices = 1
