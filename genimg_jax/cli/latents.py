@@ -4,6 +4,7 @@ autoencoder's codes or latents, a VAE's posterior means) on the images of a spli
 All three encode and decode `CHUNK` images per call of one compiled program (the last chunk
 padded), so `decode` of `encode`'s file gives bitwise the images `reconstruct` shows."""
 
+import functools
 import os
 
 import jax
@@ -32,14 +33,21 @@ def split_images(config: ml_collections.ConfigDict, split: str, num: int = 0):
     return x, example.get("label")
 
 
+@functools.cache
+def _compiled(family: families.Family, method: str):
+    """The family's `encode` or `decode`, jitted once per process."""
+    return jax.jit(getattr(family, method))
+
+
 def encode_images(config, state, x: np.ndarray) -> np.ndarray:
     """`Family.encode` of x, CHUNK rows per call."""
-    return np.concatenate(list(in_chunks(jax.jit(families.of(config).encode), state, x, CHUNK)))
+    encode = _compiled(families.of(config), "encode")
+    return np.concatenate(list(in_chunks(encode, state, x, CHUNK)))
 
 
 def decode_latents(config, state, latents: np.ndarray) -> np.ndarray:
     """`Family.decode` of latents or codes, CHUNK rows per call."""
-    decode = jax.jit(families.of(config).decode)
+    decode = _compiled(families.of(config), "decode")
     return np.concatenate(list(in_chunks(decode, state, latents, CHUNK)))
 
 
