@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
     c.model.disc_width = 32
     c.model.disc_layers = 2
     c.model.disc_start = 500
+    c.model.adaptive_weight_max = 1.0  # taming's 1e4 let D's noise wreck the decoder here
     c.train.lr = 2e-4
     c.train.disc_lr = 1e-3  # 5x the autoencoder's: at 2e-4 D fell behind (docs/autoencoders.md)
     c.train.steps = 3000

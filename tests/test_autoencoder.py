@@ -180,7 +180,9 @@ def test_the_kl_autoencoders_loss_is_the_nll_with_its_log_variance_plus_the_weig
 
 
 def test_the_adaptive_weight_is_the_ratio_of_finite_difference_gradient_norms():
-    config, family, state, batch = _state_and_batch("vqgan_mnist", perceptual="none")
+    config, family, state, batch = _state_and_batch(
+        "vqgan_mnist", perceptual="none", adaptive_weight_max=1e4
+    )
     disc_weight = float(state.ae.hparams["disc_weight"])
     _, metrics = _jitted_step(family.step_spec(config))(state, batch, jax.random.key(0))
     ae, d, x = state.ae, state.d, np.asarray(batch["image"], np.float64)
@@ -228,6 +230,12 @@ def _sgd(state):
     a one-channel group norm, would move by ±lr on either side)."""
     tx = optax.sgd(1.0)
     return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+
+def test_the_adaptive_weight_is_clipped_at_its_field():
+    nll, g = {"w": jnp.array([3.0, 4.0])}, {"w": jnp.array([0.0, 0.01])}  # norms 5 and 0.01
+    assert float(ae_step.adaptive_weight(nll, g)) == pytest.approx(5 / (0.01 + 1e-4), rel=1e-5)
+    assert float(ae_step.adaptive_weight(nll, g, 2.0)) == 2.0  # model.adaptive_weight_max
 
 
 def _relative_error(a, b) -> float:

@@ -45,6 +45,7 @@ class AutoencoderFamily(Family):
         "model.kl_weight",
         "model.disc_weight",
         "model.disc_start",
+        "model.adaptive_weight_max",
         "model.perceptual_weight",
         "model.codebook_decay",
         "model.dead_code_threshold",
@@ -85,6 +86,7 @@ class AutoencoderFamily(Family):
         c.model.disc_layers = 3
         c.model.disc_weight = 0.8  # λ's factor on the adaptive weight (taming: 0.8)
         c.model.disc_start = 0  # the adversarial terms count from this step on
+        c.model.adaptive_weight_max = 1e4  # the clip of the adaptive weight's ratio (taming)
         c.train.loss = "hinge"  # the loss table's D and G losses (core/losses.py)
         c.train.reconstruction = self.reconstruction  # "l1" or "l2"
         c.train.lr = 1e-4
@@ -126,6 +128,7 @@ class AutoencoderFamily(Family):
             "model.disc_layers": fields.positive(),
             "model.disc_weight": fields.at_least(0),
             "model.disc_start": fields.at_least(0),
+            "model.adaptive_weight_max": fields.positive(),
             "train.loss": fields.one_of(("hinge", "non_saturating")),
             "train.reconstruction": fields.one_of(RECONSTRUCTIONS),
             "train.lr": fields.positive(),

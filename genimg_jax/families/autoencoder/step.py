@@ -14,7 +14,9 @@ it. L_G is the loss table's generator loss of D(x̂) (`train.loss`), f(t) = 1 fr
 `model.disc_start` on (else 0), and λ the adaptive weight of taming-transformers, taken on the
 decoder's last layer W:
 
-    λ = disc_weight · clip(‖∇_W L_nll‖ / (‖∇_W L_G‖ + 1e-4), 0, 1e4),   not differentiated.
+    λ = disc_weight · clip(‖∇_W L_nll‖ / (‖∇_W L_G‖ + 1e-4), 0, adaptive_weight_max),
+
+not differentiated (`model.adaptive_weight_max`: taming's 1e4 by default).
 
 Both gradients are taken through W alone (the features entering the last layer held fixed), as
 torch.autograd.grad(loss, last_layer.weight) computes them. D reads the reconstructions of the
@@ -68,10 +70,11 @@ def gaussian_kl_sum(mean: Array, logvar: Array) -> Array:
     return jnp.sum(kl.reshape(kl.shape[0], -1), axis=1)
 
 
-def adaptive_weight(nll_grads, g_grads) -> Array:
-    """‖∇L_nll‖ / (‖∇L_G‖ + 1e-4), clipped to [0, 1e4] (taming's calculate_adaptive_weight)."""
+def adaptive_weight(nll_grads, g_grads, most: Array | float = ADAPTIVE_MAX) -> Array:
+    """‖∇L_nll‖ / (‖∇L_G‖ + 1e-4), clipped to [0, most] (taming's calculate_adaptive_weight,
+    whose clip is 1e4)."""
     ratio = optax.tree.norm(nll_grads) / (optax.tree.norm(g_grads) + ADAPTIVE_EPS)
-    return jnp.clip(ratio, 0.0, ADAPTIVE_MAX)
+    return jnp.clip(ratio, 0.0, most)
 
 
 def _with_last_layer(params, last):
@@ -146,7 +149,8 @@ def autoencoder_step(
                 frozen
             )
             nll_grads, g_grads = collectives.mean((nll_grads, g_grads), axis_name)
-            weight = sg(hp["disc_weight"] * adaptive_weight(nll_grads, g_grads))
+            ratio = adaptive_weight(nll_grads, g_grads, hp["adaptive_weight_max"])
+            weight = sg(hp["disc_weight"] * ratio)
             loss = loss + weight * factor * g_loss
             parts |= {"g_loss": g_loss, "adaptive_weight": weight}
         return loss, (parts, aux, x_hat, z_e)
