@@ -95,44 +95,17 @@ def autoencoder_step(
     noise_key, restart_key = jax.random.split(rng)
     factor = (ae.step >= hp["disc_start"]).astype(jnp.float32)
     apply = lambda params, *args, method: ae.apply_fn({"params": params}, *args, method=method)
-
-    def discriminate(images: Array) -> Array:
-        return d.apply_fn({"params": d.params}, images)
+    discriminate = lambda images: d.apply_fn({"params": d.params}, images)
 
     def loss_fn(params):
         z_e = apply(params, x, method="encode")
-        aux = {}
-        if spec.bottleneck == "vq":
-            q = quantizer.quantize(z_e, params["codebook"])
-            z, aux["codes"] = q.z_q, q.codes
-            reg = hp["commitment"] * q.commitment_loss
-            if spec.codebook_update == "loss":
-                reg = reg + q.codebook_loss
-            parts = {"codebook_loss": q.codebook_loss, "commitment_loss": q.commitment_loss}
-        else:
-            mean, logvar = jnp.split(z_e, 2, axis=-1)
-            logvar = jnp.clip(logvar, *LOGVAR_RANGE)
-            eps = collectives.normal_rows(noise_key, x.shape[0], mean.shape[1:], axis_name)
-            z = mean + jnp.exp(0.5 * logvar) * eps
-            kl = jnp.mean(gaussian_kl_sum(mean, logvar))
-            reg, parts = hp["kl_weight"] * kl, {"kl": kl, "logvar": params["logvar"]}
+        z, reg, parts, codes = _bottleneck(params, z_e, hp, noise_key, spec, axis_name)
         h = apply(params, z, method="decoder_features")
 
         def pixels(last, features: Array) -> Array:  # the decoder's last layer W = `last`
             return apply(_with_last_layer(params, last), features, method="to_pixels")
 
-        def nll_of(x_hat: Array) -> tuple[Array, Array]:
-            error = pixel_error(x, x_hat, spec.reconstruction)
-            p = jnp.zeros((x.shape[0],))
-            if spec.perceptual is not None:
-                p = spec.perceptual(state.perceptual, x, x_hat)
-                error = error + hp["perceptual_weight"] * p.reshape(-1, 1, 1, 1)
-            if spec.bottleneck == "vq":
-                return jnp.mean(error), p
-            s = params["logvar"]
-            per_example = jnp.sum((error / jnp.exp(s) + s).reshape(x.shape[0], -1), axis=1)
-            return jnp.mean(per_example), p
-
+        nll_of = lambda x_hat: _nll(x, x_hat, params.get("logvar"), hp, spec, state.perceptual)
         last = params["decoder"]["conv_out"]
         x_hat = pixels(last, h)
         nll, p = nll_of(x_hat)
@@ -145,46 +118,81 @@ def autoencoder_step(
             # the adaptive weight: both gradients on the last layer alone (module doc)
             frozen, features = sg(last), sg(h)
             nll_grads = jax.grad(lambda w: nll_of(pixels(w, features))[0])(frozen)
-            g_grads = jax.grad(lambda w: spec.loss.g_loss(discriminate(pixels(w, features))))(
-                frozen
-            )
+            g_of = lambda w: spec.loss.g_loss(discriminate(pixels(w, features)))
+            g_grads = jax.grad(g_of)(frozen)
             nll_grads, g_grads = collectives.mean((nll_grads, g_grads), axis_name)
             ratio = adaptive_weight(nll_grads, g_grads, hp["adaptive_weight_max"])
             weight = sg(hp["disc_weight"] * ratio)
             loss = loss + weight * factor * g_loss
             parts |= {"g_loss": g_loss, "adaptive_weight": weight}
-        return loss, (parts, aux, x_hat, z_e)
+        return loss, (parts, codes, x_hat, z_e)
 
-    (loss, (parts, aux, x_hat, z_e)), grads = jax.value_and_grad(loss_fn, has_aux=True)(ae.params)
+    (loss, (parts, codes, x_hat, z_e)), grads = jax.value_and_grad(loss_fn, has_aux=True)(ae.params)
     grads = collectives.mean(grads, axis_name)
     metrics = collectives.mean({"loss": loss} | parts, axis_name)
     metrics["grad_norm"] = optax.tree.norm(grads)
     new_ae = ae.apply_gradients(grads=grads)
     if spec.bottleneck == "vq":
-        new_ae, vq_metrics = _update_codebook(
-            new_ae, ae.step, aux["codes"], z_e, restart_key, spec, axis_name
-        )
-        metrics |= vq_metrics
+        new_ae, vq = _update_codebook(new_ae, ae.step, codes, z_e, restart_key, spec, axis_name)
+        metrics |= vq
     new_d = d
     if spec.loss is not None:
-        fake = sg(x_hat)
-
-        def d_loss_fn(params):
-            real_logits = d.apply_fn({"params": params}, x)
-            fake_logits = d.apply_fn({"params": params}, fake)
-            means = (jnp.mean(real_logits), jnp.mean(fake_logits))
-            return factor * 0.5 * spec.loss.d_loss(real_logits, fake_logits), means
-
-        (d_loss, (real_mean, fake_mean)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-            d.params
-        )
-        d_grads = collectives.mean(d_grads, axis_name)
-        new_d = d.apply_gradients(grads=d_grads)
-        metrics |= collectives.mean(
-            {"d_loss": d_loss, "d_real": real_mean, "d_fake": fake_mean}, axis_name
-        )
-        metrics["d_grad_norm"] = optax.tree.norm(d_grads)
+        new_d, d_metrics = _discriminator_update(d, x, sg(x_hat), factor, spec, axis_name)
+        metrics |= d_metrics
     return state.replace(ae=new_ae, d=new_d), metrics
+
+
+def _nll(x: Array, x_hat: Array, logvar, hp, spec: AutoencoderStep, perceptual) -> tuple:
+    """(L_nll, the perceptual distance per image [B]): the module doc's table; `logvar` is the
+    KL autoencoder's learned log-variance (None for a codebook)."""
+    error = pixel_error(x, x_hat, spec.reconstruction)
+    p = jnp.zeros((x.shape[0],))
+    if spec.perceptual is not None:
+        p = spec.perceptual(perceptual, x, x_hat)
+        error = error + hp["perceptual_weight"] * p.reshape(-1, 1, 1, 1)
+    if spec.bottleneck == "vq":
+        return jnp.mean(error), p
+    per_example = jnp.sum((error / jnp.exp(logvar) + logvar).reshape(x.shape[0], -1), axis=1)
+    return jnp.mean(per_example), p
+
+
+def _bottleneck(params, z_e: Array, hp, key: Array, spec: AutoencoderStep, axis_name):
+    """(the decoder's input z, the regulariser R, its metrics, the codes or None) of the
+    encoder's output z_e: the straight-through quantised latents, or a posterior sample."""
+    if spec.bottleneck == "vq":
+        q = quantizer.quantize(z_e, params["codebook"])
+        reg = hp["commitment"] * q.commitment_loss
+        if spec.codebook_update == "loss":
+            reg = reg + q.codebook_loss
+        parts = {"codebook_loss": q.codebook_loss, "commitment_loss": q.commitment_loss}
+        return q.z_q, reg, parts, q.codes
+    mean, logvar = jnp.split(z_e, 2, axis=-1)
+    logvar = jnp.clip(logvar, *LOGVAR_RANGE)
+    eps = collectives.normal_rows(key, z_e.shape[0], mean.shape[1:], axis_name)
+    kl = jnp.mean(gaussian_kl_sum(mean, logvar))
+    parts = {"kl": kl, "logvar": params["logvar"]}
+    return mean + jnp.exp(0.5 * logvar) * eps, hp["kl_weight"] * kl, parts, None
+
+
+def _discriminator_update(
+    d: TrainState, x: Array, fake: Array, factor: Array, spec: AutoencoderStep, axis_name
+) -> tuple[TrainState, dict]:
+    """One update of D on the real images and the (held) reconstructions."""
+
+    def d_loss_fn(params):
+        real_logits = d.apply_fn({"params": params}, x)
+        fake_logits = d.apply_fn({"params": params}, fake)
+        means = (jnp.mean(real_logits), jnp.mean(fake_logits))
+        return factor * 0.5 * spec.loss.d_loss(real_logits, fake_logits), means
+
+    (d_loss, (real_mean, fake_mean)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+        d.params
+    )
+    d_grads = collectives.mean(d_grads, axis_name)
+    metrics = collectives.mean(
+        {"d_loss": d_loss, "d_real": real_mean, "d_fake": fake_mean}, axis_name
+    )
+    return d.apply_gradients(grads=d_grads), metrics | {"d_grad_norm": optax.tree.norm(d_grads)}
 
 
 def _update_codebook(
