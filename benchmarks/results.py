@@ -1,5 +1,6 @@
 """Regenerates docs/results.md: every shipped config (configs/*.py) at its default steps and the
-unconditional main job, one `genimg train` process at a time, each row with its commit, command,
+main job at `model.num_classes=0` (the seed's unconditional setting, beside the searched
+unconditional config), one `genimg train` process at a time, each row with its commit, command,
 wall time, the 1-minute load average as it started, the scores of its summary.json and its last
 sample grid (copied to results/ beside the page). Its `## Shipped configs` section and header are
 rewritten; the other `## ` sections are hand-written and kept. `--config.a.b=v` arguments go to
@@ -22,7 +23,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFLINE = ("bundled_mnist", "shapes")
-EXTRA = {"dcgan_mnist_uncond": ("dcgan_mnist", ["--config.model.num_classes=0"])}
+# jobs that are a shipped config with overrides: the main job as the seed set it, unconditional
+EXTRA = {"dcgan_mnist_classes0": ("dcgan_mnist", ["--config.model.num_classes=0"])}
 HEAVY = {
     "disentanglement_study": "accelerator work: 300,000 steps (not run here; `--only` runs it)"
 }
@@ -39,7 +41,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/results", help="workdirs OUT/NAME (from the repo root)")
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "results.md"))
-    p.add_argument("--only", default="", help="NAME[,NAME]: config stems or dcgan_mnist_uncond")
+    p.add_argument("--only", default="", help="NAME[,NAME]: config stems or " + ", ".join(EXTRA))
     p.add_argument("--steps", type=int, help="every job's train.steps (testing: not the table)")
     p.add_argument("--data-dir", default="", help="prepared TFDS data (cifar10, celeb_a)")
     p.add_argument("--settle", type=float, default=180, help="max s to wait for load <= 0.5")
@@ -68,7 +70,8 @@ def plan(args, extra) -> list[dict]:
     from genimg_jax.config import from_file
 
     names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs/*.py")))
-    names = ["dcgan_mnist", "dcgan_mnist_uncond"] + [n for n in names if n != "dcgan_mnist"]
+    first = ["dcgan_mnist", "dcgan_mnist_uncond", *EXTRA]
+    names = first + [n for n in names if n not in first]
     only = [n for n in args.only.split(",") if n]
     if unknown := set(only) - set(names):
         sys.exit(f"--only: no job {sorted(unknown)}; jobs: {', '.join(names)}")

@@ -11,6 +11,7 @@ from genimg_jax.config import ConfigError, from_file, validate
 
 CONFIGS = [
     "dcgan_mnist",
+    "dcgan_mnist_uncond",
     "vae_mnist",
     "beta_vae_shapes",
     "sngan_cifar10",

@@ -193,3 +193,9 @@ def test_manifest_round_trips(tmp_path):
         assert json.load(f)["config"] == "configs/x.py:quick"
     assert sweep.read_manifest(str(tmp_path)) == found
     assert sweep.read_manifest(str(tmp_path / "elsewhere")) is None
+
+
+def test_the_unconditional_search_validates_every_member_at_half_the_steps():
+    base, found = sweep.load(config_path("dcgan_mnist_uncond.py:search"))
+    assert base.train.steps == 2500 and base.model.num_classes == 0
+    assert found[0].overrides == {} and len({m.name for m in found}) == len(found)

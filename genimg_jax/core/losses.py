@@ -148,6 +148,13 @@ def lecam_penalty(
     )
 
 
+def info_loss(code_logits: Array, codes: Array) -> Array:
+    """InfoGAN's (Chen et al. 2016) bound on I(c; G(z, c)) for a categorical code, as a loss:
+    E[-log Q(c | G(z, c))], Q's logits [B, K] and the codes c drawn, int32 [B] (the code's
+    entropy, a constant, left out)."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(code_logits, codes))
+
+
 def lecam_anchors(anchors, real_mean: Array, fake_mean: Array, decay: float) -> dict:
     """`anchors` ({"lecam_real", "lecam_fake", ...}) moved towards this step's mean outputs:
     α ← decay·α + (1 − decay)·mean."""

@@ -2,7 +2,11 @@
 ReLU to a tanh image; D downsamples with strided convs + LeakyReLU to one logit.
 
 Conditional (`model.num_classes` = K > 0): G concatenates a learned class embedding to z; D adds
-a projection term (Miyato & Koyama 2018), logit += <embed(y), features>."""
+a projection term (Miyato & Koyama 2018), logit += <embed(y), features>.
+
+InfoGAN's categorical code (`model.latent_codes` = K > 0, no labels): G takes a code c as it
+would a class; D's head Q predicts c from its features (logits [B, K], sown as
+`intermediates/code_logits`; `step._discriminate_with_codes`)."""
 
 from typing import Any
 
@@ -61,6 +65,7 @@ class Discriminator(nn.Module):
     dtype: Any = jnp.float32
     num_classes: int = 0  # 0: unconditional
     gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
+    codes: int = 0  # K > 0: InfoGAN's head Q (module docstring)
 
     @nn.compact
     def __call__(
@@ -76,6 +81,9 @@ class Discriminator(nn.Module):
         h = DownStack(widths(self.width, doublings), leaky, self.dtype, self.gradients)(x)
         h = h.reshape(x.shape[0], -1)  # [B, F]
         logits = nn.Dense(1, dtype=self.dtype)(h)[:, 0]
+        if self.codes:
+            code_logits = nn.Dense(self.codes, dtype=self.dtype, name="code_head")(h)
+            self.sow("intermediates", "code_logits", code_logits.astype(jnp.float32))
         labels = labels_or_default(labels, x.shape[0], self.num_classes)
         if labels is not None:  # projection: + <embed(y), h>
             embed = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)
@@ -87,15 +95,15 @@ def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
     """G and D sized from `config.data` (image size, channels) and `config.model` (widths,
     classes)."""
     options, grads = build_options(config), conv_gradients(config)
-    k = config.model.get("num_classes", 0)
+    k, codes = config.model.get("num_classes", 0), config.model.get("latent_codes", 0)
     data = config.data
     g = Generator(
         data.image_size,
         data.channels,
         config.model.g_width,
         **options,
-        num_classes=k,
+        num_classes=k or codes,
         gradients=grads,
     )
-    d = Discriminator(data.image_size, config.model.d_width, options["dtype"], k, grads)
+    d = Discriminator(data.image_size, config.model.d_width, options["dtype"], k, grads, codes)
     return g, d

@@ -58,6 +58,8 @@ class GANFamily(Family):
         c.model.g_width = 64
         c.model.d_width = 64
         c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
+        # > 0: InfoGAN's categorical code of K values for G, predicted by a head on D (no labels)
+        c.model.latent_codes = 0
         c.train.loss = "non_saturating"
         c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
         c.train.r1_interval = 1  # lazy R1: on every N-th D step only, scaled by N (StyleGAN2: 16)
@@ -68,6 +70,7 @@ class GANFamily(Family):
         c.train.ada_target = 0.6  # p rises while E[sign(D(real))] is above this
         c.train.ada_kimg = 500.0  # p can move by 1 in this many thousand real images
         c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
+        c.train.info_weight = 1.0  # λ of InfoGAN's loss E[-log Q(c | G(z, c))] in G's and D's
         c.train.g_lr = 2e-4
         c.train.d_lr = 2e-4
         c.train.b1 = 0.5
@@ -89,6 +92,7 @@ class GANFamily(Family):
             "model.g_width": fields.positive(),
             "model.d_width": fields.positive(),
             "model.num_classes": fields.count(),
+            "model.latent_codes": self._codes_rule(config),
             "train.loss": fields.one_of(losses.GAN_LOSSES),
             "train.r1_gamma": fields.at_least(0),
             "train.r1_interval": fields.positive(),
@@ -99,6 +103,7 @@ class GANFamily(Family):
             "train.ada_kimg": fields.positive(),
             "train.lecam_decay": fields.in_unit(),
             "train.gp_weight": fields.at_least(0),
+            "train.info_weight": fields.at_least(0),
             "train.g_lr": fields.positive(),
             "train.d_lr": fields.positive(),
             "train.d_steps": fields.positive(),
@@ -110,6 +115,12 @@ class GANFamily(Family):
                 "a split name such as 'train' or 'test', or '' (data.eval_split)"
             ),
         } | feature_nets.rules(config)
+
+    def _codes_rule(self, config: ml_collections.ConfigDict) -> fields.Rule:
+        """InfoGAN's code: a G takes classes or codes, not both."""
+        if config.model.num_classes > 0:
+            return (lambda k: k == 0), "0 while model.num_classes > 0 (G takes classes or codes)"
+        return fields.count()
 
     def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
         c.model.g_width = c.model.d_width = 8
@@ -180,6 +191,7 @@ class GANFamily(Family):
             lecam=gan_step.LeCam(t.lecam_weight, t.lecam_decay) if t.lecam_weight > 0 else None,
             ada=gan_step.ADA(ada_groups, t.ada_target, t.ada_kimg) if ada_groups else None,
             lazy=t.lazy_regularizers,
+            info=gan_step.Info(k, t.info_weight) if (k := config.model.latent_codes) else None,
         )
 
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):

@@ -158,6 +158,7 @@ class Discriminator(nn.Module):
     width: int
     dtype: Any = jnp.float32
     num_classes: int = 0
+    codes: int = 0  # K > 0: InfoGAN's head Q, as the DCGAN's D (dcgan.py)
 
     @nn.compact
     def __call__(
@@ -177,6 +178,9 @@ class Discriminator(nn.Module):
         h = jnp.sum(nn.relu(h), axis=(1, 2))  # global sum pooling: [B, C]
         dense = nn.Dense(1, kernel_init=SHORTCUT_INIT, dtype=self.dtype)
         logits = nn.SpectralNorm(dense)(h, update_stats=update_stats)[:, 0]
+        if self.codes:
+            code_logits = nn.Dense(self.codes, dtype=self.dtype, name="code_head")(h)
+            self.sow("intermediates", "code_logits", code_logits.astype(jnp.float32))
         labels = labels_or_default(labels, x.shape[0], self.num_classes)
         if labels is not None:  # projection: + <embed(y), h>
             embed = nn.Embed(
@@ -192,9 +196,13 @@ def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
     """G and D sized from `config.data` (image size, channels) and `config.model` (`g_width`:
     G's channels, 256 in SN-GAN; `d_width`: D's, 128; `num_classes`)."""
     options = build_options(config)
-    k = config.model.get("num_classes", 0)
+    k, codes = config.model.get("num_classes", 0), config.model.get("latent_codes", 0)
     g = Generator(
-        config.data.image_size, config.data.channels, config.model.g_width, **options, num_classes=k
+        config.data.image_size,
+        config.data.channels,
+        config.model.g_width,
+        **options,
+        num_classes=k or codes,
     )
-    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"], k)
+    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"], k, codes)
     return g, d

@@ -20,6 +20,11 @@ For little data: D can see every image, real and fake, through ADA's transformat
 probability p that each D step steers and through DiffAugment (`augment`; see
 `genimg_jax.core.augment`; G learns through both); LeCam's regulariser keeps D's outputs near
 EMA anchors of the other side's.
+
+Without labels, InfoGAN's categorical code (`info`) gives G a discrete input c ~ U{0..K-1}
+beside z, and both networks the loss λ·E[-log Q(c | G(z, c))], Q a head on D's features: G
+learns to draw K distinguishable kinds of image (on digits, mostly the ten classes), where an
+unconditional G blends neighbouring kinds.
 """
 
 import dataclasses
@@ -42,6 +47,7 @@ LABELS_SALT, PENALTY_SALT, REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT = 1, 2, 3, 4
 ADA_SALT = 5  # folded into the augmentation keys for ADA's draws
 # G's own randomness (StyleGAN2: per-layer noise, style mixing) and the path-length probe
 NOISE_SALT, MIXING_SALT, PATH_LENGTH_SALT = 6, 7, 8
+CODES_SALT = 9  # InfoGAN's codes
 LAZY_MODES = ("auto", "cond", "select")
 FAKE_LABELS = ("uniform", "data")  # a conditional G's classes: uniform, or the data's labels
 
@@ -91,6 +97,14 @@ class ADA:
 
 
 @dataclasses.dataclass(frozen=True)
+class Info:
+    """InfoGAN's categorical code: `codes` values, the loss's `weight` λ in both networks'."""
+
+    codes: int
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
 class GANStep:
     """Everything static about a GAN training step (a phase is None when off)."""
 
@@ -107,6 +121,7 @@ class GANStep:
     path_length: PathLength | None = None
     lazy: str = "auto"  # how a lazy phase skips: `lazily`
     fake_labels: str = "uniform"  # `_fake_labels`
+    info: Info | None = None  # InfoGAN's code (unconditional models only)
 
 
 def _augmented(x, rng, d: TrainState, spec: GANStep, axis_name):
@@ -142,6 +157,16 @@ def _fake_labels(
         labels = jax.lax.all_gather(labels, axis_name, tiled=True)
     pick = lambda key, n: jax.random.randint(key, (n,), 0, n, dtype=jnp.int32)
     return labels[collectives.global_rows(pick, rng, rows, axis_name)]
+
+
+def _g_inputs(rng: jax.Array, batch: Batch, spec: GANStep, axis_name: str | None) -> tuple:
+    """(G's labels, D's labels of the fakes): the fake classes of a conditional model for both;
+    InfoGAN's codes c ~ U{0..K-1} for G and None for D; (None, None) otherwise."""
+    labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
+    if spec.info is None:
+        return labels, labels
+    key = jax.random.fold_in(rng, CODES_SALT)
+    return _fake_labels(key, batch, spec.info.codes, axis_name, "uniform"), None
 
 
 def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
@@ -218,6 +243,24 @@ def _discriminate(
     return d.apply_fn(d.variables(params), *args, train=True, update_stats=False), d.batch_stats
 
 
+def _discriminate_with_codes(d: TrainState, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """An unconditional D's logits [B] and its code head's (InfoGAN's Q) logits [B, K], from one
+    pass (D's statistics read, not advanced)."""
+    logits, sown = d.apply_fn(
+        d.variables(params), x, train=True, update_stats=False, mutable=["intermediates"]
+    )
+    return logits, sown["intermediates"]["code_logits"][0]
+
+
+def _fake_logits(d: TrainState, params, fake, labels, codes, spec: GANStep) -> tuple:
+    """D's logits on fakes and, with InfoGAN's code, its loss λ·E[-log Q(c | fake)] (else
+    None)."""
+    if spec.info is None:
+        return _discriminate(d, params, fake, labels, False)[0], None
+    logits, code_logits = _discriminate_with_codes(d, params, fake)
+    return logits, losses.info_loss(code_logits, codes)
+
+
 def conditionals_are_slow(mode: str = "auto") -> bool:
     """Whether a lazy phase runs every step and selects its value instead of skipping it with
     `lax.cond`: "select" or "cond" as `mode` (the config's `train.lazy_regularizers`) says;
@@ -259,7 +302,7 @@ def ema_half_life_decay(
 
 def _d_loss_fn(state: GANState, spec: GANStep, inputs: dict, rng: jax.Array, axis_name):
     """D's loss of `inputs` (real and fake images and labels) as a function of its parameters:
-    loss.d_loss + γ/2·R1·N on every N-th update + λ·GP + λ_LC·LeCam."""
+    loss.d_loss + γ/2·R1·N on every N-th update + λ·GP + λ_LC·LeCam + λ_I·InfoGAN's loss."""
     real, fake, real_labels, fake_labels = (
         inputs[k] for k in ("real", "fake", "real_labels", "fake_labels")
     )
@@ -270,9 +313,12 @@ def _d_loss_fn(state: GANState, spec: GANStep, inputs: dict, rng: jax.Array, axi
         # axis would make XLA move rows between devices (all-gathers) on every step. Both
         # passes use the same spectral-norm state; the first returns its update.
         real_logits, stats = _discriminate(d, d_params, real, real_labels, True)
-        fake_logits, _ = _discriminate(d, d_params, fake, fake_labels, False)
+        fake_logits, info = _fake_logits(d, d_params, fake, fake_labels, inputs["codes"], spec)
         total = spec.loss.d_loss(real_logits, fake_logits)
         penalties = {}
+        if info is not None:
+            penalties["d_info"] = info
+            total = total + spec.info.weight * info
         d_real = lambda x: _discriminate(d, d_params, x, real_labels, False)[0]
         if spec.r1 is not None:
             r1_now = d.step % spec.r1.interval == 0  # lazy R1: this update carries the penalty
@@ -321,9 +367,9 @@ def d_step(
     """One discriminator update on real images and G's samples (`_d_loss_fn`), D seeing both
     sides through its augmentations; G is left untouched. D's spectral-norm statistics, if any,
     advance one power iteration."""
-    fake_labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
+    g_labels, fake_labels = _g_inputs(rng, batch, spec, axis_name)
     z = _latents(rng, batch, spec.latent_dim, axis_name)
-    fake, _ = _generate(state.g, state.g.params, z, fake_labels, rng)
+    fake, _ = _generate(state.g, state.g.params, z, g_labels, rng)
     real_key, fake_key = (
         jax.random.fold_in(rng, s) for s in (REAL_AUGMENT_SALT, FAKE_AUGMENT_SALT)
     )
@@ -332,6 +378,7 @@ def d_step(
         "fake": _augmented(jax.lax.stop_gradient(fake), fake_key, state.d, spec, axis_name),
         "real_labels": _real_labels(batch, spec.num_classes),
         "fake_labels": fake_labels,
+        "codes": g_labels if spec.info is not None else None,
     }
     loss_fn = _d_loss_fn(state, spec, inputs, rng, axis_name)
     (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
@@ -355,9 +402,10 @@ def d_step(
     return state.replace(d=d), metrics
 
 
-def _g_loss_fn(state: GANState, spec: GANStep, z, labels, rng: jax.Array, axis_name):
-    """G's loss as a function of its parameters: loss.g_loss through D's augmentations, plus
-    with a path-length phase weight · interval · E[(path length − a)²] on its updates, a the
+def _g_loss_fn(state: GANState, spec: GANStep, z, labels, d_labels, rng: jax.Array, axis_name):
+    """G's loss as a function of its parameters: loss.g_loss through D's augmentations (D seeing
+    `d_labels`), plus with InfoGAN's code λ·E[-log Q(c | G(z, c))] (c = `labels`), plus with a
+    path-length phase weight · interval · E[(path length − a)²] on its updates, a the
     path-length mean moved towards the global batch's mean by `decay` first."""
     g, pl = state.g, spec.path_length
     augment_key = jax.random.fold_in(rng, FAKE_AUGMENT_SALT)
@@ -371,15 +419,17 @@ def _g_loss_fn(state: GANState, spec: GANStep, z, labels, rng: jax.Array, axis_n
     def loss_fn(g_params):
         fake, batch_stats = _generate(g, g_params, z, labels, rng)
         fake = _augmented(fake, augment_key, state.d, spec, axis_name)
-        logits, _ = _discriminate(state.d, state.d.params, fake, labels, False)
+        logits, info = _fake_logits(state.d, state.d.params, fake, d_labels, labels, spec)
         g_loss = spec.loss.g_loss(logits)
         total, terms = g_loss, {}
+        if info is not None:
+            total, terms = total + spec.info.weight * info, {"g_info": info}
         if pl is not None:
             pl_now = g.step % pl.interval == 0  # lazy path-length regularisation
             skip = lambda _: (jnp.float32(0.0), g.stats["pl_mean"])
             penalty, target = lazily(pl_now, path_length_terms, skip, g_params, mode=spec.lazy)
             total = total + pl.weight * pl.interval * penalty
-            terms = {"g_pl": penalty, "pl_mean": target}
+            terms |= {"g_pl": penalty, "pl_mean": target}
         return total, (g_loss, batch_stats, terms)
 
     return loss_fn
@@ -399,9 +449,9 @@ def g_step(
     """One generator update against a frozen D (its parameters and spectral-norm statistics
     are read, not changed), through D's augmentations (`_g_loss_fn`); updates G's statistics,
     its path-length mean and its EMA."""
-    labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
+    labels, d_labels = _g_inputs(rng, batch, spec, axis_name)
     z = _latents(rng, batch, spec.latent_dim, axis_name)
-    loss_fn = _g_loss_fn(state, spec, z, labels, rng, axis_name)
+    loss_fn = _g_loss_fn(state, spec, z, labels, d_labels, rng, axis_name)
     (_, (g_loss, batch_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.g.params
     )

@@ -1,0 +1,131 @@
+"""InfoGAN's categorical code (`model.latent_codes` = K): G takes c ~ U{0..K-1} beside z, a head
+Q on D's features predicts it, and both networks add λ·E[-log Q(c | G(z, c))] (Chen et al. 2016),
+with no labels."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_config
+
+from genimg_jax import config as config_lib
+from genimg_jax import families
+from genimg_jax.core import losses
+from genimg_jax.core.errors import ConfigError
+from genimg_jax.families.gan import step as gan_step
+from genimg_jax.models.common import fixed_labels
+
+K = 10
+
+
+def _config(name="dcgan_mnist_uncond", weight=1.0):
+    config = load_config(name)
+    config.model.latent_codes = K
+    config.train.info_weight = weight
+    config.parallel.num_devices = 1
+    return config_lib.validate(config)
+
+
+def _batch(b=8):
+    return {"image": jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1)}
+
+
+def test_the_info_loss_is_the_cross_entropy_of_the_drawn_codes():
+    logits = np.random.default_rng(0).normal(size=(6, K)).astype(np.float32)
+    codes = np.array([0, 3, 9, 3, 1, 7], np.int32)
+    log_q = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -np.mean(log_q[np.arange(6), codes])
+    np.testing.assert_allclose(losses.info_loss(jnp.asarray(logits), codes), expected, rtol=1e-6)
+
+
+def test_codes_exclude_classes_and_stylegan2():
+    config = load_config("dcgan_mnist")  # conditional: 10 classes
+    config.model.latent_codes = K
+    with pytest.raises(ConfigError, match="model.latent_codes=10 is invalid: use 0 while"):
+        config_lib.validate(config)
+    config = load_config("stylegan2_mnist")
+    config.model.latent_codes = K
+    with pytest.raises(ConfigError, match="StyleGAN2's D has no code head"):
+        config_lib.validate(config)
+
+
+@pytest.fixture(scope="module")
+def stepped():
+    """One D step at λ = 0 and λ = 2 from the same state, batch and key."""
+    config = _config(weight=2.0)
+    s = families.create_state(config, jax.random.key(0))
+    rng = jax.random.key(3)
+    spec = families.get("dcgan").step_spec(config)
+    runs = {}
+    for weight in (0.0, 2.0):
+        info = gan_step.Info(K, weight)
+        step = functools.partial(gan_step.d_step, spec=dataclasses.replace(spec, info=info))
+        runs[weight] = jax.jit(step)(s, _batch(), rng)
+    return config, s, rng, spec, runs
+
+
+def test_d_adds_lambda_times_the_info_loss_of_q_on_gs_coded_samples(stepped):
+    config, s, rng, spec, runs = stepped
+    (_, plain), (new, weighted) = runs[0.0], runs[2.0]
+    np.testing.assert_allclose(weighted["d_info"], plain["d_info"], rtol=1e-6)
+    np.testing.assert_allclose(
+        weighted["d_loss"], plain["d_loss"] + 2.0 * plain["d_info"], rtol=1e-5
+    )
+    # the same number from the networks directly: G(z, c) for the step's z and codes, Q's logits
+    # on them, the cross-entropy written out
+    batch = _batch()
+    codes, d_labels = gan_step._g_inputs(rng, batch, spec, None)
+    assert d_labels is None and codes.dtype == jnp.int32 and set(np.asarray(codes)) <= set(range(K))
+    z = gan_step._latents(rng, batch, config.model.latent_dim, None)
+    fake, _ = s.g.apply_fn(s.g.variables(), z, codes, train=True, mutable=["batch_stats"])
+    _, found = s.d.apply_fn(s.d.variables(), fake, train=True, capture_intermediates=True)
+    head = np.asarray(found["intermediates"]["code_head"]["__call__"][0])
+    log_q = head - np.log(np.exp(head).sum(axis=1, keepdims=True))
+    expected = -np.mean(log_q[np.arange(len(codes)), np.asarray(codes)])
+    np.testing.assert_allclose(plain["d_info"], expected, rtol=1e-5)
+    # Q trains with D; at λ = 0 its head gets no gradient
+    head_of = lambda state: np.asarray(state.d.params["code_head"]["kernel"])
+    assert not np.array_equal(head_of(new), head_of(s))
+    np.testing.assert_array_equal(head_of(runs[0.0][0]), head_of(s))
+
+
+def test_g_learns_through_q_and_samples_its_codes_in_order():
+    config = _config()
+    s = families.create_state(config, jax.random.key(0))
+    step = jax.jit(families.make_train_step(config))
+    new, metrics = step(s, _batch(), jax.random.key(4))
+    assert np.isfinite(float(metrics["g_info"])) and float(metrics["g_info"]) > 0
+    config.train.info_weight = 0.0
+    without, _ = jax.jit(families.make_train_step(config))(s, _batch(), jax.random.key(4))
+    g_params = lambda state: jax.tree.leaves(state.g.params)
+    assert any(not np.array_equal(a, b) for a, b in zip(g_params(new), g_params(without)))
+    z = jax.random.normal(jax.random.key(2), (4, config.model.latent_dim))
+    g = lambda *codes: np.asarray(new.g.apply_fn(new.g.variables(), z, *codes, train=False))
+    np.testing.assert_array_equal(g(), g(fixed_labels(4, K)))  # grids: codes 0, 1, 2, ...
+
+
+def test_a_pmap_step_with_codes_equals_the_jit_step():
+    n, b = 4, 8
+    if len(jax.local_devices()) < n:
+        pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
+    config = _config()
+    s = families.create_state(config, jax.random.key(0))
+    rng, batch = jax.random.key(5), _batch(b)
+    single, m1 = jax.jit(families.make_train_step(config))(s, batch, rng)
+    config.parallel.strategy = "pmap"  # G's BatchNorm takes statistics over all devices
+    s_pmap = families.create_state(config, jax.random.key(0))
+    multi, m2 = jax.pmap(
+        families.make_train_step(config, "data"),
+        axis_name="data",
+        in_axes=(None, 0, None),
+        out_axes=(None, None),
+        devices=jax.local_devices()[:n],
+    )(s_pmap, jax.tree.map(lambda x: x.reshape(n, b // n, *x.shape[1:]), batch), rng)
+    for key in ("d_info", "g_info", "d_loss", "g_loss"):
+        np.testing.assert_allclose(m2[key], m1[key], rtol=1e-4, err_msg=key)
+    params = lambda state: jax.tree.leaves((state.g.params, state.d.params))
+    for a, c in zip(params(multi), params(single), strict=True):
+        assert np.linalg.norm(a - c) <= 1e-4 * max(np.linalg.norm(c), 1e-6)
