@@ -8,23 +8,16 @@ genimg sweep  --config configs/dcgan_mnist_uncond.py:full --workdir runs/uncond_
 genimg report runs/uncond_search; genimg report runs/uncond_full
 """
 
-from genimg_jax.config import base_config, shrink_for_tests
+import os
+
+from genimg_jax.config import from_file, shrink_for_tests
+
+MAIN_JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dcgan_mnist.py")
 
 
 def get_config(arg: str | None = None):
-    c = base_config("dcgan")
-    c.data.name = "bundled_mnist"
-    c.data.image_size = 28
-    c.model.latent_dim = 64
-    c.model.num_classes = 0  # no labels
-    c.model.g_width = 96
-    c.model.d_width = 64
-    c.train.g_lr = c.train.d_lr = 4e-4
-    c.train.steps = 5000
-    c.train.batch_size = 64
-    c.train.log_every = 100
-    c.train.checkpoint_every = 1000
-    c.eval.every = 1000
+    c = from_file(MAIN_JOB)  # the main job's networks, rates, steps and intervals ...
+    c.model.num_classes = 0  # ... without labels
     if arg in ("search", "full"):  # the search's base: the main job, unconditional
         c.train.steps = 2500 if arg == "search" else 5000  # the screen at half the steps
         return c
