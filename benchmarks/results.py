@@ -4,9 +4,12 @@ unconditional config), one `genimg train` process at a time, each row with its c
 wall time, the 1-minute load average as it started, the scores of its summary.json and its last
 sample grid (copied to results/ beside the page). Its `## Shipped configs` section and header are
 rewritten; the other `## ` sections are hand-written and kept. `--config.a.b=v` arguments go to
-every job. A dirty tree is refused (`--allow-dirty`: rows marked `-dirty`).
+every job. A dirty tree is refused (`--allow-dirty`: rows marked `-dirty`). Each finished job's
+row is kept beside its workdir (OUT/NAME.row.json), so a regeneration stopped part way goes on
+with `--resume`: finished jobs keep their rows, an unfinished one is started again from scratch.
 
   .venv/bin/python benchmarks/results.py            # hours: the real table
+  .venv/bin/python benchmarks/results.py --resume   # after an interruption: the jobs left
   .venv/bin/python benchmarks/results.py --dry-run  # the commands
 """
 
@@ -46,6 +49,7 @@ def parse_args(argv):
     p.add_argument("--data-dir", default="", help="prepared TFDS data (cifar10, celeb_a)")
     p.add_argument("--settle", type=float, default=180, help="max s to wait for load <= 0.5")
     p.add_argument("--allow-dirty", action="store_true")
+    p.add_argument("--resume", action="store_true", help="keep finished jobs' rows, redo the rest")
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     args, extra = p.parse_known_args(argv)
     args.argv, args.data_dir = argv, args.data_dir and os.path.abspath(args.data_dir)
@@ -138,7 +142,26 @@ def run_job(job: dict, settle: float, grid_dir: str) -> dict:
     with open(os.path.join(workdir, "summary.json")) as f:
         row["scores"] = json.load(f).get("eval", {})
     row["grid"] = last_grid(workdir, os.path.join(grid_dir, row["name"] + ".png"))
+    with open(workdir + ".row.json", "w") as f:
+        json.dump(row, f, indent=1)
     return row
+
+
+def kept_row(job: dict) -> dict | None:
+    """The row a finished run of `job` left (`--resume`), or None after removing what an
+    unfinished one left (its workdir would resume: its wall time would not be a whole run's)."""
+    workdir = job["workdir"]
+    if os.path.exists(workdir + ".row.json"):
+        with open(workdir + ".row.json") as f:
+            row = json.load(f)
+        if row["argv"] == job["argv"]:
+            print(f"[{job['name']}] kept: {workdir}.row.json", flush=True)
+            return row
+    shutil.rmtree(workdir, ignore_errors=True)
+    for path in (workdir + ".log", workdir + ".row.json"):
+        if os.path.exists(path):
+            os.remove(path)
+    return None
 
 
 def table(title: str, rows: list[dict], columns: tuple, doc_dir: str) -> list[str]:
@@ -206,14 +229,18 @@ def main(argv=None) -> int:
         for job in jobs:
             print(f"# {job['name']}: {job['skip']}" if job["skip"] else shlex.join(job["argv"]))
         return 0
-    if there := [j["workdir"] for j in jobs if not j["skip"] and os.path.exists(j["workdir"])]:
-        sys.exit(f"{there} exist: a run there would resume; remove them or pick another --out")
+    there = [j["workdir"] for j in jobs if not j["skip"] and os.path.exists(j["workdir"])]
+    if there and not args.resume:
+        sys.exit(f"{there} exist: a run there would resume; --resume, remove them or another --out")
     if head_commit().endswith("-dirty") and not args.allow_dirty:
         sys.exit("the tree has uncommitted changes: commit them, or pass --allow-dirty")
     if (load := os.getloadavg()[0]) > IDLE:
         print(f"warning: 1-minute load {load:.2f} > {IDLE}: the wall times will show it")
     grid_dir = os.path.join(os.path.dirname(os.path.abspath(args.doc)), "results")
-    rows = [job if job["skip"] else run_job(job, args.settle, grid_dir) for job in jobs]
+    rows = []
+    for job in jobs:
+        kept = None if job["skip"] or not args.resume else kept_row(job)
+        rows.append(job if job["skip"] else kept or run_job(job, args.settle, grid_dir))
     write_doc(args.doc, *render(rows, args, extra, os.path.dirname(os.path.abspath(args.doc))))
     print(f"wrote {args.doc}")
     return int(any(r["skip"].startswith("failed") for r in rows))

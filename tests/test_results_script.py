@@ -1,5 +1,6 @@
 """benchmarks/results.py, the generator of docs/results.md, on one tiny job: the row it writes
-holds the commit, the command, the wall time and a link to the sample grid it copied."""
+holds the commit, the command, the wall time and a link to the sample grid it copied; a second
+run refuses to resume the job's workdir unless `--resume`, which keeps the finished job's row."""
 
 import os
 import re
@@ -41,6 +42,15 @@ def test_results_script_writes_a_row_per_job(tmp_path):
     assert (tmp_path / "results" / "vae_mnist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every other job is listed with why it did not run only when asked for; here it is not
     assert "needs cifar10" not in text
+
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode != 0 and "--resume" in again.stderr  # the workdir would resume
+    resumed = subprocess.run(
+        argv + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "[vae_mnist] kept" in resumed.stdout and "--workdir" not in resumed.stdout  # no run
+    assert row in doc.read_text().splitlines()
 
 
 def test_results_script_dry_run_lists_every_job():
