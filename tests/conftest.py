@@ -22,18 +22,20 @@ if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
 # compile options when the backend starts, whatever is added to XLA_FLAGS later).
 if "xla_gpu_deterministic_ops" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_gpu_deterministic_ops=true"
-# On CPU the suite's programs are compiled with LLVM's optimisations off: most of its time is
-# compiling tiny programs that then run a dozen steps (measured: 51 -> 32 s for the StyleGAN2 pmap
-# test, test_augment + test_stylegan2 ~200 -> 154 s). XLA's graph passes (fusion, layout) still
-# run, so the programs are the CLI's up to code generation; the CLI processes the tests spawn
-# inherit the flag, so in-process and subprocess runs still compare bitwise. A level given in
-# XLA_FLAGS wins (`XLA_FLAGS=--xla_backend_optimization_level=3 make test`); the benchmarks and the
-# `genimg` command never set it.
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-    from genimg_jax.runtime import cpu_tuning  # imports no JAX
+# On CPU the suite's programs are compiled with LLVM's optimisations off and XLA:CPU's older
+# fusion code emitters (not the MLIR fusion emitters): most of the suite's time is compiling tiny
+# programs that then run a dozen steps (level 0: 51 -> 32 s for the StyleGAN2 pmap test; the
+# older emitters: XLA's compile time of five quick configs' steps 27-33 -> 15-20 s, docs/testing.md).
+# XLA's graph passes (fusion, layout) still run, so the programs are the CLI's up to code
+# generation; the CLI processes the tests spawn inherit the flags, so in-process and subprocess
+# runs still compare bitwise. Flags given in XLA_FLAGS win (`XLA_FLAGS=--xla_backend_optimization_
+# level=3 make test`); the benchmarks and the `genimg` command never set them.
+from genimg_jax.runtime import cpu_tuning  # imports no JAX
 
-    if cpu_tuning.backend_is_cpu():
-        os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+if cpu_tuning.backend_is_cpu():
+    for flag in ("xla_backend_optimization_level=0", "xla_cpu_use_fusion_emitters=false"):
+        if flag.split("=")[0] not in os.environ["XLA_FLAGS"]:
+            os.environ["XLA_FLAGS"] += " --" + flag
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets;
 # one the session made is removed when it ends.
 OWN_DATA_DIR = "TFDS_DATA_DIR" not in os.environ
