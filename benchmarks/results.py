@@ -7,6 +7,8 @@ rewritten; the other `## ` sections are hand-written and kept. `--config.a.b=v` 
 every job. A dirty tree is refused (`--allow-dirty`: rows marked `-dirty`). Each finished job's
 row is kept beside its workdir (OUT/NAME.row.json), so a regeneration stopped part way goes on
 with `--resume`: finished jobs keep their rows, an unfinished one is started again from scratch.
+(A part run with `--only` rewrites the page too, which leaves the tree dirty for the next part:
+`git checkout docs/results.md` first, so that no row is marked `-dirty`.)
 
   .venv/bin/python benchmarks/results.py            # hours: the real table
   .venv/bin/python benchmarks/results.py --resume   # after an interruption: the jobs left
