@@ -1,11 +1,13 @@
 """Your own images (data.name "folder" or "arrays"): every format and mode decoded against an
 independent reference, EXIF orientation applied, labels from subfolders, a deterministic split,
-prepared once and again when the folder changes, bad files named or skipped and listed, clear
-errors for empty folders, arrays in .npz/.npy, and a CLI run on a folder."""
+prepared once and again when the folder changes (nothing left in /tmp), bad files named or
+skipped and listed, clear errors for empty folders, arrays in .npz/.npy, and a CLI run on a
+folder."""
 
 import hashlib
 import os
 import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -146,9 +148,13 @@ def split_of_more_keeps_old(keys: list[str]) -> bool:
     return set(before["test"]) <= set(after["test"]) and set(before["train"]) <= set(after["train"])
 
 
-def test_prepared_once_and_again_when_the_folder_changes(folder):
+def test_prepared_once_and_again_when_the_folder_changes_leaving_nothing_in_tmp(
+    folder, tmp_path, monkeypatch
+):
     root, rgb = folder
     data = _data(root)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where mkdtemp writes
+    (tmp_path / "tmp").mkdir()
     first = pipeline.prepare_data(data)
     assert pipeline.prepare_data(data).data_dir == first.data_dir  # reused
     Image.fromarray(rgb).save(root / "cats" / "new.png")
@@ -157,6 +163,7 @@ def test_prepared_once_and_again_when_the_folder_changes(folder):
     assert sum(len(pipeline.load_data_split(data, s)) for s in ("train", "test")) == 10
     data.image_size = 32  # another geometry is another prepared set
     assert pipeline.prepare_data(data).data_dir not in (first.data_dir, second.data_dir)
+    assert not os.listdir(tmp_path / "tmp")  # TFDS's empty GCS-info directories included
 
 
 def test_a_bad_file_is_named_or_skipped_and_listed(folder):

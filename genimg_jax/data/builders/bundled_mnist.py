@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from genimg_jax.data.builders.local_info import LocalDatasetInfo
+
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
 TRAIN_PER_CLASS = 400  # of the 500 rows per class; the other 100 are the test split
@@ -50,7 +52,7 @@ class BundledMnist(tfds.core.GeneratorBasedBuilder):
         image = tfds.features.Tensor(
             shape=IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB
         )
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=(
                 "A real MNIST subset: the 5,000 handwritten digits (500 per class) shipped "

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from genimg_jax.data.builders.local_info import LocalDatasetInfo
+
 FACTOR_NAMES = ("shape", "scale", "orientation", "x_position", "y_position")
 FACTOR_SIZES = (3, 6, 40, 32, 32)  # as in dSprites
 SHAPE_NAMES = ("square", "ellipse", "heart")
@@ -166,7 +168,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
             for name, size in zip(FACTOR_NAMES, FACTOR_SIZES)
         }
         values = {f"value_{name}": tfds.features.Scalar(dtype=np.float32) for name in FACTOR_NAMES}
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=(
                 "dSprites-like procedural shapes (square, ellipse, heart) on a 64x64 black "

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from genimg_jax.core.fields import USER_DATA
 from genimg_jax.data import images as images_lib
+from genimg_jax.data.builders.local_info import LocalDatasetInfo
 
 KINDS = USER_DATA
 TEST_EVERY = 10  # about one image in ten goes to the test split
@@ -144,7 +145,7 @@ class UserImages(tfds.core.GeneratorBasedBuilder):
         }
         if self.builder_config.names or source.kind == "arrays" and _array_labels(source.path):
             features["label"] = tfds.features.Tensor(shape=(), dtype=np.int64)
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=f"Images of {source.path}, fitted to {shape}.",
             features=tfds.features.FeaturesDict(features),
