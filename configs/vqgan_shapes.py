@@ -1,6 +1,8 @@
-"""VQGAN on the procedural 64-px shapes: 16×16 codes of a 256-entry codebook (f = 4), L1 and the
-perceptual term (the shapes' classifier unless LPIPS weights are at eval.lpips_weights), a
-PatchGAN of 3 layers from step 1,000.
+"""VQGAN on the procedural 64-px shapes: 16×16 codes of a 256-entry codebook (f = 4), L1 (and
+LPIPS when its weights are at eval.lpips_weights), a PatchGAN of 3 layers from step 1,000.
+The shapes have no labels for a domain classifier, so offline there is no perceptual term and
+no rFID: scored by PSNR and SSIM, the best checkpoint by PSNR (rFID with
+`--config.eval.feature_net=inception` and its weights file, docs/inception_weights.md).
 
 genimg train --config configs/vqgan_shapes.py --workdir runs/vqgan_shapes
 """
@@ -27,6 +29,8 @@ def get_config(arg: str | None = None):
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
     c.eval.every = 1000
+    c.eval.feature_net = "none"  # no labels for the domain classifier (docstring)
+    c.eval.best_metric = "psnr"
     if arg == "quick":
         c.data.image_size = 32
         shrink_for_tests(c)

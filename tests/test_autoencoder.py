@@ -2,7 +2,7 @@
 codebook and its restarts, the losses, the adaptive weight and the reconstruction metrics against
 NumPy definitions or finite differences; the step under pmap equal to jit; a VQGAN trained,
 resumed bitwise, its codes written and decoded back to its reconstructions bitwise; a vectorized
-sweep over KL weights equal to its solo runs."""
+sweep over KL weights equal to its solo runs; the shapes VQGAN scored without a feature net."""
 
 import functools
 import json
@@ -16,9 +16,11 @@ import optax
 import pytest
 from conftest import load_config
 
+from genimg_jax import config as config_lib
 from genimg_jax import families
 from genimg_jax.cli import latents, main
 from genimg_jax.core import state as state_lib
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.families.autoencoder import quantizer
 from genimg_jax.families.autoencoder import step as ae_step
 from genimg_jax.features import perceptual
@@ -350,3 +352,21 @@ def test_a_vectorized_sweep_over_kl_weights_equals_its_solo_runs(tmp_path):
             for key in ("loss", "nll", "kl", "grad_norm"):
                 assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-5), (a, key)
     assert len({rows(b)[-1]["loss"] for b in together}) == 4  # each member had its own weight
+
+
+def test_the_shapes_vqgan_scores_without_a_feature_net_and_keeps_its_best_by_psnr(tmp_path):
+    """The shapes have no labels for the domain classifier: with `eval.feature_net='none'` the
+    run scores PSNR, SSIM and its codebook, no rFID, and a best checkpoint by rFID is refused."""
+    config = load_config("vqgan_shapes")
+    config.eval.scores = True
+    config.parallel.num_devices = 1
+    config.train.steps = config.train.checkpoint_every = config.eval.every = 4
+    trainer.train_and_evaluate(config, str(tmp_path))
+    with open(tmp_path / "summary.json") as f:
+        scores = json.load(f)["eval"]
+    assert {"psnr", "ssim", "codebook_usage", "codebook_perplexity"} <= set(scores)
+    assert "rfid" not in scores and scores["best_step"] == 4
+    assert os.listdir(tmp_path / "checkpoints_best") == ["4"]
+    config.eval.best_metric = "rfid"
+    with pytest.raises(ConfigError, match="eval.best_metric"):
+        config_lib.validate(config)

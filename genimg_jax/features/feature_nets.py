@@ -6,7 +6,9 @@
   `config.eval.inception_weights` (docs/inception_weights.md says how to make one).
 
 Either is a `FeatureNet`: a pure `extract(images) -> (features, class probabilities)` on images
-in [0, 1], and a fingerprint of its weights that keys cached reference statistics.
+in [0, 1], and a fingerprint of its weights that keys cached reference statistics. Families
+whose other scores need no features (the autoencoders' PSNR and SSIM) also take "none": no
+feature net, no feature scores (data without labels and no Inception weights at hand).
 """
 
 import hashlib
@@ -34,12 +36,13 @@ def add_defaults(c: ml_collections.ConfigDict) -> None:
     c.eval.classifier_steps = 600  # training steps of the domain classifier
 
 
-def rules(config: ml_collections.ConfigDict) -> fields.Rules:
-    """The rules of `add_defaults`' fields: InceptionV3 scores need the local weights file."""
+def rules(config: ml_collections.ConfigDict, optional: bool = False) -> fields.Rules:
+    """The rules of `add_defaults`' fields: InceptionV3 scores need the local weights file;
+    `optional`: "none" is a choice too."""
     ev = config.eval
     needs_weights = ev.scores and ev.feature_net == "inception"
     return {
-        "eval.feature_net": fields.one_of(FEATURE_NETS),
+        "eval.feature_net": fields.one_of(FEATURE_NETS + ("none",) * optional),
         "eval.classifier_steps": fields.positive(),
         "eval.inception_weights": (
             lambda v: not needs_weights or os.path.isfile(os.path.expanduser(v)),
@@ -94,7 +97,8 @@ def train_domain_classifier(config: ml_collections.ConfigDict) -> tuple[Any, flo
     if train_y is None or test_y is None:
         raise pipeline.DataError(
             f"data set {data.name!r} has no labels, which the domain classifier needs; set "
-            f"eval.feature_net='inception' (with eval.inception_weights) or eval.scores=False"
+            "eval.feature_net='inception' (with eval.inception_weights), 'none' (autoencoders: "
+            "scores without rFID) or eval.scores=False"
         )
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     params, _ = classifier.train_classifier(

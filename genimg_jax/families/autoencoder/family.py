@@ -99,7 +99,7 @@ class AutoencoderFamily(Family):
 
     def rules(self, config: ml_collections.ConfigDict) -> Rules:
         size = config.data.image_size
-        return {
+        own = {
             "model.downsample": (
                 lambda f: f in networks.DOWNSAMPLE_FACTORS and size % f == 0,
                 f"one of {networks.DOWNSAMPLE_FACTORS} dividing data.image_size={size}",
@@ -133,7 +133,16 @@ class AutoencoderFamily(Family):
             "train.reconstruction": fields.one_of(RECONSTRUCTIONS),
             "train.lr": fields.positive(),
             "train.disc_lr": fields.positive(),
-        } | feature_nets.rules(config)
+        }
+        return own | feature_nets.rules(config, optional=True) | self._best_metric_rule(config)
+
+    def _best_metric_rule(self, config: ml_collections.ConfigDict) -> Rules:
+        """Without a feature net (`eval.feature_net='none'`) there is no rFID to keep the best
+        checkpoint by."""
+        if config.eval.feature_net != "none":
+            return {}
+        names = [k for k in self.score_modes(config.data) if k != "rfid"]
+        return {"eval.best_metric": fields.one_of(("", *names))}
 
     def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
         c.model.width = c.model.disc_width = 8

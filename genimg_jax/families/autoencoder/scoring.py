@@ -1,8 +1,8 @@
 """An autoencoder's scores on `eval.examples` held-out images (the first of `data.eval_split`):
 PSNR, SSIM and (with the LPIPS weights file `eval.lpips_weights` at hand) LPIPS of their
 reconstructions, rFID (the Fréchet distance between the features of the
-reconstructions and of the originals, on `eval.feature_net`), and for a codebook the fraction
-of codes the images use and the perplexity of their frequencies."""
+reconstructions and of the originals, on `eval.feature_net`; none with 'none'), and for a
+codebook the fraction of codes the images use and the perplexity of their frequencies."""
 
 import os
 from collections.abc import Callable
@@ -33,8 +33,8 @@ def autoencoder_scorer(family: Family, config: ml_collections.ConfigDict) -> Cal
     lo, hi = family.value_range
     x = held_out(config, config.eval.examples, family.value_range)
     originals = (x - lo) / (hi - lo)
-    net = feature_nets.for_config(config)
-    real_features, _ = net.extract(originals)
+    net = None if config.eval.feature_net == "none" else feature_nets.for_config(config)
+    real_features = net.extract(originals)[0] if net else None
     encode, decode = jax.jit(family.encode), jax.jit(family.decode)
     codebook = family.bottleneck == "vq"
     lpips_path = os.path.expanduser(config.eval.lpips_weights)
@@ -45,12 +45,12 @@ def autoencoder_scorer(family: Family, config: ml_collections.ConfigDict) -> Cal
         latents = np.concatenate(list(in_chunks(encode, state, x)))
         decoded = np.concatenate(list(in_chunks(decode, state, latents)))
         rebuilt = np.clip((decoded - lo) / (hi - lo), 0.0, 1.0)
-        fake_features, _ = net.extract(rebuilt)
-        scores = {
-            "rfid": distances.frechet_distance_from_features(real_features, fake_features),
-            "psnr": float(jnp.mean(reconstruction.psnr(jnp.asarray(originals), rebuilt))),
-            "ssim": float(jnp.mean(reconstruction.ssim(jnp.asarray(originals), rebuilt))),
-        }
+        scores = {}
+        if net:
+            fake_features, _ = net.extract(rebuilt)
+            scores["rfid"] = distances.frechet_distance_from_features(real_features, fake_features)
+        scores["psnr"] = float(jnp.mean(reconstruction.psnr(jnp.asarray(originals), rebuilt)))
+        scores["ssim"] = float(jnp.mean(reconstruction.ssim(jnp.asarray(originals), rebuilt)))
         if lpips_weights is not None:
             pairs = np.stack([originals, rebuilt], axis=1) * 2.0 - 1.0  # [N, 2, H, W, C]
             lpips_values = np.concatenate(list(in_chunks(lpips_of, lpips_weights, pairs)))
@@ -61,6 +61,6 @@ def autoencoder_scorer(family: Family, config: ml_collections.ConfigDict) -> Cal
             p = counts[counts > 0] / counts.sum()
             scores["codebook_usage"] = float(np.count_nonzero(counts) / k)
             scores["codebook_perplexity"] = float(np.exp(-np.sum(p * np.log(p))))
-        return scores | net.facts | {"num_examples": len(x)}
+        return scores | (net.facts if net else {}) | {"num_examples": len(x)}
 
     return score
