@@ -1,7 +1,9 @@
 """benchmarks/results.py, the generator of docs/results.md, on one tiny job: the row it writes
 holds the commit, the command, the wall time and a link to the sample grid it copied; a second
-run refuses to resume the job's workdir unless `--resume`, which keeps the finished job's row."""
+run refuses to resume the job's workdir unless `--resume`, which keeps the finished job's row;
+each row's grid is the kind its run draws."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -30,6 +32,7 @@ def test_results_script_writes_a_row_per_job(tmp_path):
     assert "\n\nintro\n\n" in text and "## Notes\n\nhand-written" in text  # hand-written: kept
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, check=True)
     assert head.stdout.decode().strip() in text  # the header's commit
+    assert re.search(r" \((AVX-512|AVX2|no AVX2)\), \d+ cores; ", text)  # the machine's
     row = next(line for line in text.splitlines() if line.startswith("| `vae_mnist` | 4 |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     neg_elbo, wall, load, commit, grid, command = cells[2], *cells[-5:]
@@ -62,3 +65,21 @@ def test_results_script_dry_run_lists_every_job():
     assert "# sngan_cifar10: needs cifar10 (not run here)" in lines
     configs = sorted(os.listdir(os.path.join(REPO, "configs")))
     assert len(lines) == len([c for c in configs if c.endswith(".py")]) + 1
+
+
+def test_each_row_shows_its_runs_last_grid_of_the_kind_it_draws(tmp_path):
+    """A GAN's samples, a VAE's prior samples, an autoencoder's reconstructions: the last step's."""
+    spec = importlib.util.spec_from_file_location("results_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    grids = tmp_path / "run" / "samples"
+    grids.mkdir(parents=True)
+    dest = str(tmp_path / "out.png")
+    assert script.last_grid(str(tmp_path / "run"), dest) == ""
+    for name in ["reconstructions_000900.png", "reconstructions_001000.png"]:
+        (grids / name).write_bytes(name.encode())
+    assert script.last_grid(str(tmp_path / "run"), dest) == dest
+    assert (tmp_path / "out.png").read_bytes() == b"reconstructions_001000.png"
+    (grids / "prior_samples_000500.png").write_bytes(b"prior")
+    script.last_grid(str(tmp_path / "run"), dest)
+    assert (tmp_path / "out.png").read_bytes() == b"prior"
