@@ -107,11 +107,13 @@ def test_g_learns_through_q_and_samples_its_codes_in_order():
     np.testing.assert_array_equal(g(), g(fixed_labels(4, K)))  # grids: codes 0, 1, 2, ...
 
 
-def test_a_pmap_step_with_codes_equals_the_jit_step():
+@pytest.mark.parametrize("mbstd_group", [0, 2])  # D's minibatch std: groups within a device
+def test_a_pmap_step_with_codes_equals_the_jit_step(mbstd_group):
     n, b = 4, 8
     if len(jax.local_devices()) < n:
         pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
     config = _config()
+    config.model.mbstd_group = mbstd_group
     s = families.create_state(config, jax.random.key(0))
     rng, batch = jax.random.key(5), _batch(b)
     single, m1 = jax.jit(families.make_train_step(config))(s, batch, rng)

@@ -1,6 +1,7 @@
 """Model families: shapes from the config, output ranges, the registry."""
 
 import os
+from contextlib import nullcontext
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +10,11 @@ import pytest
 from conftest import load_config
 from PIL import Image
 
+from genimg_jax import config as config_lib
 from genimg_jax import families
+from genimg_jax.core.errors import ConfigError
 from genimg_jax.families import draw as sampling
+from genimg_jax.models import common
 from genimg_jax.training import loop as trainer
 
 
@@ -110,11 +114,36 @@ def test_the_conv_vae_trains_a_step_at_256_pixels():
 
 
 def test_spatial_plan_and_widths():
-    from genimg_jax.models import common
-
     plans = {s: common.spatial_plan(s) for s in common.SUPPORTED_IMAGE_SIZES}
     assert plans == {16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5), 256: (4, 6)}
     assert common.widths(64, 4) == [64, 128, 256, 512]  # the 64-pixel stacks, as before
     assert common.widths(64, 6) == [64, 128, 256, 512, 512, 512]
     with pytest.raises(ValueError, match="48"):
         common.spatial_plan(48)
+
+
+def test_minibatch_stddev_is_the_groups_mean_standard_deviation():
+    x = np.random.default_rng(2).normal(size=(8, 3, 3, 5))
+    out = np.asarray(common.minibatch_stddev(jnp.asarray(x, jnp.float32), 4))
+    np.testing.assert_array_equal(out[..., :5], x.astype(np.float32))
+    for b in range(8):
+        group = x[4 * (b // 4) : 4 * (b // 4) + 4]  # consecutive examples, so pmap's are jit's
+        expected = np.mean(np.sqrt(np.var(group, axis=0) + 1e-8))
+        np.testing.assert_allclose(out[b, :, :, 5], expected, rtol=1e-5)
+
+
+def test_dcgans_minibatch_stddev_ties_each_logit_to_its_group_alone():
+    """With `model.mbstd_group` = 4, changing one image changes D's logits of its own group of
+    4 consecutive images and no others; without it, only its own logit."""
+    x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1), minval=-1)
+    changed = x.at[5].set(-x[5])
+    for group, moved in ((4, [4, 5, 6, 7]), (0, [5])):
+        config = load_config("dcgan_mnist_uncond")
+        config.model.mbstd_group = group
+        d = families.of(config).build(config)[1]
+        params = d.init(jax.random.key(1), x)
+        diff = np.abs(np.asarray(d.apply(params, x)) - np.asarray(d.apply(params, changed)))
+        assert list(np.flatnonzero(diff > 0)) == moved, group
+        config.model.family = "resnet_gan"
+        with pytest.raises(ConfigError, match="model.mbstd_group") if group else nullcontext():
+            config_lib.validate(config)

@@ -78,16 +78,6 @@ def test_resampling_is_stylegan2s_1331_filter_in_the_interior():
     np.testing.assert_allclose(up[1:-1, 1:-1], expected[1:-1, 1:-1], rtol=1e-5, atol=1e-6)
 
 
-def test_minibatch_stddev_is_the_groups_mean_standard_deviation():
-    x = np.random.default_rng(2).normal(size=(8, 3, 3, 5))
-    out = np.asarray(stylegan2.minibatch_stddev(jnp.asarray(x, jnp.float32), 4))
-    np.testing.assert_array_equal(out[..., :5], x.astype(np.float32))
-    for b in range(8):
-        group = x[4 * (b // 4) : 4 * (b // 4) + 4]  # consecutive examples, so pmap's are jit's
-        expected = np.mean(np.sqrt(np.var(group, axis=0) + 1e-8))
-        np.testing.assert_allclose(out[b, :, :, 5], expected, rtol=1e-5)
-
-
 def _tiny():
     """The quick config at 16 px, class-conditional (3 classes), with the paper's intervals."""
     config = load_config("stylegan2_mnist")

@@ -34,7 +34,7 @@ from genimg_jax.families.vae.family import FactorVAEFamily, VAEFamily
 from genimg_jax.runtime import parallel
 
 register("dcgan", GANFamily(dcgan.build))
-register("resnet_gan", GANFamily(resnet.build))
+register("resnet_gan", GANFamily(resnet.build, minibatch_stddev=False))
 register("stylegan2", StyleGAN2Family())
 register("conv_vae", VAEFamily(conv.build))
 register("mlp_vae", VAEFamily(mlp.build))

@@ -1,6 +1,6 @@
 """Building blocks shared by the model families: the down- and up-sampling conv stacks, the
-options every family takes from the config (compute dtype, BatchNorm's cross-device axis), and
-the class labels of conditional GANs."""
+options every family takes from the config (compute dtype, BatchNorm's cross-device axis), the
+class labels of conditional GANs, and a D's minibatch standard deviation (ProGAN, StyleGAN2)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +85,32 @@ def batch_norm(train: bool, dtype: Any, axis_name: str | None) -> nn.BatchNorm:
     return nn.BatchNorm(
         use_running_average=not train, momentum=0.9, dtype=dtype, axis_name=axis_name
     )
+
+
+def mbstd_group_size(group: int, rows: int, axis_name: str | None) -> int:
+    """The minibatch-std group size for `rows` rows per device: `group`, or the global batch
+    when smaller (as StyleGAN2's min(group, batch)). Groups are consecutive rows, so under pmap
+    each must lie on one device: a ValueError says what to change when they would not."""
+    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+    size = min(group, rows * devices)
+    if rows % size:
+        raise ValueError(
+            f"D's minibatch standard deviation takes groups of {size} examples, but a device "
+            f"holds {rows}: make train.batch_size a multiple of {size} x the devices, or set "
+            "model.mbstd_group to a divisor of the batch per device"
+        )
+    return size
+
+
+def minibatch_stddev(x: Array, group: int) -> Array:
+    """x [B, H, W, C] with one more channel: the mean over (H, W, C) of the standard deviation
+    over each group of `group` consecutive examples (B divisible by it)."""
+    b, h, w, c = x.shape
+    y = x.reshape(b // group, group, h, w, c).astype(jnp.float32)
+    std = jnp.sqrt(jnp.var(y, axis=1) + 1e-8)  # [B / G, H, W, C]
+    stat = jnp.mean(std, axis=(1, 2, 3))  # [B / G]
+    stat = jnp.broadcast_to(jnp.repeat(stat, group)[:, None, None, None], (b, h, w, 1))
+    return jnp.concatenate([x, stat.astype(x.dtype)], axis=-1)
 
 
 class DownStack(nn.Module):

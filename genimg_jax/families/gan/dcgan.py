@@ -6,7 +6,12 @@ a projection term (Miyato & Koyama 2018), logit += <embed(y), features>.
 
 InfoGAN's categorical code (`model.latent_codes` = K > 0, no labels): G takes a code c as it
 would a class; D's head Q predicts c from its features (logits [B, K], sown as
-`intermediates/code_logits`; `step._discriminate_with_codes`)."""
+`intermediates/code_logits`; `step._discriminate_with_codes`).
+
+D's minibatch standard deviation (`model.mbstd_group` = G > 0; ProGAN, Karras et al. 2018): its
+last feature map gets one more channel, the mean standard deviation of the features over each
+group of G consecutive images, so D can tell a batch of too-similar fakes from real images (as
+StyleGAN2's D, `models.common.minibatch_stddev`); every head reads it."""
 
 from typing import Any
 
@@ -22,6 +27,8 @@ from genimg_jax.models.common import (
     build_options,
     conv_gradients,
     labels_or_default,
+    mbstd_group_size,
+    minibatch_stddev,
     spatial_plan,
     widths,
 )
@@ -66,6 +73,8 @@ class Discriminator(nn.Module):
     num_classes: int = 0  # 0: unconditional
     gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
     codes: int = 0  # K > 0: InfoGAN's head Q (module docstring)
+    mbstd_group: int = 0  # G > 0: the minibatch standard deviation (module docstring)
+    axis_name: str | None = None  # the devices' axis under pmap (the group size's check)
 
     @nn.compact
     def __call__(
@@ -79,6 +88,9 @@ class Discriminator(nn.Module):
         _, doublings = spatial_plan(self.image_size)
         leaky = lambda a: nn.leaky_relu(a, 0.2)
         h = DownStack(widths(self.width, doublings), leaky, self.dtype, self.gradients)(x)
+        if self.mbstd_group:
+            axis_name = None if self.is_initializing() else self.axis_name  # init: unmapped
+            h = minibatch_stddev(h, mbstd_group_size(self.mbstd_group, x.shape[0], axis_name))
         h = h.reshape(x.shape[0], -1)  # [B, F]
         logits = nn.Dense(1, dtype=self.dtype)(h)[:, 0]
         if self.codes:
@@ -105,5 +117,14 @@ def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
         num_classes=k or codes,
         gradients=grads,
     )
-    d = Discriminator(data.image_size, config.model.d_width, options["dtype"], k, grads, codes)
+    d = Discriminator(
+        data.image_size,
+        config.model.d_width,
+        options["dtype"],
+        k,
+        grads,
+        codes,
+        config.model.get("mbstd_group", 0),
+        options["axis_name"],
+    )
     return g, d

@@ -48,8 +48,11 @@ class GANFamily(Family):
     hyperparameters = ("train.g_lr", "train.d_lr")
     sweep_axes = SweepAxes(learning_rates=("train.g_lr", "train.d_lr"), losses=("d_loss", "g_loss"))
 
-    def __init__(self, build: Callable[[ml_collections.ConfigDict], tuple]):
+    def __init__(
+        self, build: Callable[[ml_collections.ConfigDict], tuple], minibatch_stddev: bool = True
+    ):
         self._build = build
+        self._minibatch_stddev = minibatch_stddev  # whether D reads `model.mbstd_group`
 
     def build(self, config):
         return self._build(config)
@@ -60,6 +63,7 @@ class GANFamily(Family):
         c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
         # > 0: InfoGAN's categorical code of K values for G, predicted by a head on D (no labels)
         c.model.latent_codes = 0
+        c.model.mbstd_group = 0  # > 0: D's minibatch standard deviation over groups this size
         c.train.loss = "non_saturating"
         c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
         c.train.r1_interval = 1  # lazy R1: on every N-th D step only, scaled by N (StyleGAN2: 16)
@@ -93,6 +97,9 @@ class GANFamily(Family):
             "model.d_width": fields.positive(),
             "model.num_classes": fields.count(),
             "model.latent_codes": self._codes_rule(config),
+            "model.mbstd_group": fields.count()
+            if self._minibatch_stddev
+            else ((lambda g: g == 0), "0 (this D has no minibatch standard deviation)"),
             "train.loss": fields.one_of(losses.GAN_LOSSES),
             "train.r1_gamma": fields.at_least(0),
             "train.r1_interval": fields.positive(),
