@@ -17,6 +17,7 @@ from genimg_jax.cli import sample
 from genimg_jax.cli.main import main as cli
 from genimg_jax.runtime import parallel
 from genimg_jax.training import loop as trainer
+from genimg_jax.training import member
 from genimg_jax.training import outputs as log_lib
 from genimg_jax.training.checkpoint import Checkpoints
 
@@ -81,6 +82,18 @@ def test_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     resumed = trainer.train_and_evaluate(load_config(name), str(tmp_path))  # ...then go on
     _assert_trees_bitwise_equal(resumed, final)
     assert _rows(str(tmp_path)) == _rows(workdir)
+
+
+def test_a_checkpoint_is_restored_without_initialising_the_networks(uninterrupted, monkeypatch):
+    """Restoring reads the checkpoint into the state's abstract shapes; only a fresh start
+    initialises (and so pays for running every layer's initialiser)."""
+    _, config, workdir, final = uninterrupted
+
+    def initialised(*args):
+        raise AssertionError("initial_state computed for a restore")
+
+    monkeypatch.setattr(families, "initial_state", initialised)
+    _assert_trees_bitwise_equal(member.restore(config, workdir), final)
 
 
 @pytest.mark.accelerator  # benchmarks/device_check.sh runs it on the GPU

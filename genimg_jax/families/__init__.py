@@ -49,6 +49,7 @@ __all__ = [
     "GANFamily",
     "StyleGAN2Family",
     "VAEFamily",
+    "abstract_initial_state",
     "apply_hparams",
     "create_state",
     "get",
@@ -96,6 +97,15 @@ def initial_state(config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
     checkpoints are written and restored in, whatever the strategy or device count."""
     init = state_lib.run_keys(config.seed)["init"]
     return parallel.replicate_global(create_state(config, init), mesh)
+
+
+def abstract_initial_state(config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
+    """`initial_state`'s structure, shapes, dtypes and sharding, not computed
+    (`jax.eval_shape`): what restoring a checkpoint into it needs."""
+    init = state_lib.run_keys(config.seed)["init"]
+    shapes = jax.eval_shape(lambda key: create_state(config, key), init)
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def make_train_step(config: ml_collections.ConfigDict, axis_name: str | None = None) -> Callable:

@@ -53,14 +53,16 @@ def restore_latest(
 ) -> tuple[Any, int]:
     """(state, step) of the latest readable checkpoint in `checkpoints` as global arrays
     replicated over `mesh`, with the config's hyperparameters written in (a run resumed with
-    overrides: the config wins); (a fresh state, 0) when there is none."""
+    overrides: the config wins); (a fresh state, 0) when there is none. A checkpoint is read
+    into the state's abstract shapes: the networks are initialised only for a fresh start."""
+    if checkpoints.latest_step() is None:
+        return families.initial_state(config, mesh), 0
     hint = ""
     if jax.process_index() == 0:
         hint = config_lib.saved_config_hint(config, checkpoints.workdir)
-    template = families.initial_state(config, mesh)
+    template = families.abstract_initial_state(config, mesh)
     state, step = checkpoints.restore_latest_good(template, hint)
-    if step:
-        state = parallel.replicate_global(families.apply_hparams(state, config), mesh)
+    state = parallel.replicate_global(families.apply_hparams(state, config), mesh)
     return state, step
 
 
