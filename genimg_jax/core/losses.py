@@ -155,6 +155,25 @@ def info_loss(code_logits: Array, codes: Array) -> Array:
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(code_logits, codes))
 
 
+def info_continuous_loss(means: Array, codes: Array) -> Array:
+    """InfoGAN's bound for continuous codes, as a loss: E[-log Q(c | G(z, c))] for Q a Gaussian
+    of unit variance around its means [B, C], the codes drawn [B, C]: E[Σ_j ½(c_j − μ_j)²]
+    (constants left out; InfoGAN's `fix_std` form)."""
+    return jnp.mean(jnp.sum(0.5 * jnp.square(codes - means), axis=-1))
+
+
+def mode_seeking_loss(images: Array, z: Array, eps: float = 1e-5) -> Array:
+    """MSGAN's (Mao et al. 2019) mode-seeking term over pairs of rows (2j, 2j+1) that share their
+    condition: E_j[1 / (r_j + eps)], r_j = mean|G(z_2j) − G(z_2j+1)| / mean|z_2j − z_2j+1|, so G
+    spreads its images as far apart as their latents are. Per pair (the paper's Eq. 3; its code
+    divides batch means), so the term is a mean over rows and pmap equals jit. images [B, ...],
+    z [B, Z], B even."""
+    if images.shape[0] % 2:
+        raise ValueError(f"the mode-seeking term pairs rows, but a device has {images.shape[0]}")
+    distance = lambda x: jnp.mean(jnp.abs(x[0::2] - x[1::2]).reshape(x.shape[0] // 2, -1), -1)
+    return jnp.mean(1.0 / (distance(images) / distance(z) + eps))
+
+
 def lecam_anchors(anchors, real_mean: Array, fake_mean: Array, decay: float) -> dict:
     """`anchors` ({"lecam_real", "lecam_fake", ...}) moved towards this step's mean outputs:
     α ← decay·α + (1 − decay)·mean."""

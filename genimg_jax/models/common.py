@@ -60,6 +60,13 @@ def labels_or_default(labels: Array | None, batch: int, num_classes: int) -> Arr
     return labels.astype(jnp.int32)
 
 
+def code_head_size(model) -> int:
+    """The outputs of InfoGAN's head Q on an unconditional D (`config.model`): K logits of the
+    categorical code (`latent_codes`), then C means of the continuous codes
+    (`latent_continuous`); 0: no head."""
+    return model.get("latent_codes", 0) + model.get("latent_continuous", 0)
+
+
 def spatial_plan(image_size: int) -> tuple[int, int]:
     """The smallest feature-map size and the number of 2x resamplings for an image size: halved
     while the result stays an integer of at least 4 (28 -> 7 after 2; 32 -> 4 after 3; 256 -> 4

@@ -4,8 +4,9 @@ ReLU to a tanh image; D downsamples with strided convs + LeakyReLU to one logit.
 Conditional (`model.num_classes` = K > 0): G concatenates a learned class embedding to z; D adds
 a projection term (Miyato & Koyama 2018), logit += <embed(y), features>.
 
-InfoGAN's categorical code (`model.latent_codes` = K > 0, no labels): G takes a code c as it
-would a class; D's head Q predicts c from its features (logits [B, K], sown as
+InfoGAN's codes (no labels): G takes a categorical code c (`model.latent_codes` = K > 0) as it
+would a class, and continuous codes are z's first C dims (`model.latent_continuous` = C > 0);
+D's head Q predicts them from its features (K logits, then C means: [B, K + C], sown as
 `intermediates/code_logits`; `step._discriminate_with_codes`).
 
 D's minibatch standard deviation (`model.mbstd_group` = G > 0; ProGAN, Karras et al. 2018): its
@@ -25,6 +26,7 @@ from genimg_jax.models.common import (
     UpStack,
     batch_norm,
     build_options,
+    code_head_size,
     conv_gradients,
     labels_or_default,
     mbstd_group_size,
@@ -72,7 +74,7 @@ class Discriminator(nn.Module):
     dtype: Any = jnp.float32
     num_classes: int = 0  # 0: unconditional
     gradients: str = "auto"  # the convolutions' (`layers.custom_gradients_here`)
-    codes: int = 0  # K > 0: InfoGAN's head Q (module docstring)
+    codes: int = 0  # K + C > 0: InfoGAN's head Q's outputs (module docstring)
     mbstd_group: int = 0  # G > 0: the minibatch standard deviation (module docstring)
     axis_name: str | None = None  # the devices' axis under pmap (the group size's check)
 
@@ -123,7 +125,7 @@ def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
         options["dtype"],
         k,
         grads,
-        codes,
+        code_head_size(config.model),
         config.model.get("mbstd_group", 0),
         options["axis_name"],
     )

@@ -63,6 +63,8 @@ class GANFamily(Family):
         c.model.num_classes = 0  # > 0: class-conditional G and projection D (needs labels)
         # > 0: InfoGAN's categorical code of K values for G, predicted by a head on D (no labels)
         c.model.latent_codes = 0
+        # > 0: InfoGAN's continuous codes, z's first C dims, which the head also predicts
+        c.model.latent_continuous = 0
         c.model.mbstd_group = 0  # > 0: D's minibatch standard deviation over groups this size
         c.train.loss = "non_saturating"
         c.train.r1_gamma = 0.0  # R1 penalty γ/2·E||∇D(x)||² on real images; 0 = off
@@ -74,6 +76,7 @@ class GANFamily(Family):
         c.train.ada_target = 0.6  # p rises while E[sign(D(real))] is above this
         c.train.ada_kimg = 500.0  # p can move by 1 in this many thousand real images
         c.train.gp_weight = 0.0  # WGAN-GP penalty λ·E(||∇D(x̂)|| - 1)²; 0 = off
+        c.train.mode_seeking = 0.0  # MSGAN's λ·E[1 / (|ΔG(z)| / |Δz|)] in G's loss; 0 = off
         c.train.info_weight = 1.0  # λ of InfoGAN's loss E[-log Q(c | G(z, c))] in G's and D's
         c.train.g_lr = 2e-4
         c.train.d_lr = 2e-4
@@ -97,6 +100,7 @@ class GANFamily(Family):
             "model.d_width": fields.positive(),
             "model.num_classes": fields.count(),
             "model.latent_codes": self._codes_rule(config),
+            "model.latent_continuous": self._continuous_rule(config),
             "model.mbstd_group": fields.count()
             if self._minibatch_stddev
             else ((lambda g: g == 0), "0 (this D has no minibatch standard deviation)"),
@@ -111,6 +115,9 @@ class GANFamily(Family):
             "train.lecam_decay": fields.in_unit(),
             "train.gp_weight": fields.at_least(0),
             "train.info_weight": fields.at_least(0),
+            "train.mode_seeking": fields.at_least(0)
+            if config.train.batch_size % 2 == 0
+            else ((lambda w: w == 0), "0 while train.batch_size is odd (MSGAN pairs its rows)"),
             "train.g_lr": fields.positive(),
             "train.d_lr": fields.positive(),
             "train.d_steps": fields.positive(),
@@ -128,6 +135,13 @@ class GANFamily(Family):
         if config.model.num_classes > 0:
             return (lambda k: k == 0), "0 while model.num_classes > 0 (G takes classes or codes)"
         return fields.count()
+
+    def _continuous_rule(self, config: ml_collections.ConfigDict) -> fields.Rule:
+        """InfoGAN's continuous codes: some of z's dims, on an unconditional D."""
+        if config.model.num_classes > 0:
+            return (lambda c: c == 0), "0 while model.num_classes > 0 (Q reads unconditional D)"
+        dims, is_count = config.model.latent_dim, fields.count()[0]
+        return (lambda c: is_count(c) and c <= dims), f"an integer from 0 to {dims} (latent_dim)"
 
     def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
         c.model.g_width = c.model.d_width = 8
@@ -198,8 +212,16 @@ class GANFamily(Family):
             lecam=gan_step.LeCam(t.lecam_weight, t.lecam_decay) if t.lecam_weight > 0 else None,
             ada=gan_step.ADA(ada_groups, t.ada_target, t.ada_kimg) if ada_groups else None,
             lazy=t.lazy_regularizers,
-            info=gan_step.Info(k, t.info_weight) if (k := config.model.latent_codes) else None,
+            info=self._info(config),
+            mode_seeking=t.mode_seeking,
         )
+
+    def _info(self, config: ml_collections.ConfigDict) -> gan_step.Info | None:
+        """InfoGAN's codes, None without any."""
+        codes, continuous = config.model.latent_codes, config.model.latent_continuous
+        if not codes and not continuous:
+            return None
+        return gan_step.Info(codes, config.train.info_weight, continuous)
 
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
         spec = self.step_spec(config)

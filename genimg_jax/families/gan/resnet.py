@@ -24,7 +24,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genimg_jax.models.common import batch_norm, build_options, labels_or_default, spatial_plan
+from genimg_jax.models.common import (
+    batch_norm,
+    build_options,
+    code_head_size,
+    labels_or_default,
+    spatial_plan,
+)
 from genimg_jax.models.resampling import (
     CONV_DOWNSAMPLE,
     SAME_CONV,
@@ -158,7 +164,7 @@ class Discriminator(nn.Module):
     width: int
     dtype: Any = jnp.float32
     num_classes: int = 0
-    codes: int = 0  # K > 0: InfoGAN's head Q, as the DCGAN's D (dcgan.py)
+    codes: int = 0  # K + C > 0: InfoGAN's head Q's outputs, as the DCGAN's D (dcgan.py)
 
     @nn.compact
     def __call__(
@@ -204,5 +210,11 @@ def build(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
         **options,
         num_classes=k or codes,
     )
-    d = Discriminator(config.data.image_size, config.model.d_width, options["dtype"], k, codes)
+    d = Discriminator(
+        config.data.image_size,
+        config.model.d_width,
+        options["dtype"],
+        k,
+        code_head_size(config.model),
+    )
     return g, d

@@ -24,7 +24,9 @@ EMA anchors of the other side's.
 Without labels, InfoGAN's categorical code (`info`) gives G a discrete input c ~ U{0..K-1}
 beside z, and both networks the loss λ·E[-log Q(c | G(z, c))], Q a head on D's features: G
 learns to draw K distinguishable kinds of image (on digits, mostly the ten classes), where an
-unconditional G blends neighbouring kinds.
+unconditional G blends neighbouring kinds. InfoGAN's continuous codes are z's first C dims,
+which Q also predicts (a unit-variance Gaussian around its means): G must keep C directions of
+variation visible in its images.
 """
 
 import dataclasses
@@ -98,10 +100,12 @@ class ADA:
 
 @dataclasses.dataclass(frozen=True)
 class Info:
-    """InfoGAN's categorical code: `codes` values, the loss's `weight` λ in both networks'."""
+    """InfoGAN's codes: a categorical code of `codes` values (0: none) and `continuous` codes
+    (z's first dims; 0: none), the loss's `weight` λ in both networks'."""
 
     codes: int
     weight: float
+    continuous: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,7 @@ class GANStep:
     lazy: str = "auto"  # how a lazy phase skips: `lazily`
     fake_labels: str = "uniform"  # `_fake_labels`
     info: Info | None = None  # InfoGAN's code (unconditional models only)
+    mode_seeking: float = 0.0  # MSGAN's weight; > 0: G's rows pair up (`_g_inputs`)
 
 
 def _augmented(x, rng, d: TrainState, spec: GANStep, axis_name):
@@ -161,12 +166,21 @@ def _fake_labels(
 
 def _g_inputs(rng: jax.Array, batch: Batch, spec: GANStep, axis_name: str | None) -> tuple:
     """(G's labels, D's labels of the fakes): the fake classes of a conditional model for both;
-    InfoGAN's codes c ~ U{0..K-1} for G and None for D; (None, None) otherwise."""
+    InfoGAN's categorical codes c ~ U{0..K-1} for G (None without one) and None for D; (None,
+    None) otherwise. With MSGAN's term, rows 2j and 2j+1 share theirs (`losses.mode_seeking_loss`)."""
     labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
     if spec.info is None:
-        return labels, labels
+        return _paired(labels, spec), _paired(labels, spec)
     key = jax.random.fold_in(rng, CODES_SALT)
-    return _fake_labels(key, batch, spec.info.codes, axis_name, "uniform"), None
+    return _paired(_fake_labels(key, batch, spec.info.codes, axis_name, "uniform"), spec), None
+
+
+def _paired(labels: jax.Array | None, spec: GANStep) -> jax.Array | None:
+    """Row 2j's label on rows 2j and 2j+1 with MSGAN's term (this device's rows start at an even
+    global row), else the labels as they are."""
+    if labels is None or spec.mode_seeking <= 0:
+        return labels
+    return jnp.repeat(labels[0::2], 2, total_repeat_length=labels.shape[0])
 
 
 def _real_labels(batch: Batch, num_classes: int) -> jax.Array | None:
@@ -253,12 +267,16 @@ def _discriminate_with_codes(d: TrainState, params, x: jax.Array) -> tuple[jax.A
 
 
 def _fake_logits(d: TrainState, params, fake, labels, codes, spec: GANStep) -> tuple:
-    """D's logits on fakes and, with InfoGAN's code, its loss λ·E[-log Q(c | fake)] (else
-    None)."""
+    """D's logits on fakes and, with InfoGAN's codes, their loss E[-log Q(c | fake)] (else None):
+    `codes` is (the categorical codes int32 [B] or None, G's latents z [B, Z])."""
     if spec.info is None:
         return _discriminate(d, params, fake, labels, False)[0], None
-    logits, code_logits = _discriminate_with_codes(d, params, fake)
-    return logits, losses.info_loss(code_logits, codes)
+    logits, head = _discriminate_with_codes(d, params, fake)
+    (categorical, z), k, c = codes, spec.info.codes, spec.info.continuous
+    info = losses.info_loss(head[:, :k], categorical) if k else jnp.float32(0.0)
+    if c:
+        info = info + losses.info_continuous_loss(head[:, k:], z[:, :c])
+    return logits, info
 
 
 def conditionals_are_slow(mode: str = "auto") -> bool:
@@ -378,7 +396,7 @@ def d_step(
         "fake": _augmented(jax.lax.stop_gradient(fake), fake_key, state.d, spec, axis_name),
         "real_labels": _real_labels(batch, spec.num_classes),
         "fake_labels": fake_labels,
-        "codes": g_labels if spec.info is not None else None,
+        "codes": (g_labels, z),
     }
     loss_fn = _d_loss_fn(state, spec, inputs, rng, axis_name)
     (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
@@ -417,13 +435,16 @@ def _g_loss_fn(state: GANState, spec: GANStep, z, labels, d_labels, rng: jax.Arr
         return losses.path_length_penalty(lengths, target), target
 
     def loss_fn(g_params):
-        fake, batch_stats = _generate(g, g_params, z, labels, rng)
-        fake = _augmented(fake, augment_key, state.d, spec, axis_name)
-        logits, info = _fake_logits(state.d, state.d.params, fake, d_labels, labels, spec)
+        drawn, batch_stats = _generate(g, g_params, z, labels, rng)
+        fake = _augmented(drawn, augment_key, state.d, spec, axis_name)
+        logits, info = _fake_logits(state.d, state.d.params, fake, d_labels, (labels, z), spec)
         g_loss = spec.loss.g_loss(logits)
         total, terms = g_loss, {}
         if info is not None:
             total, terms = total + spec.info.weight * info, {"g_info": info}
+        if spec.mode_seeking > 0:  # on G's images as drawn, before D's augmentations
+            terms["g_ms"] = losses.mode_seeking_loss(drawn, z)
+            total = total + spec.mode_seeking * terms["g_ms"]
         if pl is not None:
             pl_now = g.step % pl.interval == 0  # lazy path-length regularisation
             skip = lambda _: (jnp.float32(0.0), g.stats["pl_mean"])

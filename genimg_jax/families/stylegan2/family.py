@@ -57,6 +57,7 @@ class StyleGAN2Family(GANFamily):
             "train.pl_decay": fields.in_unit(closed_top=True),
             "eval.truncation": fields.at_least(0),
             "model.latent_codes": ((lambda k: k == 0), "0 (StyleGAN2's D has no code head)"),
+            "model.latent_continuous": ((lambda c: c == 0), "0 (StyleGAN2's D has no code head)"),
         }
 
     def shrink_for_tests(self, c: ml_collections.ConfigDict) -> None:
