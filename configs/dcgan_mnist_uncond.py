@@ -5,7 +5,8 @@ pretrained). Its settings come from the search below (docs/gans_on_little_data.m
 genimg train  --config configs/dcgan_mnist_uncond.py --workdir runs/uncond
 genimg sweep  --config configs/dcgan_mnist_uncond.py:search --workdir runs/uncond_search
 genimg sweep  --config configs/dcgan_mnist_uncond.py:full --workdir runs/uncond_full
-genimg report runs/uncond_search; genimg report runs/uncond_full
+genimg sweep  --config configs/dcgan_mnist_uncond.py:diversity --workdir runs/uncond_diversity
+genimg report runs/uncond_search; genimg report runs/uncond_full; genimg report runs/uncond_diversity
 """
 
 import os
@@ -25,6 +26,10 @@ def get_config(arg: str | None = None):
     c.train.loss = "hinge"
     c.train.b1, c.train.b2 = 0.0, 0.99
     c.eval.num_samples = 100  # a 10 x 10 grid: one code per column
+    if arg == "diversity":  # the second search's base: the first one's winner
+        return c
+    c.train.mode_seeking = 0.05  # what the second search found
+    c.eval.every = 2500  # two evaluations, to stay within the 10 minutes
     if arg == "quick":
         shrink_for_tests(c)
     return c
@@ -38,6 +43,14 @@ def get_sweep(arg: str | None = None):
 
     if arg == "quick":
         return axis("train.d_lr", [4e-4, 8e-4])
+    if arg == "diversity":
+        return chain(
+            [{}],  # the first search's winner
+            [{"model.latent_continuous": 2}],  # InfoGAN's continuous codes, as on its MNIST
+            [{"train.ema_decay": 0.99}],  # a 10x shorter EMA
+            axis("train.mode_seeking", [0.05, 0.1, 0.25, 1.0]),  # MSGAN's term
+            [{"train.mode_seeking": 0.1, "train.info_weight": 2.0}],
+        )
     if arg == "full":
         info = {"model.latent_codes": 10, "train.loss": "hinge"}
         adam = {"train.b1": 0.0, "train.b2": 0.99}

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from genimg_jax.config import base_config
+from genimg_jax.config import base_config, from_file
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.sweeps import spec as sweep
 
@@ -193,6 +193,16 @@ def test_manifest_round_trips(tmp_path):
         assert json.load(f)["config"] == "configs/x.py:quick"
     assert sweep.read_manifest(str(tmp_path)) == found
     assert sweep.read_manifest(str(tmp_path / "elsewhere")) is None
+
+
+def test_the_shipped_unconditional_config_is_the_diversity_searchs_msgan_member():
+    base, found = sweep.load(config_path("dcgan_mnist_uncond.py:diversity"))
+    assert found[0].overrides == {} and len({m.name for m in found}) == len(found) == 8
+    (member,) = [m for m in found if m.overrides == {"train.mode_seeking": 0.05}]
+    shipped = from_file(config_path("dcgan_mnist_uncond.py")).to_dict()
+    member = sweep.apply(base, member.overrides).to_dict()
+    assert shipped["eval"].pop("every") == 2500 and member["eval"].pop("every") == 1000
+    assert shipped == member
 
 
 def test_the_unconditional_search_validates_every_member_at_half_the_steps():
