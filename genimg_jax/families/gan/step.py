@@ -26,7 +26,8 @@ beside z, and both networks the loss λ·E[-log Q(c | G(z, c))], Q a head on D's
 learns to draw K distinguishable kinds of image (on digits, mostly the ten classes), where an
 unconditional G blends neighbouring kinds. InfoGAN's continuous codes are z's first C dims,
 which Q also predicts (a unit-variance Gaussian around its means): G must keep C directions of
-variation visible in its images.
+variation visible in its images. MSGAN's mode-seeking term (`mode_seeking`) asks two of G's
+samples that share their class or code to differ as much as their latents do.
 """
 
 import dataclasses
