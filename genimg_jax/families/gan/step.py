@@ -171,7 +171,8 @@ def _g_inputs(rng: jax.Array, batch: Batch, spec: GANStep, axis_name: str | None
     None) otherwise. With MSGAN's term, rows 2j and 2j+1 share theirs (`losses.mode_seeking_loss`)."""
     labels = _fake_labels(rng, batch, spec.num_classes, axis_name, spec.fake_labels)
     if spec.info is None:
-        return _paired(labels, spec), _paired(labels, spec)
+        labels = _paired(labels, spec)
+        return labels, labels
     key = jax.random.fold_in(rng, CODES_SALT)
     return _paired(_fake_labels(key, batch, spec.info.codes, axis_name, "uniform"), spec), None
 
