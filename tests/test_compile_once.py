@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from conftest import load_config
 
+from genimg_jax import families
 from genimg_jax.data import pipeline
 from genimg_jax.training import guard as guard_lib
 from genimg_jax.training import loop as trainer
@@ -197,3 +198,15 @@ def test_the_summary_reports_the_seconds_spent_compiling_the_step(runs):
     # the resume, as the wall time is)
     assert 0.2 < fresh["compile_sec"] < fresh["wall_time_sec"]
     assert fresh["compile_sec"] + 0.2 < resumed["compile_sec"] < resumed["wall_time_sec"]
+
+
+def test_a_fresh_state_initialises_each_network_as_one_program():
+    """Op by op, a new process compiled each layer's initialisers one at a time (~150 programs
+    for the main job's G and D, seconds at a run's start); `create_train_state` compiles one
+    program per network, beside a few for the keys and the dummy inputs."""
+    config = load_config("dcgan_mnist")
+    jax.clear_caches()
+    with CompileCounter() as counter:
+        families.create_state(config, jax.random.key(0))
+    assert counter.by_name["build_train_state"] == 2, dict(counter.by_name)
+    assert sum(counter.by_name.values()) <= 10, dict(counter.by_name)

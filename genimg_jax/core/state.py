@@ -1,6 +1,7 @@
 """Training states: one Flax TrainState per network, carrying BatchNorm statistics, an EMA of
 the weights and the loss hyperparameters, so that a checkpoint is the whole truth."""
 
+import functools
 from typing import Any
 
 import flax
@@ -83,20 +84,33 @@ def create_train_state(
 ) -> TrainState:
     """A fresh TrainState of `module` initialised on `inputs`, learning rate `lr` (traced), an
     EMA copy of the weights when `ema`, `hparams` as traced float32 values and running
-    `stats` (float32, starting at their given values)."""
-    variables = module.init(rng, *inputs)
-    params = variables["params"]
-    as_f32 = lambda values: {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
-    state = TrainState.create(
-        apply_fn=module.apply,
-        params=params,
-        tx=tx,
-        batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
-        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-        hparams=as_f32(hparams),
-        stats=as_f32(stats or {}),
-    )
-    return with_learning_rate(state, lr)
+    `stats` (float32, starting at their given values). Built by one compiled program: op by op,
+    a fresh process compiles every layer's initialisers one at a time (~1.5 s for the main job's
+    networks, against ~0.5 s as one program)."""
+    return _builder(module, tx, ema)(rng, inputs, lr, stats or {}, hparams)
+
+
+@functools.cache
+def _builder(module, tx, ema: bool):
+    """`create_train_state`'s program for one network and optimizer (jit re-traces per shape)."""
+
+    @jax.jit
+    def build_train_state(rng, inputs, lr, stats, hparams):
+        variables = module.init(rng, *inputs)
+        params = variables["params"]
+        as_f32 = lambda values: {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+        state = TrainState.create(
+            apply_fn=module.apply,
+            params=params,
+            tx=tx,
+            batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
+            ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+            hparams=as_f32(hparams),
+            stats=as_f32(stats),
+        )
+        return with_learning_rate(state, lr)
+
+    return build_train_state
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
