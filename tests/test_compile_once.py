@@ -17,13 +17,17 @@ import os
 import re
 from typing import NamedTuple, Self
 
+import flax.linen as nn
 import jax
 import jax.monitoring
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import load_config
 
 from genimg_jax import families
+from genimg_jax.core import state as state_lib
 from genimg_jax.data import pipeline
 from genimg_jax.training import guard as guard_lib
 from genimg_jax.training import loop as trainer
@@ -210,3 +214,25 @@ def test_a_fresh_state_initialises_each_network_as_one_program():
         families.create_state(config, jax.random.key(0))
     assert counter.by_name["build_train_state"] == 2, dict(counter.by_name)
     assert sum(counter.by_name.values()) <= 10, dict(counter.by_name)
+
+
+def test_a_network_with_an_unhashable_field_initialises_as_its_hashable_twin():
+    """A user's module with a list field cannot key the cached builder: it gets a program of its
+    own, with the same weights."""
+
+    class Stack(nn.Module):
+        widths: list | tuple
+
+        @nn.compact
+        def __call__(self, x):
+            for width in self.widths:
+                x = nn.Dense(width)(x)
+            return x
+
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+    build = lambda widths: state_lib.create_train_state(
+        Stack(widths), tx, 1e-3, jax.random.key(0), jnp.zeros((1, 4))
+    )
+    listed, tupled = build([3, 2]), build((3, 2))
+    assert jax.tree.all(jax.tree.map(np.array_equal, listed.params, tupled.params))
+    assert float(listed.opt_state.hyperparams["learning_rate"]) == np.float32(1e-3)

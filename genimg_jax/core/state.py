@@ -87,7 +87,11 @@ def create_train_state(
     `stats` (float32, starting at their given values). Built by one compiled program: op by op,
     a fresh process compiles every layer's initialisers one at a time (~1.5 s for the main job's
     networks, against ~0.5 s as one program)."""
-    return _builder(module, tx, ema)(rng, inputs, lr, stats or {}, hparams)
+    try:
+        build = _builder(module, tx, ema)
+    except TypeError:  # a module with an unhashable field (a list): a program of its own
+        build = _builder.__wrapped__(module, tx, ema)
+    return build(rng, inputs, lr, stats or {}, hparams)
 
 
 @functools.cache
