@@ -85,8 +85,8 @@ def create_train_state(
     """A fresh TrainState of `module` initialised on `inputs`, learning rate `lr` (traced), an
     EMA copy of the weights when `ema`, `hparams` as traced float32 values and running
     `stats` (float32, starting at their given values). Built by one compiled program: op by op,
-    a fresh process compiles every layer's initialisers one at a time (~1.5 s for the main job's
-    networks, against ~0.5 s as one program)."""
+    a fresh process compiles every layer's initialisers one at a time (the main job's first
+    state took 2.2x as long; docs/performance.md, "Starting a run")."""
     try:
         build = _builder(module, tx, ema)
     except TypeError:  # a module with an unhashable field (a list): a program of its own
