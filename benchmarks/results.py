@@ -2,11 +2,13 @@
 main job at `model.num_classes=0` (the seed's unconditional setting, beside the searched
 unconditional config), one `genimg train` process at a time, each row with its commit, command,
 wall time, the 1-minute load average as it started, the scores of its summary.json and its last
-sample grid (copied to results/ beside the page). Its `## Shipped configs` section and header are
-rewritten; the other `## ` sections are hand-written and kept. `--config.a.b=v` arguments go to
-every job. A dirty tree is refused (`--allow-dirty`: rows marked `-dirty`). Each finished job's
-row is kept beside its workdir (OUT/NAME.row.json), so a regeneration stopped part way goes on
-with `--resume`: finished jobs keep their rows, an unfinished one is started again from scratch.
+sample grid (kept as OUT/NAME.png and copied to results/ beside the page once the last job has
+ended, so that every job records the commit's own tree, not one made `-dirty` by the grids of the
+jobs before it). Its `## Shipped configs` section and header are rewritten; the other `## `
+sections are hand-written and kept. `--config.a.b=v` arguments go to every job. A dirty tree is
+refused (`--allow-dirty`: rows marked `-dirty`). Each finished job's row is kept beside its
+workdir (OUT/NAME.row.json), so a regeneration stopped part way goes on with `--resume`: finished
+jobs keep their rows, an unfinished one is started again from scratch.
 (A part run with `--only` rewrites the page too, which leaves the tree dirty for the next part:
 `git checkout docs/results.md` first, so that no row is marked `-dirty`.)
 
@@ -126,8 +128,9 @@ def last_grid(workdir: str, dest: str) -> str:
     return ""
 
 
-def run_job(job: dict, settle: float, grid_dir: str) -> dict:
-    """Runs one job in its own process (output to WORKDIR.log) and returns its row."""
+def run_job(job: dict, settle: float) -> dict:
+    """Runs one job in its own process (output to WORKDIR.log, its last grid to WORKDIR.png) and
+    returns its row."""
     workdir = job["workdir"]
     os.makedirs(os.path.dirname(workdir), exist_ok=True)
     row = dict(job, load=wait_idle(settle), command=shlex.join(job["argv"]))
@@ -148,14 +151,14 @@ def run_job(job: dict, settle: float, grid_dir: str) -> dict:
         return row
     with open(os.path.join(workdir, "summary.json")) as f:
         row["scores"] = json.load(f).get("eval", {})
-    row["grid"] = last_grid(workdir, os.path.join(grid_dir, row["name"] + ".png"))
+    row["grid"] = last_grid(workdir, workdir + ".png")
     with open(workdir + ".row.json", "w") as f:
         json.dump(row, f, indent=1)
     return row
 
 
-def kept_row(job: dict, grid_dir: str) -> dict | None:
-    """The row a finished run of `job` left (`--resume`; its grid copied again), or None after
+def kept_row(job: dict) -> dict | None:
+    """The row a finished run of `job` left (`--resume`; its grid staged again), or None after
     removing what an unfinished one left (its workdir would resume: its wall time would not be
     a whole run's)."""
     workdir = job["workdir"]
@@ -164,12 +167,22 @@ def kept_row(job: dict, grid_dir: str) -> dict | None:
             row = json.load(f)
         if row["argv"] == job["argv"]:
             print(f"[{job['name']}] kept: {workdir}.row.json", flush=True)
-            return row | {"grid": last_grid(workdir, os.path.join(grid_dir, job["name"] + ".png"))}
+            return row | {"grid": last_grid(workdir, workdir + ".png")}
     shutil.rmtree(workdir, ignore_errors=True)
     for path in (workdir + ".log", workdir + ".row.json"):
         if os.path.exists(path):
             os.remove(path)
     return None
+
+
+def publish_grid(row: dict, grid_dir: str) -> dict:
+    """The row with its grid copied from beside its workdir to `grid_dir`/NAME.png."""
+    if not row.get("grid"):
+        return row
+    os.makedirs(grid_dir, exist_ok=True)
+    dest = os.path.join(grid_dir, row["name"] + ".png")
+    shutil.copyfile(row["grid"], dest)
+    return row | {"grid": dest}
 
 
 def table(title: str, rows: list[dict], columns: tuple, doc_dir: str) -> list[str]:
@@ -248,15 +261,14 @@ def main(argv=None) -> int:
         sys.exit("the tree has uncommitted changes: commit them, or pass --allow-dirty")
     if (load := os.getloadavg()[0]) > IDLE:
         print(f"warning: 1-minute load {load:.2f} > {IDLE}: the wall times will show it")
-    grid_dir = os.path.join(os.path.dirname(os.path.abspath(args.doc)), "results")
     rows = []
     for job in jobs:
-        kept = None if job["skip"] or not args.resume else kept_row(job, grid_dir)
-        rows.append(job if job["skip"] else kept or run_job(job, args.settle, grid_dir))
-    # the commit as the jobs started: the grids they copy into docs/ leave the tree dirty
-    write_doc(
-        args.doc, *render(rows, args, extra, os.path.dirname(os.path.abspath(args.doc)), commit)
-    )
+        kept = None if job["skip"] or not args.resume else kept_row(job)
+        rows.append(job if job["skip"] else kept or run_job(job, args.settle))
+    doc_dir = os.path.dirname(os.path.abspath(args.doc))
+    # the docs change only now, after the last job: each job ran from the commit's tree
+    rows = [publish_grid(row, os.path.join(doc_dir, "results")) for row in rows]
+    write_doc(args.doc, *render(rows, args, extra, doc_dir, commit))
     print(f"wrote {args.doc}")
     return int(any(r["skip"].startswith("failed") for r in rows))
 

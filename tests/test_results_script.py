@@ -1,7 +1,8 @@
 """benchmarks/results.py, the generator of docs/results.md, on one tiny job: the row it writes
 holds the commit, the command, the wall time and a link to the sample grid it copied; a second
 run refuses to resume the job's workdir unless `--resume`, which keeps the finished job's row;
-each row's grid is the kind its run draws."""
+each row's grid is the kind its run draws, and reaches the docs only after the last job (a job's
+run record sees the commit's tree, not one the earlier jobs' grids made dirty)."""
 
 import importlib.util
 import os
@@ -43,6 +44,8 @@ def test_results_script_writes_a_row_per_job(tmp_path):
     assert "--config.train.steps=4" in command and "--config.eval.examples=32" in command
     assert grid == "[png](results/vae_mnist.png)"
     assert (tmp_path / "results" / "vae_mnist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    staged = tmp_path / "runs" / "vae_mnist.png"  # beside the job's workdir, row and log
+    assert staged.read_bytes() == (tmp_path / "results" / "vae_mnist.png").read_bytes()
     # every other job is listed with why it did not run only when asked for; here it is not
     assert "needs cifar10" not in text
 
@@ -67,11 +70,39 @@ def test_results_script_dry_run_lists_every_job():
     assert len(lines) == len([c for c in configs if c.endswith(".py")]) + 1
 
 
-def test_each_row_shows_its_runs_last_grid_of_the_kind_it_draws(tmp_path):
-    """A GAN's samples, a VAE's prior samples, an autoencoder's reconstructions: the last step's."""
+def _script():
     spec = importlib.util.spec_from_file_location("results_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_grids_reach_the_docs_only_after_the_last_job(tmp_path, monkeypatch):
+    script, docs = _script(), tmp_path / "docs"
+    docs_written_before = []
+
+    def run_job(job, settle):  # what run_job leaves: a row and its grid beside the workdir
+        docs_written_before.append(docs.exists())
+        os.makedirs(os.path.dirname(job["workdir"]), exist_ok=True)
+        staged = job["workdir"] + ".png"
+        with open(staged, "wb") as f:
+            f.write(job["name"].encode())
+        row = {"load": 0.0, "wall": 1.0, "commit": "0" * 12, "scores": {"neg_elbo": 1.0}}
+        return job | row | {"grid": staged, "command": "genimg train"}
+
+    monkeypatch.setattr(script, "run_job", run_job)
+    argv = ["--only", "vae_mnist,vae_binary_mnist", "--doc", str(docs / "results.md")]
+    argv += ["--out", str(tmp_path / "runs"), "--settle", "0", "--allow-dirty"]
+    assert script.main(argv) == 0
+    assert docs_written_before == [False, False]
+    for name in ("vae_mnist", "vae_binary_mnist"):
+        assert (docs / "results" / f"{name}.png").read_bytes() == name.encode()
+        assert f"[png](results/{name}.png)" in (docs / "results.md").read_text()
+
+
+def test_each_row_shows_its_runs_last_grid_of_the_kind_it_draws(tmp_path):
+    """A GAN's samples, a VAE's prior samples, an autoencoder's reconstructions: the last step's."""
+    script = _script()
     grids = tmp_path / "run" / "samples"
     grids.mkdir(parents=True)
     dest = str(tmp_path / "out.png")
