@@ -18,8 +18,12 @@ CONFIGS = ("dcgan_mnist", "vqgan_mnist", "stylegan2_mnist", "vae_mnist", "kl_aut
 SETS = {
     "default": "",
     "level 0": "--xla_backend_optimization_level=0",
-    "level 0, older emitters (the suite's)": (
+    "level 0, older emitters": (
         "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+    ),
+    "level 0, older emitters, one codegen module (the suite's)": (
+        "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
+        "--xla_cpu_parallel_codegen_split_count=1"
     ),
 }
 BACKEND = "/jax/core/compile/backend_compile_duration"

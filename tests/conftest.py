@@ -25,7 +25,9 @@ if "xla_gpu_deterministic_ops" not in os.environ["XLA_FLAGS"]:
 # On CPU the suite's programs are compiled with LLVM's optimisations off and XLA:CPU's older
 # fusion code emitters (not the MLIR fusion emitters): most of the suite's time is compiling tiny
 # programs that then run a dozen steps (XLA's compile time of five quick configs' steps: 0.52x the
-# default's at level 0, 0.30x with the older emitters too; benchmarks/compile_flags.py).
+# default's at level 0, 0.30x with the older emitters too; benchmarks/compile_flags.py). Each
+# program's machine code is generated as one module, not split for threads that the two busy
+# workers leave no core for (0.90x again).
 # XLA's graph passes (fusion, layout) still run, so the programs are the CLI's up to code
 # generation; the CLI processes the tests spawn inherit the flags, so in-process and subprocess
 # runs still compare bitwise. Flags given in XLA_FLAGS win (`XLA_FLAGS=--xla_backend_optimization_
@@ -33,7 +35,11 @@ if "xla_gpu_deterministic_ops" not in os.environ["XLA_FLAGS"]:
 from genimg_jax.runtime import cpu_tuning  # imports no JAX
 
 if cpu_tuning.backend_is_cpu():
-    for flag in ("xla_backend_optimization_level=0", "xla_cpu_use_fusion_emitters=false"):
+    for flag in (
+        "xla_backend_optimization_level=0",
+        "xla_cpu_use_fusion_emitters=false",
+        "xla_cpu_parallel_codegen_split_count=1",
+    ):
         if flag.split("=")[0] not in os.environ["XLA_FLAGS"]:
             os.environ["XLA_FLAGS"] += " --" + flag
 # Everything the tests prepare goes to a private data dir, never the user's ~/tensorflow_datasets;

@@ -293,6 +293,7 @@ def _tree_equal(a, b) -> bool:
 
 def test_a_vqgan_resumes_bitwise_and_its_codes_decode_to_its_reconstructions(tmp_path, capsys):
     config = load_config("vqgan_mnist")
+    config.parallel.num_devices = 1  # the multi-device paths: test_a_pmap_step_equals_the_jit_step
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     fresh = families.create_state(config, state_lib.run_keys(config.seed)["init"])
     assert int(full.d.step) == 12 and not _tree_equal(full.d.params, jax.device_get(fresh.d.params))
