@@ -19,6 +19,7 @@ from conftest import load_config
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.training import guard as guard_lib
 from genimg_jax.training import loop as trainer
+from genimg_jax.training import programs
 
 
 def _config(k: int, steps: int = 12, **fields):
@@ -98,6 +99,20 @@ def test_k_steps_per_call_end_where_k_calls_do_up_to_float_rounding(runs):
 
 def test_a_run_with_k_steps_per_call_resumes_bitwise(runs):
     for a, b in zip(_leaves(runs["two"][1]), _leaves(runs["resumed"][1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_host_batches_on_one_cpu_device_train_bitwise_like_placed_ones(
+    runs, k, tmp_path, monkeypatch
+):
+    """On one CPU device the jitted step places its batch itself (programs.on_one_cpu_device);
+    batches placed with `jax.device_put` beforehand, as on accelerators, give the same run."""
+    monkeypatch.setattr(programs, "on_one_cpu_device", lambda mesh: False)
+    monkeypatch.setattr(programs, "_STRATEGIES", {})  # not the runs' cached strategy
+    placed = trainer.train_and_evaluate(_config(k), str(tmp_path))
+    host = runs["one" if k == 1 else "two"][1]
+    for a, b in zip(_leaves(host), _leaves(placed), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

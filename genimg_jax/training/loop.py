@@ -142,8 +142,10 @@ class _Loop:
         self.compiled: set[int] = set()  # steps per call of the programs compiled
 
     def run(self, stop: signals.StopRequest) -> None:
-        members, program, total = self.members, self.program, self.config.train.steps
-        log_every = self.config.train.log_every
+        members, program, train = self.members, self.program, self.config.train
+        # read once: a ConfigDict attribute costs microseconds, against millisecond steps
+        total, log_every, save_every = train.steps, train.log_every, train.checkpoint_every
+        eval_every, one_process = self.config.eval.every, jax.process_count() == 1
         batches = [m.begin() for m in members]
         self.progress = tqdm(
             total=total,
@@ -157,7 +159,7 @@ class _Loop:
         keys = program.place_keys([m.train_key for m in members])
         # Inputs laid out exactly like the step's outputs: the first step does not compile twice.
         carry = program.place([m.state for m in members])
-        for first, n in dispatches(self.start, total, self.config.train.steps_per_dispatch):
+        for first, n in dispatches(self.start, total, train.steps_per_dispatch):
             batch = self.draw(batches, n)
             if n not in self.compiled:
                 self.compile(carry, batch, keys, n)
@@ -165,11 +167,11 @@ class _Loop:
             self.write_pending_log()  # the previous log step's, now that this call is queued
             done = first + n
             is_log = done % log_every == 0 or done == total
-            stopping = (jax.process_count() == 1 or is_log) and stop.agreed()
+            stopping = (one_process or is_log) and stop.agreed()
             if is_log:
                 self.pending_log = (done, metrics, program.guards(carry))
-            is_eval = done % self.config.eval.every == 0 or done == total
-            is_save = done % self.config.train.checkpoint_every == 0 or done == total or stopping
+            is_eval = done % eval_every == 0 or done == total
+            is_save = done % save_every == 0 or done == total or stopping
             if is_eval or is_save:
                 self.evaluate_and_save(done, carry, metrics, is_eval, is_save)
             if stopping:
