@@ -44,8 +44,9 @@ def describe_mismatch(saved: dict[str, tuple], expected: dict[str, tuple]) -> li
 
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:
-    """orbax's handler for a state of jax.Arrays, writing what its default (StandardCheckpoint-
-    Handler) writes. One setting differs on CPU: a replicated array is written from one device.
+    """orbax's handler for a state of jax.Arrays: the arrays its StandardCheckpointHandler writes,
+    and each handler restores the other's checkpoints (the step's metadata names the handler that
+    wrote it). One setting differs on CPU: a replicated array is written from one device.
     orbax's replica-parallel save (its default off GPU) splits each replicated array into one
     slice per device, each slice an op compiled and dispatched on the host; host "devices" share
     one memory, so that only costs: with 8 of them, a quick VQGAN's 4 saves ran 13,000 slice ops
