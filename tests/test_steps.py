@@ -10,6 +10,7 @@ from conftest import load_config
 
 from genimg_jax import families
 from genimg_jax.core import losses
+from genimg_jax.core import state as state_lib
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.vae import step as vae_step
 
@@ -54,7 +55,7 @@ def test_d_step_updates_d_and_leaves_g_untouched(gan):
 
 def test_g_step_updates_g_and_ema_and_leaves_d_untouched(gan):
     config, s, batch = gan
-    decay = float(gan_step.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
+    decay = float(state_lib.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
     g_step = jax.jit(functools.partial(gan_step.g_step, spec=_spec(config)))
     new, metrics = g_step(s, batch, jax.random.key(3))
     assert _tree_equal(new.d, s.d)

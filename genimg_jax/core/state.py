@@ -74,6 +74,18 @@ def with_learning_rate(state: TrainState, lr: float | jax.Array) -> TrainState:
     return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, learning_rate=lr))
 
 
+def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
+    """The EMA decay at `step`: min(decay, (1 + step) / (10 + step)), so that early averages are
+    not dominated by the random initial weights."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def with_ema(state: TrainState, decay: jax.Array) -> TrainState:
+    """`state` whose EMA weights moved towards its weights: ema ← decay·ema + (1 − decay)·params."""
+    ema = optax.incremental_update(state.params, state.ema_params, step_size=1.0 - decay)
+    return state.replace(ema_params=ema)
+
+
 def skipped_updates(state: TrainState) -> jax.Array | None:
     """How many updates `train.skip_nonfinite` skipped so far, or None when it is off."""
     return getattr(state.opt_state, "total_notfinite", None)

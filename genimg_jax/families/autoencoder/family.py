@@ -35,6 +35,12 @@ def interleaved(x: jax.Array, x_hat: jax.Array) -> jax.Array:
     return jnp.stack([x, x_hat], axis=1).reshape(-1, *x.shape[1:])
 
 
+def _weights(state: AutoencoderState):
+    """The autoencoder's EMA weights when it keeps them (`train.ema_decay`), else its weights."""
+    ae = state.ae
+    return ae.params if ae.ema_params is None else ae.ema_params
+
+
 class AutoencoderFamily(Family):
     """An autoencoder with a `bottleneck` ("vq" or "kl"), a discriminator by default or not,
     and a default reconstruction error (module doc's table)."""
@@ -93,6 +99,9 @@ class AutoencoderFamily(Family):
         c.train.disc_lr = 1e-4
         c.train.b1 = 0.5  # taming's and latent diffusion's Adam(0.5, 0.9)
         c.train.b2 = 0.9
+        # an average of the autoencoder's weights (latent diffusion's ema_decay), warmed up as
+        # G's; when kept it encodes, decodes and is scored; 0 = none (both references' default)
+        c.train.ema_decay = 0.0
         feature_nets.add_defaults(c)
         c.eval.lpips_weights = "~/genimg_weights/lpips_vgg.npz"  # local; never downloaded
         c.eval.best_metric = "rfid"
@@ -133,6 +142,7 @@ class AutoencoderFamily(Family):
             "train.reconstruction": fields.one_of(RECONSTRUCTIONS),
             "train.lr": fields.positive(),
             "train.disc_lr": fields.positive(),
+            "train.ema_decay": fields.in_unit(),
         }
         return own | feature_nets.rules(config, optional=True) | self._best_metric_rule(config)
 
@@ -179,8 +189,9 @@ class AutoencoderFamily(Family):
             if config.model.codebook_update == "ema":
                 stats["code_total"] = jnp.zeros((k, dim))
         coefficients = {name: config.model[name] for name in self.COEFFICIENTS}
+        ema = config.train.ema_decay > 0
         ae_state = state_lib.create_train_state(
-            ae, tx, config.train.lr, ae_rng, x, stats=stats, **coefficients
+            ae, tx, config.train.lr, ae_rng, x, ema=ema, stats=stats, **coefficients
         )
         d_state = None
         if d is not None:
@@ -216,6 +227,7 @@ class AutoencoderFamily(Family):
             codebook_update=config.model.codebook_update,
             loss=losses.GAN_LOSSES[config.train.loss] if config.model.discriminator else None,
             perceptual=None if net is None else net.distance,
+            ema_decay=config.train.ema_decay,
         )
 
     def make_train_step(self, config: ml_collections.ConfigDict, axis_name: str | None):
@@ -225,19 +237,19 @@ class AutoencoderFamily(Family):
     # -- codes, reconstructions and scores -----------------------------------------------------
     def encode(self, state: AutoencoderState, x: jax.Array) -> jax.Array:
         """Images [N, H, W, C] in `value_range` -> codes int32 [N, h, w] (vq) or the
-        posterior's means [N, h, w, c] (kl)."""
-        ae = state.ae
-        z_e = ae.apply_fn({"params": ae.params}, x, method="encode")
+        posterior's means [N, h, w, c] (kl), with the EMA weights when kept."""
+        ae, params = state.ae, _weights(state)
+        z_e = ae.apply_fn({"params": params}, x, method="encode")
         if self.bottleneck == "vq":
-            return quantizer.nearest_codes(z_e, ae.params["codebook"])
+            return quantizer.nearest_codes(z_e, params["codebook"])
         return jnp.split(z_e, 2, axis=-1)[0]
 
     def decode(self, state: AutoencoderState, latents: jax.Array) -> jax.Array:
         """Codes or latents (`encode`'s) -> images [N, H, W, C] in `value_range`."""
-        ae = state.ae
+        ae, params = state.ae, _weights(state)
         if self.bottleneck == "vq":
-            latents = quantizer.lookup(latents, ae.params["codebook"])
-        return ae.apply_fn({"params": ae.params}, latents, method="decode")
+            latents = quantizer.lookup(latents, params["codebook"])
+        return ae.apply_fn({"params": params}, latents, method="decode")
 
     def grid_inputs(self, config: ml_collections.ConfigDict, key: jax.Array) -> dict:
         """The first test images, whose reconstructions the grids show."""

@@ -18,6 +18,10 @@ decoder's last layer W:
 
 not differentiated (`model.adaptive_weight_max`: taming's 1e4 by default).
 
+With `train.ema_decay` > 0 the step also moves an average of the weights (codebook included)
+towards the updated ones, ema ← d·ema + (1 − d)·params with d = min(ema_decay, (1 + t)/(10 + t))
+after update t (G's warm-up); encoding, decoding and the scores then use the average.
+
 Both gradients are taken through W alone (the features entering the last layer held fixed), as
 torch.autograd.grad(loss, last_layer.weight) computes them. D reads the reconstructions of the
 autoencoder's forward pass (taming recomputes them after the autoencoder's update). Under pmap
@@ -34,6 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from genimg_jax.core import collectives
+from genimg_jax.core import state as state_lib
 from genimg_jax.core.losses import GANLoss
 from genimg_jax.core.state import TrainState
 from genimg_jax.families.autoencoder import quantizer
@@ -57,6 +62,7 @@ class AutoencoderStep:
     loss: GANLoss | None = None  # the adversarial losses; None: no discriminator
     # (weights, x, x̂) -> [B] perceptual distance on images in [-1, 1]; None: no such term
     perceptual: Callable[[Any, Array, Array], Array] | None = None
+    ema_decay: float = 0.0  # of the weights' average, when the state keeps one
 
 
 def pixel_error(x: Array, x_hat: Array, kind: str) -> Array:
@@ -135,6 +141,8 @@ def autoencoder_step(
     if spec.bottleneck == "vq":
         new_ae, vq = _update_codebook(new_ae, ae.step, codes, z_e, restart_key, spec, axis_name)
         metrics |= vq
+    if new_ae.ema_params is not None:  # the average of the weights the update ended with
+        new_ae = state_lib.with_ema(new_ae, state_lib.ema_warmup(spec.ema_decay, new_ae.step))
     new_d = d
     if spec.loss is not None:
         new_d, d_metrics = _discriminator_update(d, x, sg(x_hat), factor, spec, axis_name)

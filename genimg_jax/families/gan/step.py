@@ -39,6 +39,7 @@ import optax
 
 from genimg_jax.core import augment as augment_lib
 from genimg_jax.core import collectives, losses
+from genimg_jax.core import state as state_lib
 from genimg_jax.core.losses import GANLoss
 from genimg_jax.core.state import TrainState, skipped_updates
 from genimg_jax.families.gan.state import GANState
@@ -57,7 +58,7 @@ FAKE_LABELS = ("uniform", "data")  # a conditional G's classes: uniform, or the 
 
 @dataclasses.dataclass(frozen=True)
 class EMA:
-    """G's weight average: `decay` warmed up by `ema_warmup`, or with `kimg` > 0 a half-life
+    """G's weight average: `decay` warmed up by `state.ema_warmup`, or with `kimg` > 0 a half-life
     in thousands of images (`ema_half_life_decay`, ramped up by `rampup`)."""
 
     decay: float
@@ -302,12 +303,6 @@ def lazily(now: jax.Array, penalty: Callable, otherwise: Callable, *operands, mo
     return jax.lax.cond(now, penalty, otherwise, *operands)
 
 
-def ema_warmup(decay: float, step: jax.Array) -> jax.Array:
-    """The EMA decay at `step`: min(decay, (1 + step) / (10 + step)), so that early averages are
-    not dominated by the random initial weights."""
-    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-
-
 def ema_half_life_decay(
     step: jax.Array, batch: int, half_life_kimg: float, rampup: float
 ) -> jax.Array:
@@ -463,7 +458,7 @@ def _ema_decay(g: TrainState, ema: EMA, batch: Batch, axis_name) -> jax.Array:
     if ema.kimg > 0:  # the global batch's images per update
         images = collectives.global_count(batch["image"].shape[0], axis_name)
         return ema_half_life_decay(g.step, images, ema.kimg, ema.rampup)
-    return ema_warmup(ema.decay, g.step)
+    return state_lib.ema_warmup(ema.decay, g.step)
 
 
 def g_step(
@@ -486,10 +481,7 @@ def g_step(
     if spec.path_length is not None:  # the target is the same on every device (a global mean)
         g = g.replace(stats={**g.stats, "pl_mean": terms["pl_mean"]})
     if g.ema_params is not None:
-        decay = _ema_decay(g, spec.ema, batch, axis_name)
-        g = g.replace(
-            ema_params=optax.incremental_update(g.params, g.ema_params, step_size=1.0 - decay)
-        )
+        g = state_lib.with_ema(g, _ema_decay(g, spec.ema, batch, axis_name))
     metrics = {
         "g_loss": collectives.mean(g_loss, axis_name),
         "g_grad_norm": optax.tree.norm(grads),
