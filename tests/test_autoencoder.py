@@ -139,9 +139,10 @@ def _jitted_step(spec):
     return jax.jit(functools.partial(ae_step.autoencoder_step, spec=spec))
 
 
-def _state_and_batch(name, b=4, **model):
+def _state_and_batch(name, b=4, ema_decay=0.0, **model):
     config = load_config(name)
     config.model.update(model)
+    config.train.ema_decay = ema_decay
     family = families.of(config)
     state = family.create_state(config, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1.0, maxval=1.0)
@@ -232,6 +233,28 @@ def _sgd(state):
     a one-channel group norm, would move by ±lr on either side)."""
     tx = optax.sgd(1.0)
     return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+
+def test_the_weights_average_follows_its_definition_and_is_what_encodes_and_decodes():
+    config, family, state, batch = _state_and_batch("vqgan_mnist", ema_decay=0.99)
+    new, _ = _jitted_step(family.step_spec(config))(state, batch, jax.random.key(2))
+    decay = min(0.99, 2 / 11)  # warmed up at step 1: (1 + t)/(10 + t)
+    flat = lambda tree: jax.flatten_util.ravel_pytree(tree)[0]
+    expected = decay * flat(state.ae.params) + (1 - decay) * flat(new.ae.params)
+    np.testing.assert_allclose(flat(new.ae.ema_params), expected, rtol=1e-6, atol=1e-7)
+    codebook = np.asarray(new.ae.ema_params["codebook"])
+    assert not np.array_equal(codebook, new.ae.params["codebook"])
+    # encoding and decoding read the average: the nearest codes of its encoder's outputs in its
+    # codebook (NumPy), decoded by the same network with the average's weights
+    z_e = new.ae.apply_fn({"params": new.ae.ema_params}, batch["image"], method="encode")
+    codes = np.asarray(family.encode(new, batch["image"]))
+    z_e = np.asarray(z_e).reshape(-1, z_e.shape[-1])
+    np.testing.assert_array_equal(codes.reshape(-1), _np_nearest(z_e, codebook))
+    average = new.replace(ae=new.ae.replace(params=new.ae.ema_params, ema_params=None))
+    live = new.replace(ae=new.ae.replace(ema_params=None))
+    decoded = np.asarray(family.decode(new, codes))
+    np.testing.assert_array_equal(decoded, family.decode(average, codes))
+    assert not np.array_equal(decoded, family.decode(live, codes))
 
 
 def test_the_adaptive_weight_is_clipped_at_its_field():
