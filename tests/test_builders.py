@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from genimg_jax.data import builders
+from genimg_jax.data import builders, pipeline
 from genimg_jax.data.builders import bundled_mnist, shapes
 
 SPLITS = ("train", "test")
@@ -58,9 +58,11 @@ def csv_rows() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def shapes_dirs(tmp_path_factory) -> tuple[str, str]:
-    """The shapes data set prepared twice, into two separate data dirs."""
-    return tuple(_prepare(builders.Shapes, tmp_path_factory.mktemp(f"shapes{i}")) for i in (0, 1))
+def shapes_dirs(tmp_path_factory, data_dir) -> tuple[str, str]:
+    """The shapes data set prepared twice: by its builder into a data dir of its own, and by the
+    pipeline into the session's (which the suite's shapes runs read)."""
+    pipeline.prepare("shapes", data_dir)
+    return _prepare(builders.Shapes, tmp_path_factory.mktemp("shapes")), data_dir
 
 
 @pytest.fixture(scope="module")

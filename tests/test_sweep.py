@@ -17,6 +17,14 @@ from genimg_jax.training import programs
 
 BETA_QUICK = os.path.join(REPO, "configs", "beta_vae_shapes.py:quick")  # 2 betas x 2 seeds
 LR_QUICK = os.path.join(REPO, "configs", "vae_mnist.py:quick")  # 2 learning rates
+# every member on one device (multi-device members: test_parallel.py), given as the command
+# line's overrides are
+ONE = {"parallel.num_devices": 1}
+ONE_FLAGS = ["--config.parallel.num_devices=1"]
+
+
+def _run(config_path: str, workdir: str, **kwargs) -> list:
+    return sweep_run.run(config_path, workdir, overrides=ONE, **kwargs)
 
 
 def _summary(workdir, name):
@@ -30,7 +38,7 @@ def solo_sweep(tmp_path_factory):
     its workdir, the members it ran, and the strategies (compiled steps) the process then held."""
     workdir = tmp_path_factory.mktemp("solo")
     programs._STRATEGIES.clear()
-    ran = sweep_run.run(BETA_QUICK, str(workdir))
+    ran = _run(BETA_QUICK, str(workdir))
     return workdir, ran, list(programs._STRATEGIES.values())
 
 
@@ -56,21 +64,21 @@ def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(solo_sweep):
 
 
 def test_member_runs_alone_and_a_rerun_runs_only_what_is_missing(tmp_path):
-    assert [m.index for m in sweep_run.run(BETA_QUICK, str(tmp_path), member=2)] == [2]
+    assert [m.index for m in _run(BETA_QUICK, str(tmp_path), member=2)] == [2]
     assert sorted(os.listdir(tmp_path)) == ["002_beta=4_seed=0", "sweep.json"]
     finished_at = os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json")
-    assert [m.index for m in sweep_run.run(BETA_QUICK, str(tmp_path))] == [0, 1, 3]
+    assert [m.index for m in _run(BETA_QUICK, str(tmp_path))] == [0, 1, 3]
     assert os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json") == finished_at
-    assert sweep_run.run(BETA_QUICK, str(tmp_path)) == []  # everything finished: nothing to do
+    assert _run(BETA_QUICK, str(tmp_path)) == []  # everything finished: nothing to do
     with pytest.raises(ConfigError, match="--member 9 does not exist"):
-        sweep_run.run(BETA_QUICK, str(tmp_path), member=9)
+        _run(BETA_QUICK, str(tmp_path), member=9)
 
 
 @pytest.mark.parametrize("launcher", ["local", "submitit"])
 def test_process_launchers_run_every_member(launcher, tmp_path):
-    ran = sweep_run.run(LR_QUICK, str(tmp_path), launcher=launcher, workers=2)
+    ran = _run(LR_QUICK, str(tmp_path), launcher=launcher, workers=2)
     assert len(ran) == 2
-    base, members = sweep.load(LR_QUICK)
+    base, members = sweep.load(LR_QUICK, ONE)
     for m in members:
         summary = _summary(tmp_path, m.name)
         assert summary["step"] == base.train.steps
@@ -79,7 +87,9 @@ def test_process_launchers_run_every_member(launcher, tmp_path):
 
 
 def test_cli_sweep_then_report(tmp_path, capsys):
-    assert cli(["genimg", "sweep", "--config", LR_QUICK, "--workdir", str(tmp_path)]) == 0
+    assert (
+        cli(["genimg", "sweep", "--config", LR_QUICK, "--workdir", str(tmp_path), *ONE_FLAGS]) == 0
+    )
     assert cli(["genimg", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "summary.md" in out and os.path.exists(tmp_path / "report" / "loss_vs_lr.png")
@@ -95,7 +105,7 @@ def _rows(folder):
 def test_vectorized_sweep_matches_its_solo_runs(mode, solo_sweep, tmp_path):
     solo = solo_sweep[0]
     vectorized = tmp_path / "vectorized"
-    ran = sweep_run.run(BETA_QUICK, str(vectorized), vectorize=True, vectorize_mode=mode)
+    ran = _run(BETA_QUICK, str(vectorized), vectorize=True, vectorize_mode=mode)
     assert len(ran) == 4
     for m in ran:
         a, b = _rows(solo / m.name), _rows(vectorized / m.name)
@@ -110,21 +120,21 @@ def test_vectorized_sweep_matches_its_solo_runs(mode, solo_sweep, tmp_path):
 
 
 def test_vectorized_sweep_resumes_members_where_they_stopped(tmp_path):
-    sweep_run.run(BETA_QUICK, str(tmp_path), member=1)  # one member already finished
-    ran = sweep_run.run(BETA_QUICK, str(tmp_path), vectorize=True)
+    _run(BETA_QUICK, str(tmp_path), member=1)  # one member already finished
+    ran = _run(BETA_QUICK, str(tmp_path), vectorize=True)
     assert [m.index for m in ran] == [0, 2, 3]
-    assert all(_summary(tmp_path, m.name)["step"] == 12 for m in sweep.load(BETA_QUICK)[1])
+    assert all(_summary(tmp_path, m.name)["step"] == 12 for m in sweep.load(BETA_QUICK, ONE)[1])
 
 
 def test_one_program_refuses_members_that_differ_in_more_than_hyperparameters(tmp_path):
-    base, members = sweep.load(BETA_QUICK)
+    base, members = sweep.load(BETA_QUICK, ONE)
     configs = [sweep.apply(base, members[0].overrides), sweep.apply(base, {"model.width": 16})]
     with pytest.raises(ConfigError, match="differ only in"):
         trainer.train(configs, [str(tmp_path / "a"), str(tmp_path / "b")], "vmap")
 
 
 def test_vectorized_members_score_and_keep_their_best_like_solo_runs(tmp_path):
-    base, members = sweep.load(BETA_QUICK)
+    base, members = sweep.load(BETA_QUICK, ONE)
     base.eval.scores = True
     members = members[:2]
     sweep_run.train_vectorized(base, str(tmp_path / "vectorized"), members, mode="sequential")
