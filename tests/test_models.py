@@ -24,10 +24,15 @@ def test_dcgan_shapes_follow_the_config(size, channels):
     config.data.image_size, config.data.channels = size, channels
     s = families.create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
-    fake = s.g.apply_fn(s.g.variables(), z, train=False)
+
+    @jax.jit  # one program, not every layer's ops one by one
+    def forward(g, d, z):
+        fake = g.apply_fn(g.variables(), z, train=False)
+        return fake, d.apply_fn(d.variables(), fake)
+
+    fake, logits = forward(s.g, s.d, z)
     assert fake.shape == (3, size, size, channels)
     assert float(jnp.max(jnp.abs(fake))) <= 1.0
-    logits = s.d.apply_fn(s.d.variables(), fake)
     assert logits.shape == (3,)
 
 
@@ -38,7 +43,9 @@ def test_vae_shapes_follow_the_config(size, channels):
     s = families.create_state(config, jax.random.key(0))
     x = jnp.zeros((2, size, size, channels))
     eps = jax.random.normal(jax.random.key(1), (2, config.model.latent_dim))
-    logits, mean, logvar = s.apply_fn({"params": s.params}, x, eps)
+    logits, mean, logvar = jax.jit(lambda s, x, eps: s.apply_fn({"params": s.params}, x, eps))(
+        s, x, eps
+    )
     assert logits.shape == x.shape
     assert mean.shape == logvar.shape == (2, config.model.latent_dim)
 
