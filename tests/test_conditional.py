@@ -46,8 +46,8 @@ def test_conditional_d_output_changes_with_the_label(conditional):
     _, config, s = conditional
     size, channels = config.data.image_size, config.data.channels
     x = jax.random.uniform(jax.random.key(1), (4, size, size, channels), minval=-1, maxval=1)
-    d = lambda y: s.d.apply_fn(s.d.variables(), x, jnp.full((4,), y, jnp.int32))
-    out = {y: np.asarray(d(y)) for y in range(3)}
+    d = jax.jit(lambda labels: s.d.apply_fn(s.d.variables(), x, labels))  # one program
+    out = {y: np.asarray(d(jnp.full((4,), y, jnp.int32))) for y in range(3)}
     assert out[0].shape == (4,)
     assert np.all(out[0] != out[1]) and np.all(out[1] != out[2])
 
