@@ -43,10 +43,16 @@ def test_shapes_follow_the_config(size, channels):
     config = _config(size, channels)
     s = families.create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
-    fake = s.g.apply_fn(s.g.variables(), z, train=False)
+
+    @jax.jit  # one program, not every layer's ops one by one
+    def forward(g, d, z):
+        fake = g.apply_fn(g.variables(), z, train=False)
+        return fake, d.apply_fn(d.variables(), fake)
+
+    fake, logits = forward(s.g, s.d, z)
     assert fake.shape == (3, size, size, channels) and fake.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(fake))) <= 1.0
-    assert s.d.apply_fn(s.d.variables(), fake).shape == (3,)
+    assert logits.shape == (3,)
     assert s.d.batch_stats, "D's spectral-norm state lives in its batch_stats"
 
 
@@ -127,8 +133,8 @@ def test_d_uses_the_normalised_weights():
     scaled = jax.tree_util.tree_map_with_path(
         lambda p, v: v * 7.0 if p[-1].key == "kernel" else v, s.d.params
     )
-    out = s.d.apply_fn(s.d.variables(), x)
-    out_scaled = s.d.apply_fn(s.d.variables(scaled), x)
+    d = jax.jit(lambda params: s.d.apply_fn(s.d.variables(params), x))  # one program
+    out, out_scaled = d(s.d.params), d(scaled)
     np.testing.assert_allclose(out, out_scaled, rtol=1e-4, atol=1e-5)
 
 
