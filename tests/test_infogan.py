@@ -36,6 +36,17 @@ def _batch(b=8):
     return {"image": jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1)}
 
 
+@functools.partial(jax.jit, static_argnames="head")
+def _forward(s, *g_inputs, head: bool = True):
+    """G's images in training mode on `g_inputs` and (with `head`) Q's head on them, as one
+    compiled program (not every layer's ops one by one)."""
+    fake, _ = s.g.apply_fn(s.g.variables(), *g_inputs, train=True, mutable=["batch_stats"])
+    if not head:
+        return fake, None
+    _, found = s.d.apply_fn(s.d.variables(), fake, train=True, capture_intermediates=True)
+    return fake, found["intermediates"]["code_head"]["__call__"][0]
+
+
 def test_the_info_loss_is_the_cross_entropy_of_the_drawn_codes():
     logits = np.random.default_rng(0).normal(size=(6, K)).astype(np.float32)
     codes = np.array([0, 3, 9, 3, 1, 7], np.int32)
@@ -69,9 +80,8 @@ def test_q_predicts_the_continuous_codes_which_are_zs_first_dims(codes):
     assert (categorical is None) == (codes == 0)
     z = np.asarray(gan_step._latents(rng, batch, config.model.latent_dim, None))
     g_inputs = (z,) if categorical is None else (z, categorical)
-    fake, _ = s.g.apply_fn(s.g.variables(), *g_inputs, train=True, mutable=["batch_stats"])
-    _, found = s.d.apply_fn(s.d.variables(), fake, train=True, capture_intermediates=True)
-    head = np.asarray(found["intermediates"]["code_head"]["__call__"][0], np.float64)
+    _, head = _forward(s, *g_inputs)
+    head = np.asarray(head, np.float64)
     assert head.shape == (len(z), codes + c)
     expected = -stats.norm.logpdf(z[:, :c], loc=head[:, codes:]).sum(axis=1).mean()
     expected -= c * 0.5 * np.log(2 * np.pi)
@@ -124,7 +134,7 @@ def test_g_adds_the_mode_seeking_term_on_pairs_that_share_their_code():
     np.testing.assert_array_equal(codes[0::2], codes[1::2])  # each pair one code
     assert len(set(codes[0::2])) > 1
     z = gan_step._latents(rng, batch, config.model.latent_dim, None)
-    fake, _ = s.g.apply_fn(s.g.variables(), z, codes, train=True, mutable=["batch_stats"])
+    fake, _ = _forward(s, z, codes, head=False)
     fake, z = np.asarray(fake, np.float64), np.asarray(z, np.float64)
     distance = lambda x: np.abs(x[0::2] - x[1::2]).reshape(len(x) // 2, -1).mean(axis=1)
     expected = np.mean(1 / (distance(fake) / distance(z) + 1e-5))
@@ -173,9 +183,8 @@ def test_d_adds_lambda_times_the_info_loss_of_q_on_gs_coded_samples(stepped):
     codes, d_labels = gan_step._g_inputs(rng, batch, spec, None)
     assert d_labels is None and codes.dtype == jnp.int32 and set(np.asarray(codes)) <= set(range(K))
     z = gan_step._latents(rng, batch, config.model.latent_dim, None)
-    fake, _ = s.g.apply_fn(s.g.variables(), z, codes, train=True, mutable=["batch_stats"])
-    _, found = s.d.apply_fn(s.d.variables(), fake, train=True, capture_intermediates=True)
-    head = np.asarray(found["intermediates"]["code_head"]["__call__"][0])
+    _, head = _forward(s, z, codes)
+    head = np.asarray(head)
     log_q = head - np.log(np.exp(head).sum(axis=1, keepdims=True))
     expected = -np.mean(log_q[np.arange(len(codes)), np.asarray(codes)])
     np.testing.assert_allclose(plain["d_info"], expected, rtol=1e-5)

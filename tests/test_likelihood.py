@@ -91,16 +91,18 @@ def _reference_bounds(state, x, rng, k: int, pixels: likelihood.PixelLikelihood)
     """The log weights log p(x|z_i) + log p(z_i) − log q(z_i|x) [k, B] and the analytic-KL
     negative ELBO −log p(x|z_0) + KL [B], float64, with the estimators' noise eps_i from
     fold_in(rng, i): the networks run in JAX, the densities in NumPy/scipy."""
-    mean, logvar = state.apply_fn({"params": state.params}, x, method="encode")
+    apply = jax.jit(  # compiled, not every layer's ops one by one
+        lambda x, method: state.apply_fn({"params": state.params}, x, method=method),
+        static_argnames="method",
+    )
+    mean, logvar = apply(x, method="encode")
     mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
     std, xs = np.exp(0.5 * logvar), np.asarray(x, np.float64)
     log_w, nlls = [], []
     for i in range(k):
         eps = np.asarray(jax.random.normal(jax.random.fold_in(rng, i), mean.shape), np.float64)
         z = mean + std * eps
-        logits = state.apply_fn(
-            {"params": state.params}, jnp.asarray(z, jnp.float32), method="decode"
-        )
+        logits = apply(jnp.asarray(z, jnp.float32), method="decode")
         p = scipy.special.expit(np.asarray(logits, np.float64))
         if pixels.reconstruction == "bernoulli":
             nll = -np.sum(xs * np.log(p) + (1 - xs) * np.log1p(-p), axis=(1, 2, 3))
