@@ -170,17 +170,17 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
     # G's gradient flows through D's augmentation: it differs from the one without it
     s = families.create_state(config, jax.random.key(0))
     batch = {"image": jnp.zeros((8, 28, 28, 1))}
-    g_step = lambda policy: gan_step.g_step(
-        s,
-        batch,
-        jax.random.key(3),
-        gan_step.GANStep(
-            loss=losses.GAN_LOSSES["non_saturating"],
-            latent_dim=config.model.latent_dim,
-            ema=gan_step.EMA(0.0, 0.0, 0.0),
-            augment=policy,
-        ),
-    )[1]
+    g_step = lambda policy: jax.jit(  # compiled, not the step's ops one by one
+        functools.partial(
+            gan_step.g_step,
+            spec=gan_step.GANStep(
+                loss=losses.GAN_LOSSES["non_saturating"],
+                latent_dim=config.model.latent_dim,
+                ema=gan_step.EMA(0.0, 0.0, 0.0),
+                augment=policy,
+            ),
+        )
+    )(s, batch, jax.random.key(3))[1]
     with_aug, without = g_step(("translation", "cutout")), g_step(())
     assert float(with_aug["g_grad_norm"]) > 0
     assert float(with_aug["g_grad_norm"]) != pytest.approx(float(without["g_grad_norm"]))
