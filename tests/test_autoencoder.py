@@ -139,10 +139,11 @@ def _jitted_step(spec):
     return jax.jit(functools.partial(ae_step.autoencoder_step, spec=spec))
 
 
-def _state_and_batch(name, b=4, ema_decay=0.0, **model):
+def _state_and_batch(name, b=4, ema_decay=None, **model):
     config = load_config(name)
     config.model.update(model)
-    config.train.ema_decay = ema_decay
+    if ema_decay is not None:
+        config.train.ema_decay = ema_decay
     family = families.of(config)
     state = family.create_state(config, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1.0, maxval=1.0)
@@ -240,7 +241,7 @@ def _sgd(state):
 
 
 def test_the_weights_average_follows_its_definition_and_is_what_encodes_and_decodes():
-    config, family, state, batch = _state_and_batch("vqgan_mnist", ema_decay=0.99)
+    config, family, state, batch = _state_and_batch("vq_vae_mnist", ema_decay=0.99)
     new, _ = _jitted_step(family.step_spec(config))(state, batch, jax.random.key(2))
     decay = min(0.99, 2 / 11)  # warmed up at step 1: (1 + t)/(10 + t)
     flat = lambda tree: jax.flatten_util.ravel_pytree(tree)[0]
