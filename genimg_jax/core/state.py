@@ -25,6 +25,11 @@ class TrainState(train_state.TrainState):
     hparams: PyTree = flax.core.FrozenDict()  # e.g. {"beta": f32[]}: traced, so sweeps share code
     stats: PyTree = flax.core.FrozenDict()  # e.g. {"ada_p": f32[]}: moved by the step itself
 
+    @property
+    def inference_params(self) -> PyTree:
+        """The weights that sample, encode and are scored: the EMA when kept, else the trained."""
+        return self.params if self.ema_params is None else self.ema_params
+
     def variables(self, params: PyTree | None = None) -> dict:
         """The Flax variables dict for `apply`, with `params` (default: the trained ones)."""
         variables = {"params": self.params if params is None else params}

@@ -35,12 +35,6 @@ def interleaved(x: jax.Array, x_hat: jax.Array) -> jax.Array:
     return jnp.stack([x, x_hat], axis=1).reshape(-1, *x.shape[1:])
 
 
-def _weights(state: AutoencoderState):
-    """The autoencoder's EMA weights when it keeps them (`train.ema_decay`), else its weights."""
-    ae = state.ae
-    return ae.params if ae.ema_params is None else ae.ema_params
-
-
 class AutoencoderFamily(Family):
     """An autoencoder with a `bottleneck` ("vq" or "kl"), a discriminator by default or not,
     and a default reconstruction error (module doc's table)."""
@@ -238,7 +232,8 @@ class AutoencoderFamily(Family):
     def encode(self, state: AutoencoderState, x: jax.Array) -> jax.Array:
         """Images [N, H, W, C] in `value_range` -> codes int32 [N, h, w] (vq) or the
         posterior's means [N, h, w, c] (kl), with the EMA weights when kept."""
-        ae, params = state.ae, _weights(state)
+        ae = state.ae
+        params = ae.inference_params
         z_e = ae.apply_fn({"params": params}, x, method="encode")
         if self.bottleneck == "vq":
             return quantizer.nearest_codes(z_e, params["codebook"])
@@ -246,7 +241,8 @@ class AutoencoderFamily(Family):
 
     def decode(self, state: AutoencoderState, latents: jax.Array) -> jax.Array:
         """Codes or latents (`encode`'s) -> images [N, H, W, C] in `value_range`."""
-        ae, params = state.ae, _weights(state)
+        ae = state.ae
+        params = ae.inference_params
         if self.bottleneck == "vq":
             latents = quantizer.lookup(latents, params["codebook"])
         return ae.apply_fn({"params": params}, latents, method="decode")

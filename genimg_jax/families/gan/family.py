@@ -29,8 +29,7 @@ def gan_samples(state: GANState, z: jax.Array, labels: jax.Array | None = None) 
     in [-1, 1]. A conditional G without labels draws the classes 0, 1, ..., K-1, 0, ... of the
     batch's rows; an unconditional G is called without them."""
     g = state.g
-    params = g.params if g.ema_params is None else g.ema_params
-    return g.apply_fn(g.variables(params), *model_inputs(z, labels), train=False)
+    return g.apply_fn(g.variables(g.inference_params), *model_inputs(z, labels), train=False)
 
 
 def _policy(allowed: tuple[str, ...], what: str) -> fields.Rule:

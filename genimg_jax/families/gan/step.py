@@ -58,8 +58,8 @@ FAKE_LABELS = ("uniform", "data")  # a conditional G's classes: uniform, or the 
 
 @dataclasses.dataclass(frozen=True)
 class EMA:
-    """G's weight average: `decay` warmed up by `state.ema_warmup`, or with `kimg` > 0 a half-life
-    in thousands of images (`ema_half_life_decay`, ramped up by `rampup`)."""
+    """G's weight average: `decay` warmed up by `core.state.ema_warmup`, or with `kimg` > 0 a
+    half-life in thousands of images (`ema_half_life_decay`, ramped up by `rampup`)."""
 
     decay: float
     kimg: float
