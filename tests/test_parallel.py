@@ -3,6 +3,7 @@ the number of processes; bad device set-ups fail before compiling."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -205,7 +206,11 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
         os.environ,
         PROCESSES="2",
         DEVICES="2",
-        XLA_FLAGS="--xla_cpu_collective_call_terminate_timeout_seconds=900",  # as conftest's
+        # conftest's flags (its compile settings: programs compile as the in-process run's do)
+        # without its device count: local.sh sets DEVICES per process
+        XLA_FLAGS=re.sub(
+            r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"]
+        ),
         GENIMG=os.path.join(os.path.dirname(sys.executable), "genimg"),
     )
     env.pop("PORT", None)  # local.sh picks a free port
