@@ -25,7 +25,7 @@ from genimg_jax.training import loop as trainer
 from genimg_jax.training.checkpoint import Checkpoints
 from genimg_jax.training.outputs import MetricWriter
 
-STEPS = 600  # long enough that a signal sent after the first log lands mid-run
+STEPS = 300  # long enough that a signal sent after the first log lands mid-run
 OVERRIDES = {"parallel.num_devices": 1, "train.log_every": 10, "train.checkpoint_every": 5}
 ONE_SAVE = {"train.checkpoint_every": STEPS}  # for runs that are compared, not stopped
 
