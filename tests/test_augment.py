@@ -3,6 +3,8 @@ gradients through it, the same draws under pmap as under jit; LeCam and lazy R1 
 a DCGAN with all of them trains and resumes bitwise."""
 
 import functools
+import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +39,13 @@ def test_color_is_brightness_then_saturation_then_contrast_with_its_draws():
     x = (x - x.mean(axis=(1, 2, 3), keepdims=True)) * (c + 0.5) + x.mean(
         axis=(1, 2, 3), keepdims=True
     )
-    np.testing.assert_allclose(augment.color(X, key), x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(augment.color)(X, key), x, rtol=1e-5, atol=1e-5)
 
 
 def test_translation_shifts_each_image_by_its_draw_within_an_eighth():
     key = jax.random.key(2)
     shifts = np.asarray(augment._integers(key, 8, -2, 3, None))  # s = round(16 / 8) = 2
-    out = np.asarray(augment.translation(X, key))
+    out = np.asarray(jax.jit(augment.translation)(X, key))  # one program, not op by op
     for i in range(8):
         np.testing.assert_array_equal(out[i], _np_shift(np.asarray(X[i]), *shifts[i]))
     many = np.asarray(augment._integers(jax.random.key(3), 4096, -2, 3, None))
@@ -53,7 +55,7 @@ def test_translation_shifts_each_image_by_its_draw_within_an_eighth():
 def test_cutout_zeroes_one_square_of_half_the_side_around_its_centre():
     key = jax.random.key(4)
     centres = np.asarray(augment._integers(key, 8, 0, 17, None))  # size 8: even
-    out = np.asarray(augment.cutout(X, key))
+    out = np.asarray(jax.jit(augment.cutout)(X, key))
     for i in range(8):
         mask = np.ones((16, 16), bool)
         top, left = centres[i] - 4
@@ -64,9 +66,10 @@ def test_cutout_zeroes_one_square_of_half_the_side_around_its_centre():
 def test_diff_augment_keeps_shapes_and_lets_gradients_through():
     policy = augment.parse_policy("color, translation,cutout")
     assert policy == ("color", "translation", "cutout")
-    out = augment.diff_augment(X, jax.random.key(5), policy)
+    augmented = lambda x: augment.diff_augment(x, jax.random.key(5), policy)
+    out = jax.jit(augmented)(X)  # compiled, not op by op
     assert out.shape == X.shape and not np.allclose(out, X)
-    grad = jax.grad(lambda x: jnp.sum(augment.diff_augment(x, jax.random.key(5), policy) ** 2))(X)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(augmented(x) ** 2)))(X)
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
     assert augment.diff_augment(X, jax.random.key(5), ()) is X
 
@@ -74,7 +77,7 @@ def test_diff_augment_keeps_shapes_and_lets_gradients_through():
 def test_pmap_draws_the_global_batchs_augmentations():
     policy = tuple(augment.POLICIES)
     key = jax.random.key(6)
-    expected = augment.diff_augment(X, key, policy)
+    expected = jax.jit(augment.diff_augment, static_argnums=2)(X, key, policy)
     mesh = parallel.make_mesh(4)
     fn = jax.pmap(
         functools.partial(augment.diff_augment, policy=policy, axis_name=parallel.AXIS),
@@ -100,6 +103,11 @@ def test_lecam_penalty_and_anchors_match_numpy():
     assert anchors["other"] == 1.0
 
 
+def _create_state(config):
+    """The state of seed 0, initialised as one compiled program (faster than op by op)."""
+    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
+
+
 def _d_step(config, **kw):
     spec = gan_step.GANStep(
         loss=losses.GAN_LOSSES["non_saturating"],
@@ -114,7 +122,7 @@ def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty(monkeypatch):
     """Also: `lax.cond` (GPU, TPU) and XLA:CPU's select (`gan_step.conditionals_are_slow`)
     are two programs for the same update, on the step the penalty runs and on one it skips."""
     config = load_config("dcgan_mnist")
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config)
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     rng = jax.random.key(2)
     lazy_r1 = gan_step.LazyPenalty(10.0, 4)
@@ -145,7 +153,7 @@ def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty(monkeypatch):
 def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_resumes_bitwise(
     tmp_path,
 ):
-    def quick(steps=None):
+    def quick():
         config = load_config("dcgan_mnist")
         config.parallel.num_devices = 1
         config.train.augment = "color,translation,cutout"
@@ -154,21 +162,27 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
         config.train.r1_interval = 4
         config.train.ada = "blit,geom"
         config.train.ada_kimg = 0.1  # p moves 0.16 per step of 16 images: visibly
-        if steps:
-            config.train.steps = steps
+        config.eval.every = config.train.steps  # sample grids at the end only
         return config
 
     config = quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert float(full.d.stats["lecam_real"]) != 0.0 and float(full.d.stats["lecam_fake"]) != 0.0
     assert 0.0 <= float(full.d.stats["ada_p"]) <= 1.0
-    trainer.train_and_evaluate(quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
+    # A run stopped after its step-6 checkpoint: that checkpoint alone in a fresh workdir
+    middle = str(config.train.checkpoint_every)
+    assert 0 < int(middle) < config.train.steps
+    shutil.copytree(
+        tmp_path / "full" / "checkpoints" / middle, tmp_path / "resumed" / "checkpoints" / middle
+    )
     resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
+    with open(tmp_path / "resumed" / "metrics.jsonl") as f:  # it trained steps 7 to 12 only
+        assert [json.loads(row)["step"] for row in f] == [8, 12]
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
 
     # G's gradient flows through D's augmentation: it differs from the one without it
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config)
     batch = {"image": jnp.zeros((8, 28, 28, 1))}
     g_step = lambda policy: jax.jit(  # compiled, not the step's ops one by one
         functools.partial(
@@ -220,18 +234,19 @@ def _np_bilinear_reflect(image, matrix):
 
 def test_warp_flips_rotates_translates_exactly_and_samples_any_affine_map_bilinearly():
     image = np.asarray(X[0])
+    warp = jax.jit(augment.warp)  # one program for the four maps, not op by op
     flip = np.diag([-1.0, 1.0, 1.0])
-    np.testing.assert_allclose(augment.warp(X[0], flip), image[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(warp(X[0], np.float32(flip)), image[:, ::-1], atol=1e-6)
     quarter = np.asarray(augment._rotation(jnp.float32(np.pi / 2)))
-    rotated = np.asarray(augment.warp(X[0], quarter))
+    rotated = np.asarray(warp(X[0], quarter))
     np.testing.assert_allclose(rotated, np.rot90(image, k=1), atol=1e-5)  # a quarter turn
     shift = np.asarray(augment._translate(jnp.float32(2.0), jnp.float32(-1.0)))
     padded = np.pad(image, ((3, 3), (3, 3), (0, 0)), mode="reflect")
     expected = padded[3 - 1 : 3 - 1 + 16, 3 + 2 : 3 + 2 + 16]  # out(r, c) = in(r − 1, c + 2)
-    np.testing.assert_allclose(augment.warp(X[0], shift), expected, atol=1e-6)
+    np.testing.assert_allclose(warp(X[0], shift), expected, atol=1e-6)
     affine = np.array([[0.8, -0.5, 1.3], [0.4, 1.1, -2.2], [0.0, 0.0, 1.0]])
     np.testing.assert_allclose(
-        augment.warp(X[0], jnp.asarray(affine, jnp.float32)),
+        warp(X[0], jnp.asarray(affine, jnp.float32)),
         _np_bilinear_reflect(image.astype(np.float64), affine),
         atol=1e-4,
     )
@@ -239,23 +254,26 @@ def test_warp_flips_rotates_translates_exactly_and_samples_any_affine_map_biline
 
 def test_ada_is_the_identity_at_p_0_and_transforms_each_example_with_probability_p():
     groups = augment.ADA_GROUPS
-    np.testing.assert_array_equal(augment.ada_augment(X, jax.random.key(8), 0.0, groups), X)
-    m = np.asarray(augment.ada_matrices(jax.random.key(9), 8192, 0.5, ("blit",), 16))
+    ada = jax.jit(augment.ada_augment, static_argnums=3)  # compiled, not op by op
+    np.testing.assert_array_equal(ada(X, jax.random.key(8), 0.0, groups), X)
+    matrices = jax.jit(augment.ada_matrices, static_argnums=(1, 3, 4))
+    m = np.asarray(matrices(jax.random.key(9), 8192, 0.5, ("blit",), 16))
     untouched = np.mean(np.all(np.isclose(m, np.eye(3)), axis=(1, 2)))
     # each transformation left out (1 − p) or kept and drawn as the identity: no flip (1/2), a
     # quarter turn of 0 (1/4), a shift of (0, 0) (1/25): Π_t (1 − p + p·P(identity | t))
     assert untouched == pytest.approx(0.75 * 0.625 * 0.52, abs=0.015)
-    out = augment.ada_augment(X, jax.random.key(10), 1.0, groups)
+    out = ada(X, jax.random.key(10), 1.0, groups)
     assert out.shape == X.shape and np.isfinite(out).all() and not np.allclose(out, X)
-    grad = jax.grad(lambda x: jnp.sum(augment.ada_augment(x, jax.random.key(10), 1.0, groups)))(X)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(ada(x, jax.random.key(10), 1.0, groups))))(X)
     assert np.abs(grad).sum() > 0
 
 
 def test_ada_p_follows_the_sign_of_d_on_reals_like_a_numpy_loop():
     signs = [0.9, 0.7, 0.2, 0.65, -0.1, 0.8]
     p, ref = jnp.float32(0.0), 0.0
+    update = jax.jit(augment.ada_update, static_argnums=(2, 3, 4))
     for r in signs:
-        p = augment.ada_update(p, jnp.float32(r), 0.6, 64, 0.5)
+        p = update(p, jnp.float32(r), 0.6, 64, 0.5)
         ref = min(max(ref + np.sign(r - 0.6) * 64 / 500, 0.0), 1.0)
         assert float(p) == pytest.approx(ref, abs=1e-6)
 
@@ -263,7 +281,7 @@ def test_ada_p_follows_the_sign_of_d_on_reals_like_a_numpy_loop():
 def test_a_d_step_moves_p_by_one_batch_towards_the_target():
     config = load_config("dcgan_mnist")
     config.train.ada = "blit,geom"
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config)
     s = s.replace(d=s.d.replace(stats={**s.d.stats, "ada_p": jnp.float32(0.5)}))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     new, metrics = _d_step(config, ada=gan_step.ADA(("blit", "geom"), 0.6, 1.0))(
@@ -307,19 +325,20 @@ def test_ema_half_life_in_images_with_ramp_up_matches_stylegan2s_formula():
         assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-30)
     config = load_config("dcgan_mnist")
     config.train.ema_decay, config.train.ema_kimg = 0.0, 1.0  # the half-life alone turns it on
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config)
     s = s.replace(g=s.g.replace(step=jnp.int32(9)))
-    new, _ = gan_step.g_step(
-        s,
-        {"image": jnp.zeros((8, 28, 28, 1))},
-        jax.random.key(1),
-        gan_step.GANStep(
-            loss=losses.GAN_LOSSES["non_saturating"],
-            latent_dim=config.model.latent_dim,
-            ema=gan_step.EMA(0.0, 1.0, 0.0),
-        ),
+    spec = gan_step.GANStep(
+        loss=losses.GAN_LOSSES["non_saturating"],
+        latent_dim=config.model.latent_dim,
+        ema=gan_step.EMA(0.0, 1.0, 0.0),
     )
+    g_step = jax.jit(functools.partial(gan_step.g_step, spec=spec))  # not the ops one by one
+    new, _ = g_step(s, {"image": jnp.zeros((8, 28, 28, 1))}, jax.random.key(1))
     decay = 0.5 ** (8 / 1000)  # G's step after its update is 10: no ramp-up
-    expected = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, s.g.ema_params, new.g.params)
+    expected = jax.tree.map(  # in NumPy
+        lambda e, p: decay * np.asarray(e) + (1 - decay) * np.asarray(p),
+        s.g.ema_params,
+        new.g.params,
+    )
     for a, b in zip(jax.tree.leaves(new.g.ema_params), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -3,7 +3,9 @@ which step moves which state (D's power-iteration statistics advance in the D st
 round-trip through checkpoints and resume)."""
 
 import functools
+import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,17 @@ def _config(size=32, channels=3):
     return config
 
 
+def _create_state(config, key):
+    """`families.create_state` compiled as one program (faster than op by op)."""
+    return jax.jit(functools.partial(families.create_state, config))(key)
+
+
+@pytest.fixture(scope="module")
+def state32():
+    """The state of seed 0 for `_config()` (32 px RGB), built once for the tests that use it."""
+    return _create_state(_config(), jax.random.key(0))
+
+
 def _tree_equal(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
 
@@ -39,9 +52,12 @@ def test_resnet_gan_is_a_registered_gan_family():
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3), (28, 1)])  # 16-256 px traced in test_models
-def test_shapes_follow_the_config(size, channels):
+def test_shapes_follow_the_config(size, channels, request):
     config = _config(size, channels)
-    s = families.create_state(config, jax.random.key(0))
+    if (size, channels) == (32, 3):
+        s = request.getfixturevalue("state32")
+    else:
+        s = _create_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
 
     @jax.jit  # one program, not every layer's ops one by one
@@ -90,15 +106,16 @@ def _sn_pairs(d_state):
 def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
     config = _config()
     config.model.num_classes = 10  # the projection embedding is normalised too
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config, jax.random.key(0))
     # Flax's SpectralNorm stores W/σ̂ as the parameter at init, so spread the weights' spectral
     # norms out (2, 3, ...) to make the check bite.
     leaves, treedef = jax.tree.flatten(s.d.params)
     factors = [2.0 + i if leaf.ndim >= 2 else 1.0 for i, leaf in enumerate(leaves)]
-    params = jax.tree.unflatten(treedef, [v * f for v, f in zip(leaves, factors, strict=True)])
+    scaled = [np.asarray(v) * f for v, f in zip(leaves, factors, strict=True)]  # not op by op
+    params = jax.tree.unflatten(treedef, scaled)
     s = s.replace(d=s.d.replace(params=params))
-    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-    labels = jnp.array([1, 2])
+    x = jax.random.normal(jax.random.key(1), (1, 32, 32, 3))  # the estimates are x-free
+    labels = jnp.array([1])
 
     @jax.jit
     def iterate(batch_stats):
@@ -125,13 +142,12 @@ def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
     assert max(tops) > 5  # the weights themselves are far from unit norm
 
 
-def test_d_uses_the_normalised_weights():
+def test_d_uses_the_normalised_weights(state32):
     """D's output is unchanged when every weight it normalises is scaled by a constant."""
-    config = _config()
-    s = families.create_state(config, jax.random.key(0))
+    s = state32
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     scaled = jax.tree_util.tree_map_with_path(
-        lambda p, v: v * 7.0 if p[-1].key == "kernel" else v, s.d.params
+        lambda p, v: np.asarray(v) * 7.0 if p[-1].key == "kernel" else v, s.d.params
     )
     d = jax.jit(lambda params: s.d.apply_fn(s.d.variables(params), x))  # one program
     out, out_scaled = d(s.d.params), d(scaled)
@@ -139,9 +155,8 @@ def test_d_uses_the_normalised_weights():
 
 
 @pytest.fixture(scope="module")
-def gan():
-    config = _config()
-    s = families.create_state(config, jax.random.key(0))
+def gan(state32):
+    config, s = _config(), state32
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 32, 32, 3), minval=-1, maxval=1)}
     return config, s, batch
 
@@ -177,11 +192,12 @@ def test_g_step_leaves_d_params_and_statistics_untouched(gan):
     assert np.isfinite(float(metrics["g_loss"]))
 
 
-def _quick(steps=None):
+def _quick():
+    """The quick config on one device, sample grids at the end only (its checkpoints still every
+    6 steps of 12)."""
     config = load_config("sngan_cifar10")
     config.parallel.num_devices = 1
-    if steps is not None:
-        config.train.steps = steps
+    config.eval.every = config.train.steps
     return config
 
 
@@ -190,15 +206,22 @@ def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert full.d.batch_stats and int(full.step) == config.train.steps
-    fresh = families.create_state(config, state.run_keys(config.seed)["init"])
+    fresh = _create_state(config, state.run_keys(config.seed)["init"])
     assert _tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
 
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
-        families.initial_state(config, parallel.make_mesh())
+        families.abstract_initial_state(config, parallel.make_mesh())  # shapes and shardings
     )
     assert _tree_equal(jax.device_get(restored.d.batch_stats), full.d.batch_stats)
 
-    trainer.train_and_evaluate(_quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
+    # A run stopped after its step-6 checkpoint: that checkpoint alone in a fresh workdir
+    middle = str(config.train.checkpoint_every)
+    assert 0 < int(middle) < config.train.steps
+    shutil.copytree(
+        tmp_path / "full" / "checkpoints" / middle, tmp_path / "resumed" / "checkpoints" / middle
+    )
     resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+    with open(tmp_path / "resumed" / "metrics.jsonl") as f:  # it trained steps 7 to 12 only
+        assert [json.loads(row)["step"] for row in f] == [8, 12]
     assert _tree_equal(jax.device_get(resumed), full)
     assert os.path.exists(tmp_path / "resumed" / "samples" / "samples_000012.png")

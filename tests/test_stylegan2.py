@@ -5,7 +5,9 @@ under pmap against jit, lazy path-length regularisation, and the quick config tr
 resuming bitwise and sampling."""
 
 import functools
+import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -43,11 +45,14 @@ def test_modulated_conv_matches_a_per_example_numpy_convolution(demodulate):
     rng = np.random.default_rng(0)
     x, weight = rng.normal(size=(3, 6, 6, 4)), rng.normal(size=(3, 3, 4, 5))
     styles = rng.normal(size=(3, 4)) + 1.0
-    out = stylegan2.modulated_conv(
-        jnp.asarray(x, jnp.float32),
-        jnp.asarray(weight, jnp.float32),
-        jnp.asarray(styles, jnp.float32),
-        demodulate,
+    conv = jax.jit(stylegan2.modulated_conv, static_argnums=3)  # one program, not op by op
+    out = np.asarray(
+        conv(
+            jnp.asarray(x, jnp.float32),
+            jnp.asarray(weight, jnp.float32),
+            jnp.asarray(styles, jnp.float32),
+            demodulate,
+        )
     )
     for b in range(3):
         w_b = weight * styles[b][None, None, :, None]  # the example's own weights
@@ -55,21 +60,21 @@ def test_modulated_conv_matches_a_per_example_numpy_convolution(demodulate):
             w_b = w_b / np.sqrt(np.sum(w_b**2, axis=(0, 1, 2)) + 1e-8)
         np.testing.assert_allclose(out[b], _numpy_conv(x[b], w_b), rtol=1e-4, atol=1e-4)
     if demodulate:  # unit-variance inputs keep roughly unit-variance outputs
-        assert 0.5 < float(jnp.std(out)) < 2.0
+        assert 0.5 < float(np.std(out)) < 2.0
 
 
 def test_resampling_is_stylegan2s_1331_filter_in_the_interior():
     x = np.random.default_rng(1).normal(size=(1, 12, 12, 1))
     f = np.array([1.0, 3.0, 3.0, 1.0]) / 8.0
     # down: [1, 3, 3, 1] / 8 per axis at stride 2, taps 2m - 1 .. 2m + 2
-    down = np.asarray(stylegan2.downsample(jnp.asarray(x, jnp.float32)))[0, :, :, 0]
+    down = np.asarray(jax.jit(stylegan2.downsample)(jnp.asarray(x, jnp.float32)))[0, :, :, 0]
     for m in range(1, 5):
         for n in range(1, 5):
             patch = x[0, 2 * m - 1 : 2 * m + 3, 2 * n - 1 : 2 * n + 3, 0]
             np.testing.assert_allclose(down[m, n], f @ patch @ f, rtol=1e-5, atol=1e-6)
     # up: zero insertion, then the filter times 2 per axis: output 2m + 1 is (3 x[m] + x[m+1]) / 4
     # and 2m + 2 is (x[m] + 3 x[m+1]) / 4
-    up = np.asarray(stylegan2.upsample(jnp.asarray(x, jnp.float32)))[0, :, :, 0]
+    up = np.asarray(jax.jit(stylegan2.upsample)(jnp.asarray(x, jnp.float32)))[0, :, :, 0]
     u = np.zeros((24, 12))
     for m in range(11):
         u[2 * m + 1, m : m + 2] = [0.75, 0.25]
@@ -106,14 +111,14 @@ def test_path_lengths_match_finite_differences(tiny):
     g = s.g
     variables = g.variables()
     z = jax.random.normal(jax.random.key(1), (2, config.model.latent_dim))
-    ws = g.apply_fn(variables, z, method="mapping")
+    ws = jax.jit(lambda z: g.apply_fn(variables, z, method="mapping"))(z)
     synthesis = lambda w: g.apply_fn(variables, w, method="synthesis", train=True)
     y = jax.random.normal(jax.random.key(2), (2, 16, 16, 1))
     lengths = np.asarray(jax.jit(lambda w: losses.path_lengths(synthesis, w, y))(ws))
 
     probe = lambda w: jnp.sum(synthesis(w) * y, axis=(1, 2, 3)) / 16.0  # <G(w), y>/√(HW) [B]
     h = 1e-2
-    eye = jnp.eye(ws[0].size).reshape(-1, *ws.shape[1:])
+    eye = np.eye(ws[0].size, dtype=np.float32).reshape(-1, *ws.shape[1:])
     diff = jax.jit(jax.vmap(lambda e: (probe(ws + h * e) - probe(ws - h * e)) / (2 * h)))(eye)
     grads = np.asarray(diff).T.reshape(ws.shape)  # [B, L, D]: example b's own ws
     expected = np.sqrt(np.mean(np.sum(grads**2, axis=2), axis=1))
@@ -126,23 +131,28 @@ def test_mapping_tracks_w_avg_mixes_styles_and_truncates(tiny):
     g = s.g
     count = stylegan2.num_ws(16)
     z = jax.random.normal(jax.random.key(3), (4, config.model.latent_dim))
-    w = g.apply_fn(g.variables(), z, method="mapping")[:, 0]
 
-    ws, updates = g.apply_fn(
-        g.variables(), z, method="mapping", train=True, mutable=["batch_stats"]
-    )
+    @jax.jit  # the three mappings as one program, not every layer's ops one by one
+    def mappings(variables, z):
+        w = g.apply_fn(variables, z, method="mapping")[:, 0]
+        ws, updates = g.apply_fn(
+            variables, z, method="mapping", train=True, mutable=["batch_stats"]
+        )
+        mixed, _ = g.apply_fn(
+            variables,
+            z,
+            method="mapping",
+            train=True,
+            rngs={"style_mixing": jax.random.key(4)},
+            mutable=["batch_stats"],
+        )  # probability 0.9 for this key draws a cutoff c in [1, num_ws): layers >= c read w(z₂)
+        return w, ws, updates["batch_stats"]["w_avg"], mixed
+
+    w, ws, w_avg, mixed = (np.asarray(a) for a in mappings(g.variables(), z))
     np.testing.assert_allclose(ws, np.broadcast_to(w[:, None], ws.shape), rtol=1e-6)  # no rng
-    w_avg = updates["batch_stats"]["w_avg"]  # from 0: (1 - 0.995) · mean(w)
+    # w_avg from 0: (1 - 0.995) · mean(w)
     np.testing.assert_allclose(w_avg, 0.005 * np.mean(w, axis=0), rtol=1e-5, atol=1e-8)
 
-    mixed, _ = g.apply_fn(
-        g.variables(),
-        z,
-        method="mapping",
-        train=True,
-        rngs={"style_mixing": jax.random.key(4)},
-        mutable=["batch_stats"],
-    )  # probability 0.9 for this key draws a cutoff c in [1, num_ws): layers >= c read w(z₂)
     same = np.all(np.isclose(mixed, w[:, None]), axis=(0, 2))
     cutoff = int(np.argmin(same))
     assert 1 <= cutoff < count and same[:cutoff].all() and not same[cutoff:].any()
@@ -150,24 +160,35 @@ def test_mapping_tracks_w_avg_mixes_styles_and_truncates(tiny):
 
     variables = {"params": g.params, "batch_stats": {"w_avg": jnp.ones_like(w_avg)}}
     g_half = families.of(config).build(_with_truncation(config, 0.5))[0]
-    ws_half = g_half.apply(variables, z, method="mapping")  # w_avg + ψ·(w − w_avg)
-    expected = np.broadcast_to(1.0 + 0.5 * (w[:, None] - 1.0), ws_half.shape)
-    np.testing.assert_allclose(ws_half, expected, rtol=1e-5, atol=1e-6)
     g_zero = families.of(config).build(_with_truncation(config, 0.0))[0]
-    images = g_zero.apply(variables, z)  # ψ = 0: every w is w_avg, and sampling noise is fixed
+
+    @jax.jit
+    def truncated(variables, z):
+        return g_half.apply(variables, z, method="mapping"), g_zero.apply(variables, z)
+
+    ws_half, images = (np.asarray(a) for a in truncated(variables, z))
+    expected = np.broadcast_to(1.0 + 0.5 * (w[:, None] - 1.0), ws_half.shape)
+    np.testing.assert_allclose(ws_half, expected, rtol=1e-5, atol=1e-6)  # w_avg + ψ·(w − w_avg)
+    # ψ = 0: every w is w_avg, and sampling noise is fixed
     assert images.shape == (4, 16, 16, 1) and np.allclose(images, images[:1], atol=1e-6)
-    assert float(jnp.max(jnp.abs(images))) <= 1.0
+    assert float(np.max(np.abs(images))) <= 1.0
 
 
 def test_the_class_changes_w_and_ds_output(tiny):
     """Conditional: the class embedding enters the mapping (so every w), the projection D."""
     config, s = tiny
-    z = jnp.repeat(jax.random.normal(jax.random.key(7), (1, config.model.latent_dim)), 3, 0)
-    labels = jnp.arange(3, dtype=jnp.int32)
-    ws = np.asarray(s.g.apply_fn(s.g.variables(), z, labels, method="mapping"))
+    z = np.repeat(jax.random.normal(jax.random.key(7), (1, config.model.latent_dim)), 3, 0)
+    labels = np.arange(3, dtype=np.int32)
+    x = jnp.broadcast_to(jax.random.uniform(jax.random.key(8), (1, 16, 16, 1)), (3, 16, 16, 1))
+
+    @jax.jit  # one program, not every layer's ops one by one
+    def forward(g, d, z, x, labels):
+        return g.apply_fn(g.variables(), z, labels, method="mapping"), d.apply_fn(
+            d.variables(), x, labels
+        )
+
+    ws, logits = (np.asarray(a) for a in forward(s.g, s.d, z, x, labels))
     assert not np.allclose(ws[0], ws[1]) and not np.allclose(ws[1], ws[2])
-    x = jnp.zeros((3, 16, 16, 1)) + jax.random.uniform(jax.random.key(8), (1, 16, 16, 1))
-    logits = np.asarray(s.d.apply_fn(s.d.variables(), x, labels))
     assert len(set(logits.round(6))) == 3
 
 
@@ -190,7 +211,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
     config, s = tiny
     batch = {
         "image": jax.random.uniform(jax.random.key(5), (8, 16, 16, 1), minval=-1, maxval=1),
-        "label": jnp.arange(8, dtype=jnp.int32) % 3,
+        "label": np.arange(8, dtype=np.int32) % 3,
     }
     key = jax.random.key(6)
     jit_step = jax.jit(_g_step(config))
@@ -229,13 +250,13 @@ def test_stylegan2_is_a_registered_gan_family_with_stylegan2s_recipe():
     assert (t.ema_kimg, t.ema_rampup, t.pl_weight, t.pl_decay) == (10.0, 0.05, 2.0, 0.01)
 
 
-def _quick(steps=None):
-    """The quick config at 16 px (what it checks, resume and sampling, is size-free), one device."""
+def _quick():
+    """The quick config at 16 px (what it checks, resume and sampling, is size-free), one device,
+    sample grids at the end only (its checkpoints still every 6 steps of 12)."""
     config = load_config("stylegan2_mnist")
     config.data.image_size = 16
     config.parallel.num_devices = 1
-    if steps is not None:
-        config.train.steps = steps
+    config.eval.every = config.train.steps
     return config
 
 
@@ -245,8 +266,15 @@ def test_quick_config_trains_resumes_bitwise_and_samples(tmp_path):
     assert int(full.step) == config.train.steps and float(full.g.stats["pl_mean"]) > 0
     assert np.any(np.asarray(full.g.batch_stats["w_avg"]) != 0)
 
-    trainer.train_and_evaluate(_quick(config.train.checkpoint_every), str(tmp_path / "resumed"))
+    # A run stopped after its step-6 checkpoint: that checkpoint alone in a fresh workdir
+    middle = str(config.train.checkpoint_every)
+    assert 0 < int(middle) < config.train.steps
+    shutil.copytree(
+        tmp_path / "full" / "checkpoints" / middle, tmp_path / "resumed" / "checkpoints" / middle
+    )
     resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+    with open(tmp_path / "resumed" / "metrics.jsonl") as f:  # it trained steps 7 to 12 only
+        assert [json.loads(row)["step"] for row in f] == [8, 12]
     assert _tree_equal(jax.device_get(resumed), full)
     assert os.path.exists(tmp_path / "resumed" / "samples" / "samples_000012.png")
 
