@@ -40,6 +40,8 @@ def trained(request, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp(request.param))
     best = {"dcgan_mnist": "recall", "vae_mnist": "neg_elbo"}[request.param]
     config = scored_config(request.param, best_metric=best)
+    if request.param == "vae_mnist":  # the IWAE bound's decodes are its scores' cost
+        config.eval.examples = 16
     trainer.train_and_evaluate(config, workdir)
     return request.param, config, workdir
 
@@ -118,10 +120,12 @@ def test_scores_are_sane(trained):
         )
 
 
-def test_a_resumed_run_logs_the_same_scores_and_keeps_the_same_best(tmp_path):
-    config = scored_config("dcgan_mnist", best_metric="fid")
-    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    trainer.train_and_evaluate(config, whole)
+@pytest.mark.parametrize("trained", ["dcgan_mnist"], indirect=True)
+def test_a_resumed_run_logs_the_same_scores_and_keeps_the_same_best(trained, tmp_path):
+    """The module's uninterrupted run against one stopped at step 8 and resumed."""
+    _, config, whole = trained
+    config = config.copy_and_resolve_references()
+    parts = str(tmp_path / "parts")
     config.train.steps = 8
     trainer.train_and_evaluate(config, parts)
     config.train.steps = 12
@@ -138,11 +142,12 @@ def test_a_resumed_run_logs_the_same_scores_and_keeps_the_same_best(tmp_path):
     )
 
 
-def test_a_resume_forgets_best_saves_after_its_step(tmp_path):
+@pytest.mark.parametrize("trained", ["dcgan_mnist"], indirect=True)
+def test_a_resume_forgets_best_saves_after_its_step(trained, tmp_path):
     """Best saves made after the restored checkpoint belong to a discarded future."""
-    config = scored_config("dcgan_mnist", best_metric="precision")
-    workdir = str(tmp_path / "w")
-    trainer.train_and_evaluate(config, workdir)
+    _, config, trained_dir = trained
+    workdir = str(tmp_path / "w")  # a copy of the module's finished run: it is not changed
+    shutil.copytree(trained_dir, workdir)
     best_dir = os.path.join(workdir, "checkpoints_best")
     (kept,) = os.listdir(best_dir)
     os.rename(os.path.join(best_dir, kept), os.path.join(best_dir, "100"))  # a future best
@@ -161,11 +166,11 @@ def test_cli_eval_and_sample_take_the_best_checkpoint(trained, capsys):
         "eval",
         f"--workdir={workdir}",
         "--checkpoint=best",
-        "--config.eval.examples=32",
+        "--config.eval.examples=8",  # not the run's own eval.examples (64 or 16)
     ]
     assert main.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["num_samples" if "num_samples" in printed else "num_examples"] == 32
+    assert printed["num_samples" if "num_samples" in printed else "num_examples"] == 8
 
 
 def test_a_vae_encodes_to_its_posterior_means_and_decodes_them_and_a_gan_cannot(
@@ -251,28 +256,28 @@ def test_reference_features_are_cached_per_feature_net_and_rebuilt_when_damaged(
     np.testing.assert_array_equal(rebuilt, first)
 
 
-def test_inception_feature_net_scores_from_a_local_weights_file(tmp_path):
+@pytest.mark.parametrize("trained", ["dcgan_mnist"], indirect=True)
+def test_inception_feature_net_scores_from_a_local_weights_file(trained, tmp_path):
     """FID on InceptionV3 features end to end, with a weights file the test writes (random
     weights: the path, not the numbers, is under test; the network itself is checked against
-    PyTorch in test_inception.py)."""
+    PyTorch in test_inception.py), of the module's trained DCGAN."""
     from test_inception import _random_state
 
+    _, config, trained_dir = trained
     weights = str(tmp_path / "inception.npz")
     np.savez(weights, **_random_state())
-    config = load_config("dcgan_mnist")
-    config.parallel.num_devices = 1
+    config = config.copy_and_resolve_references()
     config.eval.feature_net = "inception"
     config.eval.inception_weights = weights
-    config.eval.examples = 8
-    workdir = str(tmp_path / "w")
-    config.train.steps = 6
-    trainer.train_and_evaluate(config, workdir)
+    config.eval.examples = 4
+    workdir = str(tmp_path / "w")  # eval writes eval_<step>.json: not into the shared run
+    shutil.copytree(trained_dir, workdir)
     scores = evaluate.evaluate_workdir(config, workdir)
-    assert scores["num_samples"] == 8 and np.isfinite(scores["fid"])
+    assert scores["num_samples"] == 4 and np.isfinite(scores["fid"])
     assert "classifier_test_accuracy" not in scores and "classes_hit" not in scores
     net = feature_nets.for_config(config)
     assert net.name == "inception"
-    assert os.path.exists(reference.cache_path(config, net, 8))
+    assert os.path.exists(reference.cache_path(config, net, 4))
 
 
 def test_inception_without_weights_is_a_config_error():

@@ -21,10 +21,13 @@ LR_QUICK = os.path.join(REPO, "configs", "vae_mnist.py:quick")  # 2 learning rat
 # line's overrides are
 ONE = {"parallel.num_devices": 1}
 ONE_FLAGS = ["--config.parallel.num_devices=1"]
+# and for the tests that never resume from the quick configs' checkpoint at step 6: one
+# checkpoint per member, at its end
+ONE_SAVE = {**ONE, "train.checkpoint_every": 12}
 
 
-def _run(config_path: str, workdir: str, **kwargs) -> list:
-    return sweep_run.run(config_path, workdir, overrides=ONE, **kwargs)
+def _run(config_path: str, workdir: str, overrides=ONE, **kwargs) -> list:
+    return sweep_run.run(config_path, workdir, overrides=overrides, **kwargs)
 
 
 def _summary(workdir, name):
@@ -34,11 +37,12 @@ def _summary(workdir, name):
 
 @pytest.fixture(scope="module")
 def solo_sweep(tmp_path_factory):
-    """The quick 2x2 β-VAE sweep run in-process once, from no compiled step in this process:
-    its workdir, the members it ran, and the strategies (compiled steps) the process then held."""
+    """The quick 2x2 β-VAE sweep run in-process once (one checkpoint per member), from no
+    compiled step in this process: its workdir, the members it ran, and the strategies (compiled
+    steps) the process then held."""
     workdir = tmp_path_factory.mktemp("solo")
     programs._STRATEGIES.clear()
-    ran = _run(BETA_QUICK, str(workdir))
+    ran = _run(BETA_QUICK, str(workdir), ONE_SAVE)
     return workdir, ran, list(programs._STRATEGIES.values())
 
 
@@ -64,21 +68,21 @@ def test_a_2x2_sweep_runs_in_process_compiling_the_step_once(solo_sweep):
 
 
 def test_member_runs_alone_and_a_rerun_runs_only_what_is_missing(tmp_path):
-    assert [m.index for m in _run(BETA_QUICK, str(tmp_path), member=2)] == [2]
+    assert [m.index for m in _run(BETA_QUICK, str(tmp_path), ONE_SAVE, member=2)] == [2]
     assert sorted(os.listdir(tmp_path)) == ["002_beta=4_seed=0", "sweep.json"]
     finished_at = os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json")
-    assert [m.index for m in _run(BETA_QUICK, str(tmp_path))] == [0, 1, 3]
+    assert [m.index for m in _run(BETA_QUICK, str(tmp_path), ONE_SAVE)] == [0, 1, 3]
     assert os.path.getmtime(tmp_path / "002_beta=4_seed=0" / "summary.json") == finished_at
-    assert _run(BETA_QUICK, str(tmp_path)) == []  # everything finished: nothing to do
+    assert _run(BETA_QUICK, str(tmp_path), ONE_SAVE) == []  # all finished: nothing to do
     with pytest.raises(ConfigError, match="--member 9 does not exist"):
-        _run(BETA_QUICK, str(tmp_path), member=9)
+        _run(BETA_QUICK, str(tmp_path), ONE_SAVE, member=9)
 
 
 @pytest.mark.parametrize("launcher", ["local", "submitit"])
 def test_process_launchers_run_every_member(launcher, tmp_path):
-    ran = _run(LR_QUICK, str(tmp_path), launcher=launcher, workers=2)
+    ran = _run(LR_QUICK, str(tmp_path), ONE_SAVE, launcher=launcher, workers=2)
     assert len(ran) == 2
-    base, members = sweep.load(LR_QUICK, ONE)
+    base, members = sweep.load(LR_QUICK, ONE_SAVE)
     for m in members:
         summary = _summary(tmp_path, m.name)
         assert summary["step"] == base.train.steps
@@ -88,7 +92,11 @@ def test_process_launchers_run_every_member(launcher, tmp_path):
 
 def test_cli_sweep_then_report(tmp_path, capsys):
     assert (
-        cli(["genimg", "sweep", "--config", LR_QUICK, "--workdir", str(tmp_path), *ONE_FLAGS]) == 0
+        cli(
+            ["genimg", "sweep", "--config", LR_QUICK, "--workdir", str(tmp_path), *ONE_FLAGS]
+            + ["--config.train.checkpoint_every=12"]  # ONE_SAVE's
+        )
+        == 0
     )
     assert cli(["genimg", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -120,8 +128,8 @@ def test_vectorized_sweep_matches_its_solo_runs(mode, solo_sweep, tmp_path):
 
 
 def test_vectorized_sweep_resumes_members_where_they_stopped(tmp_path):
-    _run(BETA_QUICK, str(tmp_path), member=1)  # one member already finished
-    ran = _run(BETA_QUICK, str(tmp_path), vectorize=True)
+    _run(BETA_QUICK, str(tmp_path), ONE_SAVE, member=1)  # one member already finished
+    ran = _run(BETA_QUICK, str(tmp_path), ONE_SAVE, vectorize=True)
     assert [m.index for m in ran] == [0, 2, 3]
     assert all(_summary(tmp_path, m.name)["step"] == 12 for m in sweep.load(BETA_QUICK, ONE)[1])
 
@@ -136,6 +144,7 @@ def test_one_program_refuses_members_that_differ_in_more_than_hyperparameters(tm
 def test_vectorized_members_score_and_keep_their_best_like_solo_runs(tmp_path):
     base, members = sweep.load(BETA_QUICK, ONE)
     base.eval.scores = True
+    base.eval.examples = 16  # the IWAE bound's decodes are the scores' cost
     members = members[:2]
     sweep_run.train_vectorized(base, str(tmp_path / "vectorized"), members, mode="sequential")
     for m in members:

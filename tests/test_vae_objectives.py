@@ -180,8 +180,8 @@ def test_each_objectives_loss_is_the_reconstruction_plus_its_warmed_up_regularis
 # one of each kind of whole-batch term: a batch mean (|KL − C|), a covariance, a discriminator
 @pytest.mark.parametrize("objective", ["annealed_vae", "dip_vae_ii", "factor_vae"])
 def test_whole_batch_terms_under_pmap_equal_jit_on_the_global_batch(objective):
-    _, state, jit_step = _stepped(objective)
-    _, _, pmap_step = _stepped(objective, axis_name=parallel.AXIS)
+    config, state, jit_step = _stepped(objective)
+    pmap_step = families.of(config).make_train_step(config, parallel.AXIS)  # the same state
     state = _at_step(state, 3)
     x = jax.random.uniform(jax.random.key(1), (16, 32, 32, 1))
     rng = jax.random.key(2)
@@ -205,17 +205,19 @@ def _tree_equal(a, b) -> bool:
 
 def test_factor_vae_trains_both_networks_checkpoints_them_and_resumes_bitwise(tmp_path):
     config = _study("factor_vae")
+    # the whole run saves and draws grids at its end only; the resumed one stops at step 6
+    config.train.checkpoint_every = config.eval.every = config.train.steps
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     fresh = families.create_state(config, state_lib.run_keys(config.seed)["init"])
     assert isinstance(full, FactorVAEState) and int(full.disc.step) == 12
     assert not _tree_equal(full.disc.params, jax.device_get(fresh.disc.params))
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
-        families.initial_state(config, parallel.make_mesh(1))
+        families.abstract_initial_state(config, parallel.make_mesh(1))
     )
     assert _tree_equal(jax.device_get(restored), full)
 
     half = config.copy_and_resolve_references()
-    half.train.steps = config.train.checkpoint_every
+    half.train.steps = 6  # its last step is saved
     trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
     resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
     assert _tree_equal(jax.device_get(resumed), full)
@@ -284,7 +286,8 @@ def test_the_study_grid_is_the_papers():
 
 
 def test_sweep_vectorize_trains_each_method_as_its_own_program(tmp_path):
-    ran = sweep_run.run(f"{STUDY}:quick", str(tmp_path), vectorize=True)
+    one = {"parallel.num_devices": 1, "train.checkpoint_every": 12}  # one device, one save
+    ran = sweep_run.run(f"{STUDY}:quick", str(tmp_path), vectorize=True, overrides=one)
     assert [m.overrides["model.objective"] for m in ran] == ["beta_tcvae"] * 2 + ["factor_vae"] * 2
     for m in ran:
         rows = _rows(tmp_path / m.name)
