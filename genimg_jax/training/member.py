@@ -68,8 +68,11 @@ def restore_latest(
 
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "latest") -> Any:
     """The run's latest checkpointed state, or with which="best" the best-scored one
-    (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set), over
-    every device; raises CheckpointError naming the fix when there is none."""
+    (`checkpoints_best/`, kept when the run evaluated with `eval.best_metric` set), on one
+    device (on every device of a multi-process run, which must take part): what reads it
+    (sampling, scoring, encoding) computes one replicated program, which more devices would
+    only repeat, as training scores its host copy on one device. Raises CheckpointError naming
+    the fix when there is none."""
     config_lib.validate(config)
     if which not in ("latest", "best"):
         raise CheckpointError(f"which={which!r}: use 'latest' or 'best'")
@@ -86,7 +89,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "lates
         )
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, folder)
     try:
-        state, step = restore_latest(config, checkpoints, parallel.make_mesh())
+        mesh = parallel.make_mesh(1 if jax.process_count() == 1 else 0)
+        state, step = restore_latest(config, checkpoints, mesh)
         if step == 0:
             raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
     finally:
