@@ -9,6 +9,7 @@ state agrees with k calls' to float rounding, not bitwise: XLA compiles the loop
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -63,13 +64,15 @@ def test_k_must_divide_the_steps_and_every_interval(tmp_path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """The quick conv VAE for 12 steps: one step per call, two per call, and two per call
-    stopped at its step-6 checkpoint and resumed."""
+    resumed from the latter's step-6 checkpoint (copied alone into a fresh workdir)."""
     out = {}
     for name, k in (("one", 1), ("two", 2)):
         workdir = str(tmp_path_factory.mktemp(name))
         out[name] = (workdir, trainer.train_and_evaluate(_config(k), workdir))
     workdir = str(tmp_path_factory.mktemp("resumed"))
-    trainer.train_and_evaluate(_config(2, steps=6), workdir)
+    shutil.copytree(
+        os.path.join(out["two"][0], "checkpoints", "6"), os.path.join(workdir, "checkpoints", "6")
+    )
     out["resumed"] = (workdir, trainer.train_and_evaluate(_config(2), workdir))
     return out
 
@@ -98,6 +101,7 @@ def test_k_steps_per_call_end_where_k_calls_do_up_to_float_rounding(runs):
 
 
 def test_a_run_with_k_steps_per_call_resumes_bitwise(runs):
+    assert sorted(_rows(runs["resumed"][0])) == [8, 10, 12]  # it trained steps 7 to 12 only
     for a, b in zip(_leaves(runs["two"][1]), _leaves(runs["resumed"][1]), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -107,10 +111,12 @@ def test_host_batches_on_one_cpu_device_train_bitwise_like_placed_ones(
     runs, k, tmp_path, monkeypatch
 ):
     """On one CPU device the jitted step places its batch itself (programs.on_one_cpu_device);
-    batches placed with `jax.device_put` beforehand, as on accelerators, give the same run."""
+    batches placed with `jax.device_put` beforehand, as on accelerators, give the same run (its
+    final state; evaluated and saved at the end only)."""
     monkeypatch.setattr(programs, "on_one_cpu_device", lambda mesh: False)
     monkeypatch.setattr(programs, "_STRATEGIES", {})  # not the runs' cached strategy
-    placed = trainer.train_and_evaluate(_config(k), str(tmp_path))
+    config = _config(k, **{"train.checkpoint_every": 12, "eval.every": 12})
+    placed = trainer.train_and_evaluate(config, str(tmp_path))
     host = runs["one" if k == 1 else "two"][1]
     for a, b in zip(_leaves(host), _leaves(placed), strict=True):
         np.testing.assert_array_equal(a, b)

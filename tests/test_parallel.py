@@ -4,6 +4,7 @@ the number of processes; bad device set-ups fail before compiling."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -97,40 +98,62 @@ def test_eight_host_devices_are_available():
     assert jax.device_count() == 8  # conftest sets XLA_FLAGS before JAX starts
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """`runs(name, strategy, num_devices)`: `_config`'s 20-step run (checkpoints at 10 and 20),
+    trained once per module: (workdir, final state)."""
+    done = {}
+
+    def run(name: str, strategy: str, num_devices: int):
+        key = (name, strategy, num_devices)
+        if key not in done:
+            workdir = str(tmp_path_factory.mktemp(f"{name}_{strategy}_{num_devices}"))
+            config = _config(name, strategy, num_devices)
+            done[key] = workdir, trainer.train_and_evaluate(config, workdir)
+        return done[key]
+
+    return run
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
-def one_device_run(request, tmp_path_factory):
-    config = _config(request.param, num_devices=1)
-    state = trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp("one")))
-    return request.param, state
+def one_device_run(request, runs):
+    return request.param, runs(request.param, "jit", 1)
 
 
 @pytest.mark.parametrize("strategy", ["jit", "pmap"])
-def test_eight_devices_match_one_device(one_device_run, strategy, tmp_path):
-    name, reference = one_device_run
-    state = trainer.train_and_evaluate(_config(name, strategy, 8), str(tmp_path))
+def test_eight_devices_match_one_device(one_device_run, runs, strategy):
+    name, (_, reference) = one_device_run
+    _, state = runs(name, strategy, 8)
     assert int(state.step) == 20
     _assert_close(state, reference)
 
 
-def test_checkpoint_moves_between_device_counts(one_device_run, tmp_path):
-    """Checkpointed on 8 devices, resumed on 1, and the other way; both end like a 1-device run."""
-    name, reference = one_device_run
+def test_checkpoint_moves_between_device_counts(one_device_run, runs, tmp_path):
+    """Checkpointed on 8 devices, resumed on 1, and the other way; both end like a 1-device run.
+    The checkpoints: step 10 of the 20-step runs on 8 devices (jit) and on 1 device, each copied
+    alone into a fresh workdir."""
+    name, (_, reference) = one_device_run
     for first, second in [(8, 1), (1, 8)]:
-        workdir = str(tmp_path / f"{first}to{second}")
-        trainer.train_and_evaluate(_config(name, num_devices=first, steps=10), workdir)
-        state = trainer.train_and_evaluate(_config(name, num_devices=second), workdir)
+        saved_in, _ = runs(name, "jit", first)
+        workdir = tmp_path / f"{first}to{second}"
+        shutil.copytree(os.path.join(saved_in, "checkpoints", "10"), workdir / "checkpoints" / "10")
+        state = trainer.train_and_evaluate(_config(name, num_devices=second), str(workdir))
         assert int(state.step) == 20
+        with open(workdir / "metrics.jsonl") as f:  # it trained steps 11 to 20 only
+            assert json.loads(f.readline())["step"] > 10
         _assert_close(state, reference)
 
 
 @pytest.fixture(scope="module")
 def solo_one_device_members(tmp_path_factory):
-    """The quick β-VAE sweep's four members, each trained alone on one device."""
+    """The quick β-VAE sweep's four members, each trained alone on one device (evaluated and
+    saved at the end only: the test compares their final states)."""
     base, members = sweep.load(BETA_QUICK)
     states = {}
     for m in members:
         config = sweep.apply(base, m.overrides)
         config.parallel.num_devices = 1
+        config.train.checkpoint_every = config.eval.every = config.train.steps
         states[m.name] = trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp(m.name)))
     return states
 
@@ -153,7 +176,7 @@ def test_four_vectorized_members_on_eight_devices_end_like_their_solo_one_device
         folder = tmp_path / m.name
         config = sweep.apply(base, m.overrides)
         restored = Checkpoints(str(folder), 3).restore(
-            families.initial_state(config, parallel.make_mesh())
+            families.abstract_initial_state(config, parallel.make_mesh())
         )
         assert int(restored.step) == 12
         _assert_close(restored, solo_one_device_members[m.name])
@@ -198,8 +221,9 @@ def test_latents_do_not_depend_on_the_device_count():
             np.testing.assert_allclose(np.concatenate(list(rows)), whole, rtol=4 * EPS32, atol=0)
 
 
-def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path):
-    """launch/local.sh: 2 processes x 2 CPU devices over 127.0.0.1 == 1 process x 4 devices."""
+def test_two_processes_match_one_process_and_their_checkpoint_restores(runs, tmp_path):
+    """launch/local.sh: 2 processes x 2 CPU devices over 127.0.0.1 == 1 process (the 1-device
+    run that the 8-device runs above match)."""
     name = "dcgan_mnist"
     workdir = str(tmp_path / "two_processes")
     env = dict(
@@ -216,7 +240,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     env.pop("PORT", None)  # local.sh picks a free port
     overrides = [
         "--config.train.steps=20",
-        "--config.train.checkpoint_every=10",
+        "--config.train.checkpoint_every=20",  # the end's, restored below
         "--config.eval.every=20",
         "--config.eval.scores=True",  # both processes score; together they save the best
         "--config.eval.examples=32",
@@ -236,10 +260,10 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(tmp_path)
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
-    reference = trainer.train_and_evaluate(_config(name, num_devices=4), str(tmp_path / "one"))
+    _, reference = runs(name, "jit", 1)
     config = _config(name, num_devices=1)
     restored = Checkpoints(workdir, 3).restore(
-        families.initial_state(config, parallel.make_mesh(1))
+        families.abstract_initial_state(config, parallel.make_mesh(1))
     )
     assert int(restored.step) == 20
     _assert_close(restored, reference)
