@@ -243,8 +243,13 @@ def test_bfloat16_compute_keeps_float32_params_and_is_close():
 def test_mixed_dtype_pure_function_promotes():
     x = jnp.asarray(normal((1, 3, 3, 2), 0), jnp.bfloat16)
     kernel = jnp.asarray(normal((4, 4, 2, 2), 1))
-    assert layers.conv_transpose(x, kernel).dtype == jnp.float32
-    dk = jax.grad(lambda w: jnp.sum(layers.conv_transpose(x, w.astype(jnp.bfloat16))))(kernel)
+    y, dk = jax.jit(  # compiled, not eager op by op
+        lambda x, kernel: (
+            layers.conv_transpose(x, kernel),
+            jax.grad(lambda w: jnp.sum(layers.conv_transpose(x, w.astype(jnp.bfloat16))))(kernel),
+        )
+    )(x, kernel)
+    assert y.dtype == jnp.float32
     assert dk.dtype == jnp.float32 and dk.shape == kernel.shape
 
 
@@ -312,23 +317,32 @@ def test_phases_interleave_pixel_by_pixel(by_padding):
         for a in range(sh):
             for b in range(sw):
                 expected[:, a::sh, b::sw] = phases[a][b]
-        phases = jax.tree.map(jnp.asarray, phases)
-        np.testing.assert_array_equal(layers.interleave_phases(phases, by_padding), expected)
+        interleave = jax.jit(layers.interleave_phases, static_argnums=1)  # pure data movement
+        np.testing.assert_array_equal(interleave(phases, by_padding), expected)
 
 
 def test_phase_forward_interleaved_by_padding_matches_flax(monkeypatch):
     """The phase forward as it runs for large outputs (the DCGANs' layers at batch 256)."""
     monkeypatch.setattr(layers, "PAD_INTERLEAVE_MIN_BYTES", 0)
     x = normal((2, 4, 5, 3), 0)
-    for kh, kw, sh, sw in [(4, 4, 2, 2), (3, 2, 2, 1), (5, 5, 3, 3)]:
-        kernel = normal((kh, kw, WIDE, 3), kh)
+    grid = [(4, 4, 2, 2), (3, 2, 2, 1), (5, 5, 3, 3)]
+    kernels = [normal((kh, kw, WIDE, 3), kh) for kh, kw, _, _ in grid]
+
+    @jax.jit  # traced here, under the patched threshold
+    def run(x: Array, kernels: list[Array]) -> list[tuple[Array, Array]]:
+        return [
+            (
+                layers._phase_transpose_of_strided_conv(x, kernel, (sh, sw)),
+                flax_conv_transpose(x, kernel, (sh, sw)),
+            )
+            for (_, _, sh, sw), kernel in zip(grid, kernels)
+        ]
+
+    for (kh, kw, sh, sw), (y, ref_y) in zip(grid, run(x, kernels)):
         np.testing.assert_allclose(
-            layers._phase_transpose_of_strided_conv(x, kernel, (sh, sw)),
-            flax_conv_transpose(x, kernel, (sh, sw)),
-            rtol=1e-5,
-            atol=1e-5,
-            err_msg=f"k=({kh},{kw}) s=({sh},{sw})",
+            y, ref_y, rtol=1e-5, atol=1e-5, err_msg=f"k=({kh},{kw}) s=({sh},{sw})"
         )
+    kernel = kernels[-1]
     padded = jax.make_jaxpr(lambda v: layers._phase_transpose_of_strided_conv(v, kernel, (3, 3)))
     pads = [e for e in all_eqns(padded(x).jaxpr) if e.primitive is jax.lax.pad_p]
     assert len(pads) == 9  # one per phase: this test ran the padding path

@@ -20,6 +20,9 @@ from genimg_jax.families.vae import step as vae_step
 from genimg_jax.metrics import likelihood
 
 MSE = likelihood.PixelLikelihood("mse")  # σ = √½, 256 levels
+# compiled once per number of levels (σ traced), as the training step and the scorer run it,
+# instead of log_ndtr's dozens of ops eagerly one by one
+_discretized_nll = jax.jit(losses.discretized_gaussian_nll, static_argnames="levels")
 
 
 def _reference_nll(x: np.ndarray, mean: np.ndarray, sigma: float, levels: int = 256) -> np.ndarray:
@@ -44,8 +47,8 @@ def test_discretized_gaussian_nll_matches_scipy(sigma, levels):
     x[0, :2] = 0.0
     x[1, :2] = 1.0  # the open-ended bins
     mean = scipy.special.expit(rng.normal(0.0, 3.0, x.shape))  # far tails included
-    got = losses.discretized_gaussian_nll(
-        jnp.asarray(x, jnp.float32), jnp.asarray(mean, jnp.float32), sigma, levels
+    got = _discretized_nll(
+        jnp.asarray(x, jnp.float32), jnp.asarray(mean, jnp.float32), sigma, levels=levels
     )
     np.testing.assert_allclose(got, _reference_nll(x, mean, sigma, levels), rtol=2e-5)
 
@@ -54,7 +57,7 @@ def test_discretized_gaussian_nll_matches_scipy(sigma, levels):
 def test_discretized_gaussian_is_a_probability_over_the_levels(levels):
     values = jnp.arange(levels, dtype=jnp.float32).reshape(levels, 1, 1, 1) / (levels - 1)
     for mean in (0.0, 0.3, 0.97):
-        nll = losses.discretized_gaussian_nll(values, jnp.full_like(values, mean), 0.1, levels)
+        nll = _discretized_nll(values, np.full(values.shape, mean, np.float32), 0.1, levels=levels)
         assert float(jnp.sum(jnp.exp(-nll))) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -65,10 +68,10 @@ def test_mse_loss_is_the_gaussian_nll_up_to_a_constant():
     x = rng.integers(1, 255, (4, 6, 6, 1)) / 255.0
     logits = rng.normal(0.0, 2.0, x.shape)
     mean, d = scipy.special.expit(logits), x[0].size
-    mse = np.asarray(losses.mse_reconstruction(jnp.asarray(x), jnp.asarray(logits)))
+    mse = np.asarray(jax.jit(losses.mse_reconstruction)(jnp.asarray(x), jnp.asarray(logits)))
     density = -scipy.stats.norm(mean, losses.MSE_SIGMA).logpdf(x).reshape(4, -1).sum(axis=1)
     np.testing.assert_allclose(mse, density - d / 2 * np.log(np.pi), rtol=1e-5)
-    nll = MSE.nll(jnp.asarray(x, jnp.float32), jnp.asarray(logits, jnp.float32))
+    nll = jax.jit(MSE.nll)(jnp.asarray(x, jnp.float32), jnp.asarray(logits, jnp.float32))
     np.testing.assert_allclose(nll, density + d * np.log(255.0), rtol=1e-5)
 
 
@@ -87,14 +90,26 @@ def vae_and_images(data_dir):
     return state.replace(params=params), jnp.asarray(images / 255.0, jnp.float32)
 
 
+_APPLIED: dict[int, tuple] = {}  # id(state) -> (state, its compiled apply), kept alive
+
+
+def _compiled_apply(state):
+    """state's networks compiled (not every layer's ops one by one), once per state: each
+    parametrisation's reference then reuses the encoder and decoder programs."""
+    if id(state) not in _APPLIED:
+        apply = jax.jit(
+            lambda x, method: state.apply_fn({"params": state.params}, x, method=method),
+            static_argnames="method",
+        )
+        _APPLIED[id(state)] = (state, apply)
+    return _APPLIED[id(state)][1]
+
+
 def _reference_bounds(state, x, rng, k: int, pixels: likelihood.PixelLikelihood):
     """The log weights log p(x|z_i) + log p(z_i) − log q(z_i|x) [k, B] and the analytic-KL
     negative ELBO −log p(x|z_0) + KL [B], float64, with the estimators' noise eps_i from
     fold_in(rng, i): the networks run in JAX, the densities in NumPy/scipy."""
-    apply = jax.jit(  # compiled, not every layer's ops one by one
-        lambda x, method: state.apply_fn({"params": state.params}, x, method=method),
-        static_argnames="method",
-    )
+    apply = _compiled_apply(state)
     mean, logvar = apply(x, method="encode")
     mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
     std, xs = np.exp(0.5 * logvar), np.asarray(x, np.float64)
@@ -201,7 +216,8 @@ def test_the_scorer_and_the_step_report_the_mse_models_likelihood(vae_and_images
     rng = jax.random.key(5)
     _, metrics = jax.jit(lambda s, b, r: vae_step.vae_step(s, b, r, spec))(state, {"image": x}, rng)
     eps = jax.random.normal(rng, (4, config.model.latent_dim))
-    logits, _, _ = state.apply_fn({"params": state.params}, jnp.asarray(x), eps)
+    apply = jax.jit(lambda x, eps: state.apply_fn({"params": state.params}, x, eps))  # not eager
+    logits, _, _ = apply(jnp.asarray(x), eps)
     p = scipy.special.expit(np.asarray(logits, np.float64))
     nll = _reference_nll(x.astype(np.float64), p, 0.4).mean()
     squared = np.sum((x - p) ** 2, axis=(1, 2, 3)).mean()

@@ -32,28 +32,31 @@ def _inputs(shape, kernel_shape, seed=0):
 
 
 def _assert_same_function(op, reference, x, kernel):
-    """Equal outputs, and equal gradients of a nonlinear loss w.r.t. x and the kernel."""
-    np.testing.assert_allclose(op(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
+    """Equal outputs, and equal gradients of a nonlinear loss w.r.t. x and the kernel; returns
+    op's output. Each side is one compiled program (output and gradients), not eager ops."""
     loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
-    grads = jax.grad(loss(op), (0, 1))(x, kernel)
-    expected = jax.grad(loss(reference), (0, 1))(x, kernel)
+    both = lambda f: jax.jit(lambda x, k: (f(x, k), jax.grad(loss(f), (0, 1))(x, k)))
+    out, grads = both(op)(x, kernel)
+    expected_out, expected = both(reference)(x, kernel)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, expected, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    return out
 
 
 @pytest.mark.parametrize("kh,kw", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (3, 2)])
 def test_upsample_conv_is_conv_of_the_upsampled_map(kh, kw):
     x, kernel = _inputs((2, 5, 7, 3), (kh, kw, 3, 4))
-    assert resampling.upsample_conv(x, kernel).shape == (2, 10, 14, 4)
-    _assert_same_function(resampling.upsample_conv, literal_upsample_conv, x, kernel)
+    out = _assert_same_function(resampling.upsample_conv, literal_upsample_conv, x, kernel)
+    assert out.shape == (2, 10, 14, 4)
 
 
 @pytest.mark.parametrize("kh,kw", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 3)])
 @pytest.mark.parametrize("height,width", [(8, 6), (7, 5)])  # odd: the literal path
 def test_conv_downsample_is_the_pooled_conv(kh, kw, height, width):
     x, kernel = _inputs((2, height, width, 3), (kh, kw, 3, 4), seed=1)
-    assert resampling.conv_downsample(x, kernel).shape == (2, height // 2, width // 2, 4)
-    _assert_same_function(resampling.conv_downsample, literal_conv_downsample, x, kernel)
+    out = _assert_same_function(resampling.conv_downsample, literal_conv_downsample, x, kernel)
+    assert out.shape == (2, height // 2, width // 2, 4)
 
 
 # (folded op, its nn.Conv hook, the literal form)
