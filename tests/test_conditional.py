@@ -29,6 +29,11 @@ def _conditional(name: str, num_classes: int = 10):
     return config_lib.validate(config)
 
 
+def _create_state(config):
+    """The initial state, built as one compiled program (not every layer's ops one by one)."""
+    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
+
+
 def test_fixed_labels_cycle_through_the_classes_in_order():
     np.testing.assert_array_equal(fixed_labels(25, 10), np.arange(25) % 10)
     assert fixed_labels(4, 10).dtype == jnp.int32
@@ -38,7 +43,7 @@ def test_fixed_labels_cycle_through_the_classes_in_order():
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def conditional(request):
     config = _conditional(FAMILIES[request.param])
-    s = families.create_state(config, jax.random.key(0))
+    s = _create_state(config)
     return request.param, config, s
 
 
@@ -56,7 +61,8 @@ def test_unconditional_models_have_no_class_parameters():
     for name in FAMILIES.values():
         config = load_config(name)
         config.model.num_classes = 0  # the main job, dcgan_mnist, is conditional
-        s = families.create_state(config, jax.random.key(0))
+        # the parameter tree's paths, abstractly: nothing needs computing
+        s = jax.eval_shape(functools.partial(families.create_state, config), jax.random.key(0))
         paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]
         assert not [p for p in paths if "Embed" in p], name
 
@@ -109,14 +115,25 @@ def test_conditional_g_images_depend_on_the_class(trained):
     # the papers, so its classes part after the first updates)
     _, config, _, s, _ = trained
     z = jax.random.normal(jax.random.key(2), (4, config.model.latent_dim))
-    g = lambda y: np.asarray(s.g.apply_fn(s.g.variables(), z, y, train=False))
-    a, b = g(jnp.zeros(4, jnp.int32)), g(jnp.full((4,), 7, jnp.int32))
+
+    @jax.jit  # one program, not every layer's ops one by one
+    def images(variables, z):
+        g = lambda *y: s.g.apply_fn(variables, z, *y, train=False)
+        # the last one's labels are made in the program as G's own default makes them
+        # (`fixed_labels`), so the last two compute the same ops when (and only when) G without
+        # labels draws the classes in order
+        return (
+            g(jnp.zeros(4, jnp.int32)),
+            g(jnp.full((4,), 7, jnp.int32)),
+            g(),
+            g(fixed_labels(4, 10)),
+        )
+
+    a, b, unlabelled, in_order = map(np.asarray, images(s.g.variables(), z))
     assert a.shape == (4, config.data.image_size, config.data.image_size, config.data.channels)
     assert all(np.abs(a[i] - b[i]).max() > 1e-4 for i in range(4))
     # without labels (sampling grids), G draws the classes in order
-    np.testing.assert_array_equal(
-        s.g.apply_fn(s.g.variables(), z, train=False), g(fixed_labels(4, 10))
-    )
+    np.testing.assert_array_equal(unlabelled, in_order)
 
 
 def test_fake_labels_are_one_global_draw_sliced_per_device():
@@ -142,7 +159,12 @@ def test_conditional_d_step_under_pmap_equals_jit():
     n, b = 4, 8
     if len(jax.local_devices()) < n:
         pytest.skip("needs 4 devices (tests/conftest.py asks for 8 host CPU devices)")
-    s = families.create_state(config, jax.random.key(0))
+    pmap_config = config.copy_and_resolve_references()
+    pmap_config.parallel.strategy = "pmap"  # G's BatchNorm takes statistics over all devices
+    # both initial states in one compiled program, from the same key
+    s, s_pmap = jax.jit(
+        lambda key: (families.create_state(config, key), families.create_state(pmap_config, key))
+    )(jax.random.key(0))
     batch = {
         "image": jax.random.uniform(jax.random.key(1), (b, 28, 28, 1), minval=-1),
         "label": jnp.arange(b, dtype=jnp.int32) % 10,
@@ -157,16 +179,13 @@ def test_conditional_d_step_under_pmap_equals_jit():
     step = functools.partial(gan_step.d_step, spec=spec)
     rng = jax.random.key(5)
     single, m1 = jax.jit(step)(s, batch, rng)
-    config.parallel.strategy = "pmap"  # G's BatchNorm takes statistics over all devices
-    s_pmap = families.create_state(config, jax.random.key(0))
-    stacked = jax.tree.map(lambda x: jnp.stack([x] * n), s_pmap)
-    shards = jax.tree.map(lambda x: x.reshape(n, b // n, *x.shape[1:]), batch)
-    multi, m2 = jax.pmap(
+    shards = jax.tree.map(lambda x: np.asarray(x).reshape(n, b // n, *x.shape[1:]), batch)
+    multi, m2 = jax.pmap(  # the state broadcast to every device, each device's state returned
         functools.partial(step, axis_name="data"),
         axis_name="data",
-        in_axes=(0, 0, None),
+        in_axes=(None, 0, None),
         devices=jax.local_devices()[:n],
-    )(stacked, shards, rng)
+    )(s_pmap, shards, rng)
     for key in ("d_loss", "d_gp", "d_real", "d_fake"):
         np.testing.assert_allclose(m2[key][0], m1[key], rtol=1e-5, err_msg=key)
     jax.tree.map(

@@ -105,7 +105,7 @@ def test_r1_penalty_matches_finite_differences(known):
     np.testing.assert_allclose(grads, closed_form, rtol=1e-6, atol=1e-6)
     expected = np.mean(np.sum(grads**2, axis=1))
     d_jax = _known_d(jnp.asarray(a, jnp.float32), jnp.asarray(w, jnp.float32), jnp)
-    got = losses.r1_penalty(d_jax, jnp.asarray(real, jnp.float32))
+    got = jax.jit(functools.partial(losses.r1_penalty, d_jax))(jnp.asarray(real, jnp.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -114,7 +114,9 @@ def test_r1_penalty_of_a_linear_d_is_the_squared_weight_norm():
     d = lambda x: jnp.sum((x * w).reshape(x.shape[0], -1), axis=1)
     x = jax.random.normal(jax.random.key(0), (4, 3, 3, 2))
     np.testing.assert_allclose(
-        losses.r1_penalty(d, x), np.sum(w.astype(np.float64) ** 2), rtol=1e-6
+        jax.jit(functools.partial(losses.r1_penalty, d))(x),
+        np.sum(w.astype(np.float64) ** 2),
+        rtol=1e-6,
     )
 
 
@@ -128,8 +130,8 @@ def test_gradient_penalty_matches_finite_differences_on_the_interpolates(known):
     grads = _finite_difference_grads(_known_d(a, w, np), x_hat)
     expected = np.mean((np.linalg.norm(grads, axis=1) - 1) ** 2)
     d_jax = _known_d(jnp.asarray(a, jnp.float32), jnp.asarray(w, jnp.float32), jnp)
-    got = losses.gradient_penalty(
-        d_jax, jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32), rng
+    got = jax.jit(functools.partial(losses.gradient_penalty, d_jax))(
+        jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32), rng
     )
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
@@ -138,6 +140,7 @@ def test_gradient_penalty_of_a_unit_norm_linear_d_is_zero_and_its_gradient_finit
     w = jnp.ones((2, 2, 1)) / 2.0  # ||w|| = 1
     x = jax.random.normal(jax.random.key(1), (3, 2, 2, 1))
 
+    @jax.jit  # one program per use (the penalty, its gradient), not op by op
     def penalty(scale):
         d = lambda v: scale * jnp.sum((v * w).reshape(v.shape[0], -1), axis=1)
         return losses.gradient_penalty(d, x, -x, jax.random.key(2))
@@ -170,7 +173,7 @@ def test_interpolation_weights_under_pmap_are_the_global_draw_sliced():
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = families.create_state(config, jax.random.key(0))
+    s = jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))  # one program
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
 
@@ -243,6 +246,9 @@ def test_r1_penalty_changes_the_d_update(gan):
 def test_wgan_gp_quick_config_trains_with_its_penalty(tmp_path):
     config = load_config("wgan_gp_mnist")
     config.parallel.num_devices = 1
+    # its 12 steps, logged every 4; one evaluation and save, at the end (the quick config's every
+    # 6 would add one of each that nothing here reads)
+    config.train.checkpoint_every = config.eval.every = config.train.steps
     final = trainer.train_and_evaluate(config, str(tmp_path))
     assert int(final.step) == config.train.steps
     assert int(final.d.step) == config.train.steps * config.train.d_steps
