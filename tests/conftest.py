@@ -1,6 +1,7 @@
 """Shared fixtures: one TFDS data dir for the session (bundled data sets prepared once), and
 small configs."""
 
+import functools
 import os
 import shutil
 import tempfile
@@ -72,6 +73,17 @@ def load_config(name: str, arg: str | None = "quick"):
     from genimg_jax import config as config_lib  # here: JAX starts after XLA_FLAGS are set
 
     return config_lib.from_file(os.path.join(REPO, "configs", f"{name}.py"), arg)
+
+
+def compiled_state(config, key=None):
+    """`families.create_state(config, key)` (key 0 by default) as one compiled program: op by op,
+    every layer's initialisers compile one at a time (~20 ms of CPU each)."""
+    import jax
+
+    from genimg_jax import families
+
+    key = jax.random.key(0) if key is None else key
+    return jax.jit(functools.partial(families.create_state, config))(key)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 
-from genimg_jax import families
 from genimg_jax.core import augment, losses
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.runtime import parallel
@@ -103,11 +102,6 @@ def test_lecam_penalty_and_anchors_match_numpy():
     assert anchors["other"] == 1.0
 
 
-def _create_state(config):
-    """The state of seed 0, initialised as one compiled program (faster than op by op)."""
-    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
-
-
 def _d_step(config, **kw):
     spec = gan_step.GANStep(
         loss=losses.GAN_LOSSES["non_saturating"],
@@ -122,7 +116,7 @@ def test_lazy_r1_runs_every_nth_d_step_at_n_times_the_penalty(monkeypatch):
     """Also: `lax.cond` (GPU, TPU) and XLA:CPU's select (`gan_step.conditionals_are_slow`)
     are two programs for the same update, on the step the penalty runs and on one it skips."""
     config = load_config("dcgan_mnist")
-    s = _create_state(config)
+    s = compiled_state(config)
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     rng = jax.random.key(2)
     lazy_r1 = gan_step.LazyPenalty(10.0, 4)
@@ -182,7 +176,7 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
         np.testing.assert_array_equal(a, b)
 
     # G's gradient flows through D's augmentation: it differs from the one without it
-    s = _create_state(config)
+    s = compiled_state(config)
     batch = {"image": jnp.zeros((8, 28, 28, 1))}
     g_step = lambda policy: jax.jit(  # compiled, not the step's ops one by one
         functools.partial(
@@ -281,7 +275,7 @@ def test_ada_p_follows_the_sign_of_d_on_reals_like_a_numpy_loop():
 def test_a_d_step_moves_p_by_one_batch_towards_the_target():
     config = load_config("dcgan_mnist")
     config.train.ada = "blit,geom"
-    s = _create_state(config)
+    s = compiled_state(config)
     s = s.replace(d=s.d.replace(stats={**s.d.stats, "ada_p": jnp.float32(0.5)}))
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     new, metrics = _d_step(config, ada=gan_step.ADA(("blit", "geom"), 0.6, 1.0))(
@@ -325,7 +319,7 @@ def test_ema_half_life_in_images_with_ramp_up_matches_stylegan2s_formula():
         assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-30)
     config = load_config("dcgan_mnist")
     config.train.ema_decay, config.train.ema_kimg = 0.0, 1.0  # the half-life alone turns it on
-    s = _create_state(config)
+    s = compiled_state(config)
     s = s.replace(g=s.g.replace(step=jnp.int32(9)))
     spec = gan_step.GANStep(
         loss=losses.GAN_LOSSES["non_saturating"],

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 
 from genimg_jax import config as config_lib
 from genimg_jax import families
@@ -29,11 +29,6 @@ def _conditional(name: str, num_classes: int = 10):
     return config_lib.validate(config)
 
 
-def _create_state(config):
-    """The initial state, built as one compiled program (not every layer's ops one by one)."""
-    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
-
-
 def test_fixed_labels_cycle_through_the_classes_in_order():
     np.testing.assert_array_equal(fixed_labels(25, 10), np.arange(25) % 10)
     assert fixed_labels(4, 10).dtype == jnp.int32
@@ -43,7 +38,7 @@ def test_fixed_labels_cycle_through_the_classes_in_order():
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def conditional(request):
     config = _conditional(FAMILIES[request.param])
-    s = _create_state(config)
+    s = compiled_state(config)
     return request.param, config, s
 
 

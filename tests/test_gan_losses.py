@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 
-from genimg_jax import families
 from genimg_jax.core import losses
 from genimg_jax.families.gan import step as gan_step
 from genimg_jax.training import loop as trainer
@@ -173,7 +172,7 @@ def test_interpolation_weights_under_pmap_are_the_global_draw_sliced():
 @pytest.fixture(scope="module")
 def gan():
     config = load_config("dcgan_mnist")
-    s = jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))  # one program
+    s = compiled_state(config)
     batch = {"image": jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)}
     return config, s, batch
 

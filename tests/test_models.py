@@ -1,6 +1,5 @@
 """Model families: shapes from the config, output ranges, the registry."""
 
-import functools
 import os
 from contextlib import nullcontext
 
@@ -8,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 from PIL import Image
 
 from genimg_jax import config as config_lib
@@ -118,7 +117,7 @@ def test_dcgan_and_conv_vae_train_through_the_loop_at_other_sizes(config_name, s
 def test_the_conv_vae_trains_a_step_at_256_pixels():
     config = load_config("vae_mnist")
     config.data.image_size, config.data.channels, config.train.batch_size = 256, 3, 2
-    s = jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))  # one program
+    s = compiled_state(config)
     x = jax.random.uniform(jax.random.key(1), (2, 256, 256, 3))
     s, metrics = jax.jit(families.make_train_step(config))(s, {"image": x}, jax.random.key(2))
     assert all(bool(jnp.isfinite(v)) for v in metrics.values()), metrics

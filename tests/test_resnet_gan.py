@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 
 from genimg_jax import families
 from genimg_jax.core import state
@@ -28,15 +28,10 @@ def _config(size=32, channels=3):
     return config
 
 
-def _create_state(config, key):
-    """`families.create_state` compiled as one program (faster than op by op)."""
-    return jax.jit(functools.partial(families.create_state, config))(key)
-
-
 @pytest.fixture(scope="module")
 def state32():
     """The state of seed 0 for `_config()` (32 px RGB), built once for the tests that use it."""
-    return _create_state(_config(), jax.random.key(0))
+    return compiled_state(_config(), jax.random.key(0))
 
 
 def _tree_equal(a, b) -> bool:
@@ -57,7 +52,7 @@ def test_shapes_follow_the_config(size, channels, request):
     if (size, channels) == (32, 3):
         s = request.getfixturevalue("state32")
     else:
-        s = _create_state(config, jax.random.key(0))
+        s = compiled_state(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (3, config.model.latent_dim))
 
     @jax.jit  # one program, not every layer's ops one by one
@@ -106,7 +101,7 @@ def _sn_pairs(d_state):
 def test_spectral_norm_bounds_every_d_weight_after_power_iterations():
     config = _config()
     config.model.num_classes = 10  # the projection embedding is normalised too
-    s = _create_state(config, jax.random.key(0))
+    s = compiled_state(config, jax.random.key(0))
     # Flax's SpectralNorm stores W/σ̂ as the parameter at init, so spread the weights' spectral
     # norms out (2, 3, ...) to make the check bite.
     leaves, treedef = jax.tree.flatten(s.d.params)
@@ -206,7 +201,7 @@ def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     config = _quick()
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert full.d.batch_stats and int(full.step) == config.train.steps
-    fresh = _create_state(config, state.run_keys(config.seed)["init"])
+    fresh = compiled_state(config, state.run_keys(config.seed)["init"])
     assert _tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
 
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(

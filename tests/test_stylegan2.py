@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import compiled_state, load_config
 
 from genimg_jax import families
 from genimg_jax.cli import main, sample
@@ -93,15 +93,10 @@ def _tiny():
     return config
 
 
-def _create_state(config):
-    """The state of seed 0, initialised as one compiled program (faster than op by op)."""
-    return jax.jit(functools.partial(families.create_state, config))(jax.random.key(0))
-
-
 @pytest.fixture(scope="module")
 def tiny():
     config = _tiny()
-    return config, _create_state(config)
+    return config, compiled_state(config)
 
 
 def test_path_lengths_match_finite_differences(tiny):
@@ -222,7 +217,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
 
     pmap_config = config.copy_and_resolve_references()
     pmap_config.parallel.strategy = "pmap"  # modules that reduce over the device axis
-    s_pmap = _create_state(pmap_config)
+    s_pmap = compiled_state(pmap_config)
     assert _tree_equal(jax.tree.leaves(s_pmap), jax.tree.leaves(s))
     pmapped = jax.pmap(
         _g_step(pmap_config, parallel.AXIS),
