@@ -2,6 +2,7 @@
 small configs."""
 
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -84,6 +85,21 @@ def compiled_state(config, key=None):
 
     key = jax.random.key(0) if key is None else key
     return jax.jit(functools.partial(families.create_state, config))(key)
+
+
+def resume_copy(workdir, step: int, into, config):
+    """A run cut off after its save of `step`: that checkpoint of `workdir`'s alone, copied into
+    the fresh workdir `into`, where `config` then trains to its end. Returns (final state, the
+    steps that run logged)."""
+    from genimg_jax.training import loop as trainer
+
+    shutil.copytree(
+        os.path.join(workdir, "checkpoints", str(step)),
+        os.path.join(into, "checkpoints", str(step)),
+    )
+    state = trainer.train_and_evaluate(config, str(into))
+    with open(os.path.join(into, "metrics.jsonl")) as f:
+        return state, [json.loads(line)["step"] for line in f]
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -3,14 +3,12 @@ gradients through it, the same draws under pmap as under jit; LeCam and lazy R1 
 a DCGAN with all of them trains and resumes bitwise."""
 
 import functools
-import json
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compiled_state, load_config
+from conftest import compiled_state, load_config, resume_copy
 
 from genimg_jax.core import augment, losses
 from genimg_jax.families.gan import step as gan_step
@@ -164,14 +162,11 @@ def test_augmented_lecam_lazy_r1_dcgan_trains_g_through_the_augmentation_and_res
     assert float(full.d.stats["lecam_real"]) != 0.0 and float(full.d.stats["lecam_fake"]) != 0.0
     assert 0.0 <= float(full.d.stats["ada_p"]) <= 1.0
     # A run stopped after its step-6 checkpoint: that checkpoint alone in a fresh workdir
-    middle = str(config.train.checkpoint_every)
-    assert 0 < int(middle) < config.train.steps
-    shutil.copytree(
-        tmp_path / "full" / "checkpoints" / middle, tmp_path / "resumed" / "checkpoints" / middle
-    )
-    resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
-    with open(tmp_path / "resumed" / "metrics.jsonl") as f:  # it trained steps 7 to 12 only
-        assert [json.loads(row)["step"] for row in f] == [8, 12]
+    middle = config.train.checkpoint_every
+    assert 0 < middle < config.train.steps
+    resumed, logged = resume_copy(tmp_path / "full", middle, tmp_path / "resumed", config)
+    resumed = jax.device_get(resumed)
+    assert logged == [8, 12]  # it trained steps 7 to 12 only
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -7,7 +7,6 @@ sweep over KL weights equal to its solo runs; the shapes VQGAN scored without a 
 import functools
 import json
 import os
-import shutil
 
 import jax
 import jax.flatten_util
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import load_config
+from conftest import load_config, resume_copy
 
 from genimg_jax import config as config_lib
 from genimg_jax import families
@@ -353,14 +352,9 @@ def test_a_vqgan_resumes_bitwise_and_its_codes_decode_to_its_reconstructions(tmp
     # a run cut off after its step-6 save (D and its optimizer mid-training): that checkpoint
     # alone in a workdir of its own
     middle = config.train.checkpoint_every
-    shutil.copytree(
-        tmp_path / "full" / "checkpoints" / str(middle),
-        tmp_path / "resumed" / "checkpoints" / str(middle),
-    )
-    resumed = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "resumed")))
-    assert _tree_equal(resumed, full)
-    with open(tmp_path / "resumed" / "metrics.jsonl") as f:
-        assert json.loads(f.readline())["step"] > middle  # it resumed: steps 1-6 not run again
+    resumed, logged = resume_copy(tmp_path / "full", middle, tmp_path / "resumed", config)
+    assert _tree_equal(jax.device_get(resumed), full)
+    assert logged[0] > middle  # it resumed: steps 1-6 not run again
     with open(tmp_path / "full" / "metrics.jsonl") as f:
         row = json.loads(f.readlines()[-1])
     assert {"perplexity", "codes_used", "adaptive_weight", "d_loss", "recon"} <= set(row)

@@ -9,13 +9,12 @@ state agrees with k calls' to float rounding, not bitwise: XLA compiles the loop
 
 import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import load_config, resume_copy
 
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.training import guard as guard_lib
@@ -70,10 +69,7 @@ def runs(tmp_path_factory) -> dict:
         workdir = str(tmp_path_factory.mktemp(name))
         out[name] = (workdir, trainer.train_and_evaluate(_config(k), workdir))
     workdir = str(tmp_path_factory.mktemp("resumed"))
-    shutil.copytree(
-        os.path.join(out["two"][0], "checkpoints", "6"), os.path.join(workdir, "checkpoints", "6")
-    )
-    out["resumed"] = (workdir, trainer.train_and_evaluate(_config(2), workdir))
+    out["resumed"] = (workdir, resume_copy(out["two"][0], 6, workdir, _config(2))[0])
     return out
 
 
