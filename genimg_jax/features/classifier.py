@@ -107,8 +107,8 @@ def train_classifier(
     Batches are drawn epoch by epoch from seeded permutations of the whole set, which is kept
     in device memory (these sets are small).
     """
-    x = jnp.asarray(to_unit_range(images))  # [N, S, S, C]
-    y = jnp.asarray(np.asarray(labels, np.int32))  # [N]
+    x = to_unit_range(images)  # [N, S, S, C]
+    y = np.asarray(labels, np.int32)  # [N]
     if x.ndim != 4 or y.shape != x.shape[:1]:
         raise ValueError(f"images [N, S, S, C] and labels [N] must pair up: {x.shape}, {y.shape}")
     if y.min() < 0 or y.max() >= num_classes:
@@ -116,7 +116,8 @@ def train_classifier(
     rng = np.random.default_rng(seed)
     epochs = -(-steps * batch_size // len(x))
     order = np.concatenate([rng.permutation(len(x)) for _ in range(epochs)])
-    batches = jnp.asarray(order[: steps * batch_size].reshape(steps, batch_size))  # [steps, B]
+    batches = order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)  # [steps, B]
+    x, y = jax.device_put((x, y))
     module = Classifier(num_classes, tuple(widths))
     params = module.init(jax.random.key(seed), x[:1])["params"]
     opt_state = optax.adam(learning_rate).init(params)
@@ -139,7 +140,7 @@ def features_and_probs(
     padded = np.concatenate([images, np.zeros((-n % size, *images.shape[1:]), np.float32)])
     features, outputs = [], []
     for i in range(0, len(padded), size):
-        logits, feats = _apply(module, params, jnp.asarray(padded[i : i + size]))
+        logits, feats = _apply(module, params, padded[i : i + size])
         features.append(np.asarray(feats))
         outputs.append(np.asarray(logits if return_logits else jax.nn.softmax(logits)))
     return np.concatenate(features)[:n], np.concatenate(outputs)[:n]

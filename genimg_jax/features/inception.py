@@ -346,7 +346,7 @@ def _validated(arrays: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
 
 def _variables(arrays: Mapping[str, np.ndarray]) -> PyTree:
     """Validated PyTorch-layout arrays -> {"params": ..., "batch_stats": ...} of jax arrays."""
-    flat = {path: jnp.asarray(_to_flax(arrays[key])) for key, (path, _) in _layout().items()}
+    flat = {path: jax.device_put(_to_flax(arrays[key])) for key, (path, _) in _layout().items()}
     return traverse_util.unflatten_dict(flat)
 
 
@@ -436,7 +436,7 @@ def features_and_logits(
     padded = np.concatenate([images, padding])
     feats, logits = [], []
     for i in range(0, len(padded), size):
-        f, l = _forward(variables, jnp.asarray(padded[i : i + size]))
+        f, l = _forward(variables, padded[i : i + size])
         feats.append(np.asarray(f))
         logits.append(np.asarray(l))
     return np.concatenate(feats)[:n], np.concatenate(logits)[:n]

@@ -80,9 +80,11 @@ def load_weights(path: str) -> dict:
         if name.startswith("features.") and name.endswith(".weight"):
             kernel = arrays[name].transpose(2, 3, 1, 0)  # OIHW -> HWIO
             bias = arrays[name.replace(".weight", ".bias")]
-            vgg[f"Conv_{i}"] = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
+            vgg[f"Conv_{i}"] = {"kernel": jax.device_put(kernel), "bias": jax.device_put(bias)}
             i += 1
-    heads = [jnp.asarray(arrays[f"lin{k}.model.1.weight"].reshape(-1)) for k in range(len(STAGES))]
+    heads = [
+        jax.device_put(arrays[f"lin{k}.model.1.weight"].reshape(-1)) for k in range(len(STAGES))
+    ]
     return {"vgg": vgg, "heads": heads}
 
 

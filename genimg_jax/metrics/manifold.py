@@ -49,7 +49,7 @@ def knn_radii(features: np.ndarray, k: int = 3, chunk: int = DEFAULT_CHUNK) -> n
     features = np.asarray(features, np.float32)
     if not 1 <= k < len(features):
         raise ValueError(f"k={k} must lie in [1, N-1] for N={len(features)} features")
-    points = jnp.asarray(features)
+    points = jax.device_put(features)
     d2 = _by_chunks(lambda q: _kth_neighbour_sq(q, points, k), features, min(chunk, len(features)))
     return np.sqrt(d2)
 
@@ -65,8 +65,8 @@ def manifold_coverage(
         raise ValueError(
             f"features must be [M, D] and [N, D], got {queries.shape}, {reference.shape}"
         )
-    radii_sq = jnp.asarray(knn_radii(reference, k, chunk) ** 2)
-    centres = jnp.asarray(reference)
+    radii_sq = jax.device_put(knn_radii(reference, k, chunk) ** 2)
+    centres = jax.device_put(reference)
     inside = _by_chunks(
         lambda q: _inside_any_ball(q, centres, radii_sq), queries, min(chunk, len(queries))
     )
