@@ -35,7 +35,7 @@ config.model.width, config.model.hidden, config.model.latent_dim = 32, 256, 16
 lo, hi = families.of(config).value_range
 images = np.random.default_rng(0).uniform(lo, hi, (128, 32, 32, 1)).astype(np.float32)
 batch, key = {{"image": jax.device_put(images)}}, jax.random.PRNGKey(0)
-s = families.create_state(config, key)
+s = jax.jit(lambda key: families.create_state(config, key))(key)  # one program, not op by op
 step = jax.jit(families.make_train_step(config), donate_argnums=0)
 for call in range(22):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -25,6 +25,9 @@ def scored_config(name: str, **eval_fields):
     config.eval.scores = True
     config.eval.every = 4  # evaluations at 4, 8, 12
     config.train.checkpoint_every = 4
+    # The domain classifier of 100 steps (the autoencoders' default, shared through the data
+    # dir's cache), not 600: how scores are logged and kept is under test, not their values.
+    config.eval.classifier_steps = 100
     for field, value in eval_fields.items():
         config.eval[field] = value
     return config
@@ -109,7 +112,8 @@ def test_scores_are_sane(trained):
         scores = json.load(f)
     assert all(np.isfinite(v) for v in scores.values())
     if name == "dcgan_mnist":
-        assert scores["classifier_test_accuracy"] > 0.9  # the feature net is a real classifier
+        # the feature net is a trained classifier (0.77 after its 100 steps; chance is 0.1)
+        assert scores["classifier_test_accuracy"] > 0.5
         assert scores["fid"] > 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
         assert 1 <= scores["inception_score"] <= 10 and scores["classes_hit"] <= 10
         assert scores["kid_std"] > 0  # subsets differ (half the samples each)
@@ -234,7 +238,7 @@ def test_train_classifier_command_writes_the_cached_classifier(tmp_path, capsys)
 
 
 def test_reference_features_are_cached_per_feature_net_and_rebuilt_when_damaged():
-    config = load_config("dcgan_mnist")
+    config = scored_config("dcgan_mnist")  # its domain classifier, as the module's runs'
     net = feature_nets.for_config(config)
     path = reference.cache_path(config, net, 50)
     if os.path.exists(path):

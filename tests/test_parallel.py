@@ -241,6 +241,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(runs, tmp
         "--config.eval.every=20",
         "--config.eval.scores=True",  # both processes score; together they save the best
         "--config.eval.examples=32",
+        "--config.eval.classifier_steps=100",  # not 600: the feature net is not under test
         "--config.train.g_lr=2e-4",  # as `_config`'s reference run
         "--config.train.d_lr=2e-4",
         "--config.model.num_classes=0",
@@ -273,7 +274,7 @@ def test_two_processes_match_one_process_and_their_checkpoint_restores(runs, tmp
     assert [r["step"] for r in rows if "d_loss" in r] == [4, 8, 12, 16, 20]
     (scored,) = [r for r in rows if "eval/fid" in r]
     assert os.listdir(os.path.join(workdir, "checkpoints_best")) == ["20"]
-    config.eval.examples = 32
+    config.eval.examples, config.eval.classifier_steps = 32, 100  # as the processes scored
     again = tracker.make_scorer(config)(restored)  # one process scoring the restored state
     assert again["fid"] == pytest.approx(scored["eval/fid"], rel=1e-4)
 

@@ -314,4 +314,5 @@ def test_a_study_member_scores_every_study_metric_on_the_shapes_process_at_its_s
     }
     assert set(scores) == expected
     assert all(0.0 <= v <= 1.0 for v in scores.values()), scores
-    assert scores == scoring.disentanglement_scores(state, config, truth, num=64, seed=0)
+    # That the study's scores are a pure function of the seed is tested on a fixed
+    # representation (test_disentanglement_metrics); the member's is a compiled program.
