@@ -29,7 +29,7 @@ sys.path.insert(0, {TESTS!r})
 import genimg_jax
 genimg_jax.tune_cpu()
 import jax, numpy as np
-from conftest import load_config
+from conftest import compiled_state, load_config
 from genimg_jax import families
 config = load_config("vae_mnist", None)
 config.data.image_size, config.train.batch_size = 32, 128
@@ -37,7 +37,7 @@ config.model.width, config.model.hidden, config.model.latent_dim = 32, 256, 16
 lo, hi = families.of(config).value_range
 images = np.random.default_rng(0).uniform(lo, hi, (128, 32, 32, 1)).astype(np.float32)
 batch, key = {{"image": jax.device_put(images)}}, jax.random.PRNGKey(0)
-s = jax.jit(lambda key: families.create_state(config, key))(key)  # one program, not op by op
+s = compiled_state(config, key)
 step = jax.jit(families.make_train_step(config), donate_argnums=0)
 for call in range(14):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
