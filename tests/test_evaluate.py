@@ -355,10 +355,10 @@ def mnist(data_dir):
 def test_classifier_learns_bundled_mnist_and_gives_features(mnist):
     train, test = mnist
     params, predict = features.train_classifier(
-        train["image"], train["label"], 10, steps=400, batch_size=64, seed=0
+        train["image"], train["label"], 10, steps=200, batch_size=64, seed=0
     )
     accuracy = np.mean(predict(params, test["image"]).argmax(1) == test["label"])
-    assert accuracy > 0.9
+    assert accuracy > 0.85  # 0.90-0.92 at seeds 0-2 after these 200 steps, 0.95 after 400
     test_features, probs = features.features_and_probs(params, test["image"], batch_size=300)
     assert test_features.shape == (1000, 128) and probs.shape == (1000, 10)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
