@@ -87,6 +87,22 @@ def compiled_state(config, key=None):
     return jax.jit(functools.partial(families.create_state, config))(key)
 
 
+def tree_equal(a, b) -> bool:
+    """Whether two pytrees of one structure hold bitwise equal arrays."""
+    import jax
+    import numpy as np
+
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
+
+
+def tree_all_differ(a, b) -> bool:
+    """Whether every array of pytree `a` differs from its counterpart in `b`."""
+    import jax
+    import numpy as np
+
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: not np.array_equal(x, y), a, b)))
+
+
 def resume_copy(workdir, step: int, into, config):
     """A run cut off after its save of `step`: that checkpoint of `workdir`'s alone, copied into
     the fresh workdir `into`, where `config` then trains to its end. Returns (final state, the

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import load_config, resume_copy
+from conftest import load_config, resume_copy, tree_equal
 
 from genimg_jax import config as config_lib
 from genimg_jax import families
@@ -333,12 +333,6 @@ def test_a_pmap_step_equals_the_jit_step():
     )
 
 
-def _tree_equal(a, b) -> bool:
-    return all(
-        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    )
-
-
 def test_a_vqgan_resumes_bitwise_and_its_codes_decode_to_its_reconstructions(tmp_path, capsys):
     config = _config("vqgan_mnist")
     config.parallel.num_devices = 1  # the multi-device paths: test_a_pmap_step_equals_the_jit_step
@@ -348,12 +342,12 @@ def test_a_vqgan_resumes_bitwise_and_its_codes_decode_to_its_reconstructions(tmp
     config.train.batch_size = 8
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     fresh = families.create_state(config, state_lib.run_keys(config.seed)["init"])
-    assert int(full.d.step) == 8 and not _tree_equal(full.d.params, jax.device_get(fresh.d.params))
+    assert int(full.d.step) == 8 and not tree_equal(full.d.params, jax.device_get(fresh.d.params))
     # a run cut off after its step-6 save (D and its optimizer mid-training): that checkpoint
     # alone in a workdir of its own
     middle = config.train.checkpoint_every
     resumed, logged = resume_copy(tmp_path / "full", middle, tmp_path / "resumed", config)
-    assert _tree_equal(jax.device_get(resumed), full)
+    assert tree_equal(jax.device_get(resumed), full)
     assert logged[0] > middle  # it resumed: steps 1-6 not run again
     with open(tmp_path / "full" / "metrics.jsonl") as f:
         row = json.loads(f.readlines()[-1])

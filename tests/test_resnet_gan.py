@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compiled_state, load_config, resume_copy
+from conftest import compiled_state, load_config, resume_copy, tree_all_differ, tree_equal
 
 from genimg_jax import families
 from genimg_jax.core import state
@@ -30,14 +30,6 @@ def _config(size=32, channels=3):
 def state32():
     """The state of seed 0 for `_config()` (32 px RGB), built once for the tests that use it."""
     return compiled_state(_config(), jax.random.key(0))
-
-
-def _tree_equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
-
-
-def _tree_all_differ(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: not np.array_equal(x, y), a, b)))
 
 
 def test_resnet_gan_is_a_registered_gan_family():
@@ -160,12 +152,12 @@ def test_d_step_updates_d_and_its_spectral_norm_state_and_leaves_g_untouched(gan
     spec = families.of(config).step_spec(config)
     d_step = jax.jit(functools.partial(gan_step.d_step, spec=spec))
     new, metrics = d_step(s, batch, jax.random.key(2))
-    assert _tree_equal(new.g, s.g)
-    assert _tree_all_differ(new.d.params, s.d.params)
+    assert tree_equal(new.g, s.g)
+    assert tree_all_differ(new.d.params, s.d.params)
     u_of = lambda stats: [
         v for p, v in jax.tree_util.tree_leaves_with_path(stats) if p[-1].key.endswith("/u")
     ]
-    assert _tree_all_differ(u_of(new.d.batch_stats), u_of(s.d.batch_stats))  # every u moved
+    assert tree_all_differ(u_of(new.d.batch_stats), u_of(s.d.batch_stats))  # every u moved
     assert np.isfinite(float(metrics["d_loss"]))
     # each stored sigma is the estimate the update's forward pass used, v·W·u of the weights
     # before the update: a lower bound of their top singular value
@@ -179,9 +171,9 @@ def test_g_step_leaves_d_params_and_statistics_untouched(gan):
     spec = families.of(config).step_spec(config)
     g_step = jax.jit(functools.partial(gan_step.g_step, spec=spec))
     new, metrics = g_step(s, batch, jax.random.key(3))
-    assert _tree_equal(new.d, s.d)  # params, spectral-norm state, optimizer, step
-    assert _tree_all_differ(new.g.params, s.g.params)
-    assert _tree_all_differ(new.g.batch_stats, s.g.batch_stats)
+    assert tree_equal(new.d, s.d)  # params, spectral-norm state, optimizer, step
+    assert tree_all_differ(new.g.params, s.g.params)
+    assert tree_all_differ(new.g.batch_stats, s.g.batch_stats)
     assert np.isfinite(float(metrics["g_loss"]))
 
 
@@ -200,17 +192,17 @@ def test_quick_config_trains_saves_d_statistics_and_resumes_bitwise(tmp_path):
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     assert full.d.batch_stats and int(full.step) == config.train.steps
     fresh = compiled_state(config, state.run_keys(config.seed)["init"])
-    assert _tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
+    assert tree_all_differ(full.d.batch_stats, jax.device_get(fresh.d.batch_stats))
 
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
         families.abstract_initial_state(config, parallel.make_mesh())  # shapes and shardings
     )
-    assert _tree_equal(jax.device_get(restored.d.batch_stats), full.d.batch_stats)
+    assert tree_equal(jax.device_get(restored.d.batch_stats), full.d.batch_stats)
 
     # A run stopped after its step-6 checkpoint: that checkpoint alone in a fresh workdir
     middle = config.train.checkpoint_every
     assert 0 < middle < config.train.steps
     resumed, logged = resume_copy(tmp_path / "full", middle, tmp_path / "resumed", config)
     assert logged == [8, 12]  # it trained steps 7 to 12 only
-    assert _tree_equal(jax.device_get(resumed), full)
+    assert tree_equal(jax.device_get(resumed), full)
     assert os.path.exists(tmp_path / "resumed" / "samples" / "samples_000012.png")

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import load_config, tree_all_differ, tree_equal
 
 from genimg_jax import families
 from genimg_jax.core import losses
@@ -16,14 +16,6 @@ from genimg_jax.families.vae import step as vae_step
 
 LOSS = losses.GAN_LOSSES["non_saturating"]
 pytestmark = pytest.mark.accelerator  # benchmarks/device_check.sh runs these on the GPU
-
-
-def _tree_equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
-
-
-def _tree_all_differ(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: not np.array_equal(x, y), a, b)))
 
 
 def _spec(config) -> gan_step.GANStep:
@@ -47,8 +39,8 @@ def test_d_step_updates_d_and_leaves_g_untouched(gan):
     config, s, batch = gan
     d_step = jax.jit(functools.partial(gan_step.d_step, spec=_spec(config)))
     new, metrics = d_step(s, batch, jax.random.key(2))
-    assert _tree_equal(new.g, s.g)  # params, BatchNorm stats, EMA, optimizer, step
-    assert _tree_all_differ(new.d.params, s.d.params)
+    assert tree_equal(new.g, s.g)  # params, BatchNorm stats, EMA, optimizer, step
+    assert tree_all_differ(new.d.params, s.d.params)
     assert int(new.d.step) == 1 and int(new.g.step) == 0
     assert 0 < float(metrics["d_real"]) < 1 and np.isfinite(float(metrics["d_loss"]))
 
@@ -58,9 +50,9 @@ def test_g_step_updates_g_and_ema_and_leaves_d_untouched(gan):
     decay = float(state_lib.ema_warmup(config.train.ema_decay, 1))  # G's step after the update
     g_step = jax.jit(functools.partial(gan_step.g_step, spec=_spec(config)))
     new, metrics = g_step(s, batch, jax.random.key(3))
-    assert _tree_equal(new.d, s.d)
-    assert _tree_all_differ(new.g.params, s.g.params)
-    assert _tree_all_differ(new.g.batch_stats, s.g.batch_stats)
+    assert tree_equal(new.d, s.d)
+    assert tree_all_differ(new.g.params, s.g.params)
+    assert tree_all_differ(new.g.batch_stats, s.g.batch_stats)
     expected_ema = jax.tree.map(
         lambda e, p: decay * e + (1 - decay) * p, s.g.ema_params, new.g.params
     )
@@ -119,7 +111,7 @@ def test_vae_step_metrics_are_the_elbo_terms(vae):
     np.testing.assert_allclose(metrics["recon"], recon, rtol=1e-4)
     np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-4)
     np.testing.assert_allclose(metrics["loss"], recon + config.model.beta * kl, rtol=1e-4)
-    assert _tree_all_differ(new.params, s.params) and int(new.step) == 1
+    assert tree_all_differ(new.params, s.params) and int(new.step) == 1
 
 
 def test_vae_beta_is_read_from_the_state(vae):

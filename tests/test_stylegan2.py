@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compiled_state, load_config, resume_copy
+from conftest import compiled_state, load_config, resume_copy, tree_equal
 
 from genimg_jax import families
 from genimg_jax.cli import main, sample
@@ -21,10 +21,6 @@ from genimg_jax.families.gan import step as gan_step
 from genimg_jax.families.stylegan2 import networks as stylegan2
 from genimg_jax.runtime import parallel
 from genimg_jax.training import loop as trainer
-
-
-def _tree_equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
 
 
 def _numpy_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -216,7 +212,7 @@ def test_a_pmap_g_step_equals_the_jit_step_and_path_length_regularisation_is_laz
     pmap_config = config.copy_and_resolve_references()
     pmap_config.parallel.strategy = "pmap"  # modules that reduce over the device axis
     s_pmap = compiled_state(pmap_config)
-    assert _tree_equal(jax.tree.leaves(s_pmap), jax.tree.leaves(s))
+    assert tree_equal(jax.tree.leaves(s_pmap), jax.tree.leaves(s))
     pmapped = jax.pmap(
         _g_step(pmap_config, parallel.AXIS),
         axis_name=parallel.AXIS,
@@ -264,7 +260,7 @@ def test_quick_config_trains_resumes_bitwise_and_samples(tmp_path):
     assert 0 < middle < config.train.steps
     resumed, logged = resume_copy(tmp_path / "full", middle, tmp_path / "resumed", config)
     assert logged == [8, 12]  # it trained steps 7 to 12 only
-    assert _tree_equal(jax.device_get(resumed), full)
+    assert tree_equal(jax.device_get(resumed), full)
     assert os.path.exists(tmp_path / "resumed" / "samples" / "samples_000012.png")
 
     images = sample.draw(config, str(tmp_path / "full"), 5)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
-from conftest import REPO, load_config
+from conftest import REPO, load_config, tree_equal
 
 from genimg_jax import config as config_lib
 from genimg_jax import families
@@ -199,10 +199,6 @@ def test_whole_batch_terms_under_pmap_equal_jit_on_the_global_batch(objective):
         np.testing.assert_allclose(np.asarray(metrics[key])[0], value, rtol=1e-4, atol=1e-6)
 
 
-def _tree_equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
-
-
 def test_factor_vae_trains_both_networks_checkpoints_them_and_resumes_bitwise(tmp_path):
     config = _study("factor_vae")
     # the whole run saves and draws grids at its end only; the resumed one stops at step 6
@@ -210,17 +206,17 @@ def test_factor_vae_trains_both_networks_checkpoints_them_and_resumes_bitwise(tm
     full = jax.device_get(trainer.train_and_evaluate(config, str(tmp_path / "full")))
     fresh = families.create_state(config, state_lib.run_keys(config.seed)["init"])
     assert isinstance(full, FactorVAEState) and int(full.disc.step) == 12
-    assert not _tree_equal(full.disc.params, jax.device_get(fresh.disc.params))
+    assert not tree_equal(full.disc.params, jax.device_get(fresh.disc.params))
     restored = Checkpoints(str(tmp_path / "full"), 3).restore(
         families.abstract_initial_state(config, parallel.make_mesh(1))
     )
-    assert _tree_equal(jax.device_get(restored), full)
+    assert tree_equal(jax.device_get(restored), full)
 
     half = config.copy_and_resolve_references()
     half.train.steps = 6  # its last step is saved
     trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
     resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
-    assert _tree_equal(jax.device_get(resumed), full)
+    assert tree_equal(jax.device_get(resumed), full)
     with open(tmp_path / "full" / "metrics.jsonl") as f:
         row = json.loads(f.readlines()[-1])
     assert {"tc", "disc_loss", "disc_accuracy"} <= set(row)
