@@ -18,7 +18,7 @@ from conftest import load_config, resume_copy, tree_equal
 
 from genimg_jax import config as config_lib
 from genimg_jax import families
-from genimg_jax.cli import latents, main
+from genimg_jax.cli import latents, main, sample
 from genimg_jax.core import state as state_lib
 from genimg_jax.core.errors import ConfigError
 from genimg_jax.families.autoencoder import quantizer
@@ -372,6 +372,8 @@ def test_a_vqgan_resumes_bitwise_and_its_codes_decode_to_its_reconstructions(tmp
     assert main.main(["genimg", "sample", "--workdir", work]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "draws no samples from noise" in err[0] and "reconstruct" in err[0]
+    with pytest.raises(ConfigError, match="draws no samples"):  # refused before reading one
+        next(sample.draw_batches(config, str(tmp_path / "no_checkpoint_here"), 5))
 
 
 def test_a_vectorized_sweep_over_kl_weights_equals_its_solo_runs(tmp_path):

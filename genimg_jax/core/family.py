@@ -149,6 +149,12 @@ class Family(abc.ABC):
             "decodes images (genimg reconstruct, genimg encode, genimg decode)"
         )
 
+    def check_draws_samples(self) -> None:
+        """Raises `samples`' ConfigError for a family that draws nothing from noise: what a
+        command checks before it reads a checkpoint."""
+        if type(self).samples is Family.samples:
+            self.samples(None, None, None)
+
     def encode(self, state: Any, x: jax.Array) -> jax.Array:
         """Images [N, H, W, C] in `value_range` -> what `decode` reads back: latents or codes
         (jitted). A family without an encoder leaves it."""
