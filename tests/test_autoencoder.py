@@ -383,8 +383,8 @@ def test_a_vectorized_sweep_over_kl_weights_equals_its_solo_runs(tmp_path):
         config.model.kl_weight = weight
         config.model.discriminator, config.model.perceptual = False, "none"  # the KL's part
         config.parallel.num_devices = 1
-        config.train.steps = config.train.checkpoint_every = config.eval.every = 4
-        config.train.log_every = 2  # rows at steps 2 and 4
+        config.train.steps = config.train.checkpoint_every = config.eval.every = 2
+        config.train.log_every = 1  # rows at steps 1 and 2
         config.train.batch_size = 8
         configs.append(config)
     solo = [str(tmp_path / f"solo{i}") for i in range(2)]
