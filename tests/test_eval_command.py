@@ -12,6 +12,7 @@ from conftest import REPO, load_config
 
 from genimg_jax import families
 from genimg_jax.cli import eval as evaluate
+from genimg_jax.cli import latents as latents_cli
 from genimg_jax.cli import main
 from genimg_jax.config import validate
 from genimg_jax.core.errors import ConfigError
@@ -186,6 +187,11 @@ def test_a_vae_encodes_to_its_posterior_means_and_decodes_them_and_a_gan_cannot(
     if name == "dcgan_mnist":
         assert main.main(encode) == 2
         assert "has no encoder" in capsys.readouterr().err
+        nowhere = str(tmp_path / "no_checkpoint_here")  # refused before anything is read
+        with pytest.raises(ConfigError, match="has no encoder"):
+            latents_cli.encode(config, nowhere, codes)
+        with pytest.raises(ConfigError, match="has no decoder"):
+            latents_cli.decode(config, nowhere, codes)
         return
     assert main.main(encode) == 0
     with np.load(codes) as f:

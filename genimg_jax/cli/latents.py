@@ -62,6 +62,7 @@ def reconstruct(
 ) -> str:
     """Writes a PNG of the first `num` images of `split` in rows of `cols`, each row of
     originals above the row of their reconstructions; returns `out`."""
+    families.of(config).check_offers("encode", "decode")  # before the checkpoint is read
     state = member.restore(config, workdir, which)
     x, _ = split_images(config, split, num)
     x_hat = decode_latents(config, state, encode_images(config, state, x))
@@ -87,6 +88,7 @@ def encode(
     """Writes `out` (.npz): "codes" int32 [N, h, w] of a codebook or "latents" float32 (a KL
     autoencoder's [N, h, w, c] posterior means, a VAE's [N, Z]) of the first `num` images of
     `split` (all when 0), their "labels" when the data has them, and the run's "step"."""
+    families.of(config).check_offers("encode")  # before the checkpoint is read
     state = member.restore(config, workdir, which)
     x, labels = split_images(config, split, num)
     latents = encode_images(config, state, x)
@@ -104,6 +106,7 @@ def decode(
 ) -> np.ndarray:
     """The images [N, H, W, C] (in the family's value range) that the run decodes from the
     codes or latents of an `encode` file."""
+    families.of(config).check_offers("decode")  # before the file and the checkpoint are read
     try:
         with np.load(latents_file) as f:
             found = [k for k in LATENT_KEYS if k in f]

@@ -29,7 +29,7 @@ def draw_batches(
     """The images of `draw`, `batch` at a time, by one compiled program (the last batch is
     padded to its shape)."""
     family = families.of(config)
-    family.check_draws_samples()  # an autoencoder is refused before its checkpoint is read
+    family.check_offers("samples")  # an autoencoder is refused before its checkpoint is read
     state = member.restore(config, workdir, which)
     z = draw_lib.latents(jax.random.key(seed), num, config.model.latent_dim)
     labels = draw_lib.class_labels(num, config)  # by the sample's index, not by batch

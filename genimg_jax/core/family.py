@@ -43,6 +43,15 @@ class SweepAxes:
     losses: tuple[str, ...] = ("loss",)
 
 
+# What a command is told when the family leaves an optional method out (`Family.check_offers`).
+_LEFT_OUT = {
+    "samples": "draws no samples from noise: it encodes and decodes images (genimg reconstruct, "
+    "genimg encode, genimg decode)",
+    "encode": "has no encoder: genimg reconstruct, encode and decode need an autoencoder or a VAE",
+    "decode": "has no decoder of latents: genimg decode needs an autoencoder or a VAE",
+}
+
+
 class Family(abc.ABC):
     """The contract of a model family: every abstract method must be written; the others have
     defaults that fit most families. The built-in ones are `families.gan.GANFamily` (a generator
@@ -144,31 +153,26 @@ class Family(abc.ABC):
         """Images [N, H, W, C] in `value_range` from latents z [N, latent_dim] and, for a
         conditional model, the classes int32 [N] to draw (`families.draw.class_labels`; else
         None) (jitted). A family that draws nothing from noise (an autoencoder) leaves it."""
-        raise ConfigError(
-            f"model family {type(self).__name__} draws no samples from noise: it encodes and "
-            "decodes images (genimg reconstruct, genimg encode, genimg decode)"
-        )
-
-    def check_draws_samples(self) -> None:
-        """Raises `samples`' ConfigError for a family that draws nothing from noise: what a
-        command checks before it reads a checkpoint."""
-        if type(self).samples is Family.samples:
-            self.samples(None, None, None)
+        raise self._left_out("samples")
 
     def encode(self, state: Any, x: jax.Array) -> jax.Array:
         """Images [N, H, W, C] in `value_range` -> what `decode` reads back: latents or codes
         (jitted). A family without an encoder leaves it."""
-        raise ConfigError(
-            f"model family {type(self).__name__} has no encoder: genimg reconstruct, encode and "
-            "decode need an autoencoder or a VAE"
-        )
+        raise self._left_out("encode")
 
     def decode(self, state: Any, latents: jax.Array) -> jax.Array:
         """`encode`'s latents or codes -> images [N, H, W, C] in `value_range` (jitted)."""
-        raise ConfigError(
-            f"model family {type(self).__name__} has no decoder of latents: genimg decode needs "
-            "an autoencoder or a VAE"
-        )
+        raise self._left_out("decode")
+
+    def check_offers(self, *methods: str) -> None:
+        """Raises the ConfigError of the first of the optional `methods` ("samples", "encode",
+        "decode") the family leaves out: what a command checks before it reads a checkpoint."""
+        for method in methods:
+            if getattr(type(self), method) is getattr(Family, method):
+                raise self._left_out(method)
+
+    def _left_out(self, method: str) -> ConfigError:
+        return ConfigError(f"model family {type(self).__name__} {_LEFT_OUT[method]}")
 
     def score_modes(self, data: ml_collections.ConfigDict) -> dict[str, str]:
         """{score: "min" | "max"} of the scores `make_scorer` reports (for `eval.best_metric`)."""
